@@ -1,0 +1,181 @@
+"""A minimal GPT (the GPT-2 architecture) in plain PyTorch."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from tinygpt.attention import KVCache, MultiHeadAttention, check_attention_options
+from tinygpt.loss import linear_cross_entropy
+
+
+@dataclass
+class AttentionConfig:
+    """What the attention does; see `MultiHeadAttention` for each switch."""
+
+    scale: bool = True
+    causal: bool = True
+    mask_impl: str = "neg_inf"  # neg_inf | renorm
+    backend: str = "sdpa"  # sdpa | manual
+
+
+@dataclass
+class GPTConfig:
+    """The single source of the model's shape."""
+
+    vocab_size: int = 50257
+    context_length: int = 1024
+    emb_dim: int = 768
+    n_heads: int = 12
+    n_layers: int = 12
+    drop_rate: float = 0.0
+    qkv_bias: bool = False
+    tie_weights: bool = True
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attention, dict):  # e.g. rebuilt from a checkpoint's hparams
+            self.attention = AttentionConfig(**self.attention)
+
+    def validate(self) -> None:
+        """Raise ValueError, saying what to change, for a shape the model cannot be built with."""
+        for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
+            if getattr(self, name) < 1:
+                value = getattr(self, name)
+                raise ValueError(f"model.{name} must be a positive integer (got {value})")
+        if not 0.0 <= self.drop_rate < 1.0:
+            raise ValueError(f"model.drop_rate must be in [0, 1) (got {self.drop_rate})")
+        a = self.attention
+        check_attention_options(self.emb_dim, self.n_heads, a.mask_impl, a.backend)
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: widen 4x, GELU, project back."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.emb_dim, 4 * cfg.emb_dim)
+        self.act = nn.GELU(approximate="tanh")  # GPT-2's GELU
+        self.proj = nn.Linear(4 * cfg.emb_dim, cfg.emb_dim)
+        self.drop = nn.Dropout(cfg.drop_rate)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.proj(self.act(self.fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        a = cfg.attention
+        self.ln1 = nn.LayerNorm(cfg.emb_dim)
+        self.attn = MultiHeadAttention(
+            cfg.emb_dim, cfg.emb_dim, cfg.context_length, cfg.n_heads,
+            dropout=cfg.drop_rate, qkv_bias=cfg.qkv_bias,
+            scale=a.scale, causal=a.causal, mask_impl=a.mask_impl, backend=a.backend,
+        )
+        self.ln2 = nn.LayerNorm(cfg.emb_dim)
+        self.mlp = MLP(cfg)
+        self.drop = nn.Dropout(cfg.drop_rate)
+
+    def forward(
+        self, x: Tensor, cache: KVCache | None = None, return_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        out = self.attn(self.ln1(x), cache, return_weights)
+        out, weights = out if return_weights else (out, None)
+        x = x + self.drop(out)
+        return x + self.mlp(self.ln2(x)), weights
+
+
+class GPT(nn.Module):
+    """Token + position embeddings, `n_layers` blocks, final LayerNorm, LM head."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
+        self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
+        self.drop = nn.Dropout(cfg.drop_rate)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.emb_dim)
+        self.head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
+        if cfg.tie_weights:
+            self.head.weight = self.tok_emb.weight
+        self.apply(self._init_weights)
+        # Each block adds two outputs to the residual stream; GPT-2 shrinks their init by
+        # 1/sqrt(2 * n_layers) so the stream's variance does not grow with depth.
+        for name, p in self.named_parameters():
+            if name.endswith(("attn.out_proj.weight", "mlp.proj.weight")):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def num_params(self, exclude_pos_emb: bool = False) -> int:
+        """Parameters counted once each (a tied head is not counted twice)."""
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.pos_emb.weight.numel() if exclude_pos_emb else n
+
+    def new_cache(self) -> list[KVCache]:
+        """An empty KV cache, one entry per block."""
+        return [KVCache() for _ in self.blocks]
+
+    def forward(
+        self,
+        idx: Tensor,
+        cache: list[KVCache] | None = None,
+        return_weights: bool = False,
+    ) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """Token ids (B, T) -> logits (B, T, vocab); return_weights adds each block's weights."""
+        x, weights = self.hidden(idx, cache, return_weights)
+        logits = self.head(x)
+        return (logits, weights) if return_weights else logits
+
+    def loss(self, idx: Tensor, targets: Tensor) -> Tensor:
+        """Mean next-token cross-entropy; never builds the full logits tensor (see tinygpt.loss)."""
+        x, _ = self.hidden(idx)
+        return linear_cross_entropy(x.flatten(0, 1), self.head.weight, targets.flatten())
+
+    def hidden(
+        self, idx: Tensor, cache: list[KVCache] | None = None, return_weights: bool = False
+    ) -> tuple[Tensor, list[Tensor | None]]:
+        """The final LayerNorm's output (B, T, emb_dim), the head's input."""
+        T = idx.shape[1]
+        past = cache[0].length if cache is not None else 0
+        if past + T > self.cfg.context_length:
+            raise ValueError(
+                f"sequence of {past + T} tokens is longer than context_length="
+                f"{self.cfg.context_length} (crop the input or raise context_length)"
+            )
+        pos = torch.arange(past, past + T, device=idx.device)
+        x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))
+        weights = []
+        for i, block in enumerate(self.blocks):
+            x, w = block(x, cache[i] if cache is not None else None, return_weights)
+            weights.append(w)
+        return self.ln_f(x), weights
+
+
+@contextmanager
+def manual_attention(model: nn.Module) -> Iterator[nn.Module]:
+    """Temporarily switch every attention module to the manual backend (to read its weights)."""
+    modules = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
+    saved = [m.backend for m in modules]
+    for m in modules:
+        m.backend = "manual"
+    try:
+        yield model
+    finally:
+        for m, b in zip(modules, saved, strict=True):
+            m.backend = b

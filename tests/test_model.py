@@ -1,0 +1,108 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tinygpt.model import GPT, AttentionConfig, GPTConfig, manual_attention
+
+
+def tiny_cfg(**kw) -> GPTConfig:
+    base = dict(vocab_size=50, context_length=16, emb_dim=32, n_heads=4, n_layers=2)
+    return GPTConfig(**(base | kw))
+
+
+def test_gpt2_124m_parameter_count_matches_published_figure():
+    with torch.device("meta"):  # no memory, no init cost: only shapes
+        model = GPT(GPTConfig(qkv_bias=True, tie_weights=True))
+    assert model.num_params() == 124_439_808
+
+
+def test_untied_head_adds_its_own_matrix():
+    tied, untied = GPT(tiny_cfg()), GPT(tiny_cfg(tie_weights=False))
+    assert untied.num_params() - tied.num_params() == 50 * 32
+
+
+def test_logits_shape():
+    model = GPT(tiny_cfg())
+    assert model(torch.randint(0, 50, (3, 10))).shape == (3, 10, 50)
+
+
+def test_residual_projections_get_smaller_init():
+    torch.manual_seed(0)
+    model = GPT(tiny_cfg(emb_dim=128, n_layers=8))
+    std_resid = model.blocks[0].attn.out_proj.weight.std().item()
+    std_other = model.blocks[0].mlp.fc.weight.std().item()
+    assert std_other == pytest.approx(0.02, rel=0.05)
+    assert std_resid == pytest.approx(0.02 / 4, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    "att",
+    [
+        AttentionConfig(),
+        AttentionConfig(backend="manual"),
+        AttentionConfig(backend="manual", mask_impl="renorm"),
+    ],
+)
+def test_causal_model_logits_ignore_later_tokens(att):
+    torch.manual_seed(0)
+    model = GPT(tiny_cfg(attention=att)).eval()
+    x = torch.randint(0, 50, (2, 16))
+    y = x.clone()
+    y[:, 8:] = (y[:, 8:] + 1) % 50
+    torch.testing.assert_close(model(x)[:, :8], model(y)[:, :8], atol=1e-6, rtol=0)
+
+
+def test_non_causal_model_logits_see_later_tokens():
+    model = GPT(tiny_cfg(attention=AttentionConfig(causal=False))).eval()
+    x = torch.randint(0, 50, (2, 16))
+    y = x.clone()
+    y[:, -1] = (y[:, -1] + 1) % 50
+    assert not torch.allclose(model(x)[:, 0], model(y)[:, 0])
+
+
+def test_gradients_reach_every_parameter_and_loss_goes_down():
+    torch.manual_seed(0)
+    model = GPT(tiny_cfg(tie_weights=False))
+    x = torch.randint(0, 50, (4, 16))
+    y = torch.roll(x, -1, dims=1)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for step in range(40):
+        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        opt.zero_grad()
+        loss.backward()
+        if step == 0:
+            missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+            assert missing == []
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_manual_attention_returns_weights_and_restores_backend():
+    model = GPT(tiny_cfg()).eval()
+    x = torch.randint(0, 50, (1, 16))
+    with manual_attention(model):
+        logits, weights = model(x, return_weights=True)
+    assert len(weights) == 2 and weights[0].shape == (1, 4, 16, 16)
+    torch.testing.assert_close(logits, model(x), atol=1e-5, rtol=0)
+    assert all(b.attn.backend == "sdpa" for b in model.blocks)
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(emb_dim=30), "divisible"),
+        (dict(attention=AttentionConfig(mask_impl="renorm")), "manual"),
+        (dict(n_layers=0), "n_layers"),
+        (dict(drop_rate=1.5), "drop_rate"),
+    ],
+)
+def test_bad_config_raises_value_error(kw, match):
+    with pytest.raises(ValueError, match=match):
+        GPT(tiny_cfg(**kw))
+
+
+def test_too_long_input_raises():
+    with pytest.raises(ValueError, match="context_length"):
+        GPT(tiny_cfg())(torch.zeros(1, 17, dtype=torch.long))
