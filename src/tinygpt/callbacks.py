@@ -1,0 +1,99 @@
+"""TensorBoard extras hung off the Trainer: throughput, text samples, attention maps."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_only
+
+from tinygpt.generate import generate
+from tinygpt.model import manual_attention
+
+
+class TokensPerSecond(L.Callback):
+    """Logs `train/tokens_per_sec` over the training batches since the last log step.
+
+    Intervals that contain a validation are dropped, so the figure is training speed alone.
+    """
+
+    def __init__(self) -> None:
+        self._t0: float | None = None
+        self._tokens = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch: Any, batch_idx: int) -> None:
+        now = time.perf_counter()
+        if self._t0 is None:  # the first batch includes start-up costs; start timing after it
+            self._t0, self._tokens = now, 0
+            return
+        self._tokens += batch[1].numel() * trainer.world_size
+        if (trainer.global_step % trainer.log_every_n_steps) == 0:
+            pl_module.log("train/tokens_per_sec", self._tokens / (now - self._t0))
+            self._t0, self._tokens = now, 0
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self._t0 = None
+
+
+class SampleText(L.Callback):
+    """At each validation, logs a continuation of a fixed prompt under `samples/`."""
+
+    def __init__(self, prompt: str, max_new_tokens: int = 64, temperature: float = 0.8,
+                 top_k: int | None = 40, seed: int = 0):
+        self.prompt, self.max_new_tokens = prompt, max_new_tokens
+        self.temperature, self.top_k, self.seed = temperature, top_k, seed
+        self.last: str | None = None
+
+    @rank_zero_only
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.logger is None:
+            return
+        tok = pl_module.tokenizer
+        prompt_ids = tok.encode(self.prompt) or [tok.eot_token or 0]
+        idx = torch.tensor([prompt_ids], device=pl_module.device)
+        gen = torch.Generator(device=pl_module.device).manual_seed(self.seed)
+        out = generate(pl_module.model, idx, self.max_new_tokens, self.temperature, self.top_k,
+                       generator=gen)
+        self.last = tok.decode(out[0].tolist())
+        # Markdown would eat the text's newlines and indentation: show it as a code block.
+        text = "    " + self.last.replace("\n", "\n    ")
+        trainer.logger.experiment.add_text("samples/text", text, trainer.global_step)
+
+
+def weights_image(weights: torch.Tensor, pixels: int = 4) -> torch.Tensor:
+    """Attention weights (heads, T, T) -> one grey image (H, W), heads side by side."""
+    heads, T, _ = weights.shape
+    gap = torch.full((T, 1), 0.5)  # a grey line between heads
+    tiles = []
+    for h in range(heads):
+        tiles += [1.0 - weights[h].float().cpu(), gap]  # dark = strong attention
+    img = torch.cat(tiles[:-1], dim=1)
+    return F.interpolate(img[None, None], scale_factor=pixels, mode="nearest")[0, 0]
+
+
+class AttentionMaps(L.Callback):
+    """At each validation, logs the first and last layer's attention weights for a fixed input."""
+
+    def __init__(self, num_tokens: int = 32):
+        self.num_tokens = num_tokens
+
+    @rank_zero_only
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.logger is None:
+            return
+        x = trainer.datamodule.val_set[0][0][: self.num_tokens][None].to(pl_module.device)
+        model = pl_module.model
+        was_training = model.training
+        model.eval()
+        with torch.no_grad(), manual_attention(model):
+            _, weights = model(x, return_weights=True)
+        model.train(was_training)
+        layers = sorted({0, len(weights) - 1})
+        for i in layers:
+            trainer.logger.experiment.add_image(
+                f"attention/layer_{i}", weights_image(weights[i][0]), trainer.global_step,
+                dataformats="HW",
+            )

@@ -1,0 +1,114 @@
+"""Structured configs for Hydra: a misspelt key or a wrong type fails before any work starts.
+
+The YAML files under configs/ fill these in; `register_configs()` puts the schema in Hydra's
+ConfigStore as `train_schema`, which configs/train.yaml lists first in its defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+from tinygpt.model import AttentionConfig
+
+
+@dataclass
+class ModelConfig:
+    """GPTConfig as the user sets it; vocab_size comes from the tokenizer."""
+
+    context_length: int = 128
+    emb_dim: int = 128
+    n_heads: int = 4
+    n_layers: int = 4
+    drop_rate: float = 0.0
+    qkv_bias: bool = False
+    tie_weights: bool = True
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+
+
+@dataclass
+class DataConfig:
+    name: str = "python_docs"  # python_docs | text
+    path: str | None = None  # for name=text: a file, a folder of .txt files, or a glob
+    tokenizer: str = "gpt2"  # gpt2 | char
+    batch_size: int = 16
+    val_fraction: float = 0.1
+    stride: int | None = None  # between training windows; default context_length
+    num_workers: int = 0
+    cache_dir: str = "data/cache"
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+
+
+@dataclass
+class TrainerConfig:
+    """Arguments of lightning.Trainer; `precision: auto` picks bf16-mixed where it is fast."""
+
+    _target_: str = "lightning.Trainer"
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "auto"
+    max_steps: int = 1000
+    max_epochs: int = -1
+    val_check_interval: Any = 200
+    check_val_every_n_epoch: int | None = None
+    limit_val_batches: Any = None
+    num_sanity_val_steps: int = 0
+    log_every_n_steps: int = 10
+    gradient_clip_val: float | None = 1.0
+    accumulate_grad_batches: int = 1
+    enable_progress_bar: bool = True
+    enable_model_summary: bool = True
+    deterministic: bool = False
+
+
+@dataclass
+class SampleConfig:
+    prompt: str = "The for statement"
+    max_new_tokens: int = 64
+    temperature: float = 0.8
+    top_k: int | None = 40
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    seed: int = 1337
+    ckpt_path: str | None = None  # resume from this checkpoint
+    grad_norm_every: int = 50  # per-layer gradient norms every N steps (0: never)
+    attention_map_tokens: int = 32
+
+
+@dataclass
+class GenerateConfig:
+    ckpt: str = "???"
+    prompt: str = "The for statement"
+    max_new_tokens: int = 200
+    temperature: float = 0.8
+    top_k: int | None = 40
+    top_p: float | None = None
+    seed: int = 0
+    use_cache: bool = True
+    device: str = "auto"
+
+
+def register_configs() -> None:
+    """Put the schemas in Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="generate_schema", node=GenerateConfig)

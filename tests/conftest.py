@@ -1,0 +1,32 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+# The seconds-long config (configs/experiment/smoke.yaml), quiet.
+TINY = ["experiment=smoke", "trainer.enable_progress_bar=false"]
+
+
+def run_script(script: str, *args: str, cwd: Path | None = None, timeout: int = 300):
+    """Run scripts/<script> in a subprocess, as a user would; returns the CompletedProcess."""
+    env = os.environ | {"PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *args],
+        capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT, env=env,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """One tiny training run through the real entry point, shared by the tests that read it."""
+    tmp = tmp_path_factory.mktemp("run")
+    run_dir = tmp / "run"
+    p = run_script("train.py", *TINY, f"data.cache_dir={tmp / 'cache'}", f"hydra.run.dir={run_dir}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    (run_dir / "stdout.txt").write_text(p.stdout)
+    return run_dir

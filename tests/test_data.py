@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import torch
+
+from tinygpt.data import TextDataModule, TokenWindows, encode_cached, load_text, unigram_baseline
+from tinygpt.tokenizer import get_tokenizer
+
+
+def test_python_docs_corpus_is_embedded_and_large():
+    text = load_text("python_docs")
+    assert len(text) > 400_000 and 'The "for" statement' in text
+
+
+def test_text_corpus_from_file_directory_and_glob(tmp_path):
+    (tmp_path / "a.txt").write_text("alpha", encoding="utf-8")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.txt").write_text("beta", encoding="utf-8")
+    (tmp_path / "c.md").write_text("gamma", encoding="utf-8")
+    assert load_text("text", str(tmp_path / "a.txt")) == "alpha"
+    assert load_text("text", str(tmp_path)) == "alpha\n\nbeta"
+    assert load_text("text", str(tmp_path / "**" / "*.md")) == "gamma"
+
+
+@pytest.mark.parametrize(
+    "setup,match",
+    [
+        (lambda p: None, "no text file"),
+        (lambda p: p.write_text("  \n", encoding="utf-8"), "empty"),
+        (lambda p: p.write_bytes(b"caf\xe9 au lait"), "not UTF-8"),
+    ],
+)
+def test_unreadable_corpus_says_what_to_do(tmp_path, setup, match):
+    f = tmp_path / "corpus.txt"
+    setup(f)
+    with pytest.raises(ValueError, match=match):
+        load_text("text", str(f))
+
+
+def test_token_cache_is_reused_and_invalidated_by_edits(tmp_path, monkeypatch):
+    tok = get_tokenizer("gpt2")
+    ids = encode_cached("hello world", tok, tmp_path)
+    assert list(ids) == tok.encode("hello world")
+    assert len(list(tmp_path.iterdir())) == 1
+    calls = []
+    monkeypatch.setattr(tok, "encode", lambda t: calls.append(t) or [1, 2])
+    again = encode_cached("hello world", tok, tmp_path)  # cache hit: no tokenising
+    assert calls == [] and list(again) == list(ids)
+    encode_cached("hello world!", tok, tmp_path)  # changed text: tokenised again
+    assert calls == ["hello world!"] and len(list(tmp_path.iterdir())) == 2
+
+
+def test_windows_are_shifted_by_one_with_stride():
+    ids = np.arange(20, dtype=np.uint16)
+    ds = TokenWindows(ids, context_length=4, stride=3)
+    assert len(ds) == 6  # starts 0, 3, ..., 15; the last needs ids[15:20]
+    x, y = ds[2]
+    assert x.tolist() == [6, 7, 8, 9] and y.tolist() == [7, 8, 9, 10]
+
+
+def test_data_module_splits_contiguously(tmp_path):
+    dm = TextDataModule(tokenizer="char", context_length=16, cache_dir=str(tmp_path))
+    dm.load()
+    n = len(dm.train_ids) + len(dm.val_ids)
+    assert len(dm.val_ids) == int(n * 0.1)
+    assert dm.train_ids[-1] == dm.train_set.ids[-1] and dm.val_ids[0] == dm.val_set.ids[0]
+    batch = next(iter(dm.val_dataloader()))
+    assert batch[0].shape == (16, 16) and batch[0].dtype == torch.int64
+
+
+def test_corpus_too_short_for_windows(tmp_path):
+    f = tmp_path / "tiny.txt"
+    f.write_text("just a few words here", encoding="utf-8")
+    dm = TextDataModule(name="text", path=str(f), context_length=64, cache_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="too short"):
+        dm.load()
+
+
+def test_bad_val_fraction():
+    with pytest.raises(ValueError, match="val_fraction"):
+        TextDataModule(val_fraction=1.0)
+
+
+def test_unigram_baseline_of_uniform_text_is_log_vocab():
+    ids = np.array([0, 1, 2, 3] * 100)
+    # add-one smoothing over a vocabulary of 4 seen equally often: every token has p = 1/4
+    assert unigram_baseline(ids, ids, 4) == pytest.approx(np.log(4))
