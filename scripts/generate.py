@@ -11,9 +11,9 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from tinygpt.checkpoint import load_checkpoint
 from tinygpt.config import register_configs
 from tinygpt.generate import check_sampling, generate
-from tinygpt.lit import load_checkpoint
 
 register_configs()
 

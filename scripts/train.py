@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 import lightning as L
@@ -16,7 +18,13 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from tinygpt.callbacks import AttentionMaps, SampleText, TokensPerSecond
+from tinygpt.callbacks import AttentionMaps, SampleText, StopOnSignal, TokensPerSecond
+from tinygpt.checkpoint import (
+    AtomicCheckpointIO,
+    checkpoint_model_config,
+    find_last_checkpoint,
+    read_checkpoint,
+)
 from tinygpt.config import register_configs
 from tinygpt.data import TextDataModule
 from tinygpt.lit import LitGPT
@@ -43,52 +51,103 @@ def model_config(cfg: DictConfig, vocab_size: int) -> GPTConfig:
     return GPTConfig(vocab_size=vocab_size, **m)
 
 
-def fail(message: str) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(code)
+
+
+def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
+    """The checkpoint to resume from: ckpt_path as given, or the newest one for resume/last."""
+    if not (cfg.resume or cfg.ckpt_path == "last"):
+        return cfg.ckpt_path
+    found = find_last_checkpoint(run_dir, "outputs")
+    if found is None:
+        fail(f"there is no last.ckpt to resume in {run_dir} or outputs/ "
+             "(train first, or give ckpt_path=/path/to/file.ckpt)")
+    return str(found)
+
+
+def check_resumable(path: str, gpt_cfg: GPTConfig, tokenizer: dict) -> None:
+    """Refuse, before training starts, a checkpoint this run's model could not continue."""
+    ckpt = read_checkpoint(path)
+    theirs = checkpoint_model_config(ckpt, path)
+    if theirs != gpt_cfg:
+        diff = ", ".join(f"{k}={v} (this run: {getattr(gpt_cfg, k)})"
+                         for k, v in asdict(theirs).items() if v != asdict(gpt_cfg)[k])
+        fail(f"checkpoint {path} is for another model: {diff} "
+             "(use the same model.* and data settings, or start a new run)")
+    if ckpt["hyper_parameters"].get("tokenizer") != tokenizer:
+        fail(f"checkpoint {path} was trained with another tokenizer or vocabulary "
+             "(use the same data.tokenizer and corpus, or start a new run)")
 
 
 def train(cfg: DictConfig) -> float:
     if OmegaConf.is_missing(cfg.data, "path"):
         fail("data=text needs a corpus (set data.path=/path/to/file.txt)")
     model_config(cfg, vocab_size=1).validate()  # shape errors before any data is read
+    if cfg.on_nonfinite not in ("stop", "skip"):
+        fail(f"on_nonfinite={cfg.on_nonfinite} is unknown (use stop or skip)")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    ckpt_path = resume_checkpoint(cfg, run_dir)
 
     d = cfg.data
     dm = TextDataModule(
         name=d.name, path=d.path, tokenizer=d.tokenizer, context_length=cfg.model.context_length,
         batch_size=d.batch_size, val_fraction=d.val_fraction, stride=d.stride,
-        num_workers=d.num_workers, cache_dir=d.cache_dir, seed=cfg.seed,
+        num_workers=d.num_workers, cache_dir=d.cache_dir, seed=cfg.seed, url=d.url,
     )
     dm.load()
     gpt_cfg = model_config(cfg, vocab_size=dm.tokenizer.vocab_size)
+    tok_state = tokenizer_state(dm.tokenizer)
+    if ckpt_path:
+        check_resumable(ckpt_path, gpt_cfg, tok_state)
     o = cfg.optim
     lit = LitGPT(
-        model=asdict(gpt_cfg), tokenizer=tokenizer_state(dm.tokenizer), lr=o.lr,
+        model=asdict(gpt_cfg), tokenizer=tok_state, lr=o.lr,
         weight_decay=o.weight_decay, betas=tuple(o.betas), warmup_steps=o.warmup_steps,
         min_lr_ratio=o.min_lr_ratio, grad_norm_every=cfg.grad_norm_every,
+        on_nonfinite=cfg.on_nonfinite,
     )
 
     # Events straight into the run directory: in a sweep each job's folder is one TB run.
     logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
-    checkpoints = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="best-{step}", monitor="val/loss", mode="min",
-        save_top_k=1, save_last=True, auto_insert_metric_name=False,
+    ckpt_dir = run_dir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    best = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="best-{step}", monitor="val/loss", mode="min",
+        save_top_k=1, auto_insert_metric_name=False,
     )
+    callbacks = [best]
+    if cfg.save_every_n_steps > 0:
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
+                                         every_n_train_steps=cfg.save_every_n_steps))
     s = cfg.sample
     sampler = SampleText(s.prompt, s.max_new_tokens, s.temperature, s.top_k, seed=cfg.seed)
-    callbacks = [checkpoints, TokensPerSecond(), sampler, AttentionMaps(cfg.attention_map_tokens)]
+    stopper = StopOnSignal(last)
+    callbacks += [TokensPerSecond(), sampler, AttentionMaps(cfg.attention_map_tokens), stopper]
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     trainer: L.Trainer = instantiate(
         cfg.trainer, precision=precision, logger=logger, callbacks=callbacks,
-        default_root_dir=str(run_dir),
+        default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()],
     )
-    trainer.fit(lit, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    trainer.fit(lit, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+
+    if lit.nonfinite_step is not None:
+        kept = f"; the last good checkpoint is {last}" if last.exists() else ""
+        fail(f"the loss became NaN or inf at step {lit.nonfinite_step}{kept} (lower optim.lr, "
+             "or set on_nonfinite=skip to drop such batches)")
+    if stopper.signum is not None:
+        name = signal.Signals(stopper.signum).name
+        print(f"\nstopped by {name} after step {trainer.global_step}; saved {last}\n"
+              f"resume with: python scripts/train.py hydra.run.dir={run_dir} resume=true",
+              file=sys.stderr)
+        sys.exit(128 + stopper.signum)
     if trainer.interrupted:
         fail("training was interrupted")
+    trainer.save_checkpoint(last)  # `last` is the final state, whatever the save interval
     if "val/loss" not in trainer.callback_metrics or trainer.global_step % _val_every(trainer):
-        trainer.validate(lit, datamodule=dm, verbose=False)  # score the final weights
+        trainer.validate(lit, datamodule=dm, verbose=False, weights_only=True)  # final weights
     val_loss = float(trainer.callback_metrics["val/loss"])
     train_loss = float(trainer.callback_metrics.get("train/loss", float("nan")))
     logger.log_hyperparams(
@@ -125,7 +184,7 @@ def report(run_dir, trainer, dm, gpt_cfg, precision, train_loss, val_loss, sampl
 def main(cfg: DictConfig) -> float:
     try:
         return train(cfg)
-    except (ValueError, FileNotFoundError) as e:
+    except ValueError as e:  # the library's way of saying the input is wrong
         fail(str(e))
 
 

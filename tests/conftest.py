@@ -12,9 +12,10 @@ sys.path.insert(0, str(ROOT / "scripts"))
 TINY = ["experiment=smoke", "trainer.enable_progress_bar=false"]
 
 
-def run_script(script: str, *args: str, cwd: Path | None = None, timeout: int = 300):
+def run_script(script: str, *args: str, cwd: Path | None = None, timeout: int = 300,
+               env: dict | None = None):
     """Run scripts/<script> in a subprocess, as a user would; returns the CompletedProcess."""
-    env = os.environ | {"PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
+    env = os.environ | {"PYTHONUNBUFFERED": "1"} | (env or {})
     return subprocess.run(
         [sys.executable, str(ROOT / "scripts" / script), *args],
         capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT, env=env,

@@ -3,7 +3,8 @@ import pickle
 import pytest
 import torch
 
-from tinygpt.lit import LitGPT, load_checkpoint, lr_lambda
+from tinygpt.checkpoint import load_checkpoint
+from tinygpt.lit import LitGPT, lr_lambda
 
 MODEL = dict(vocab_size=30, context_length=8, emb_dim=16, n_heads=2, n_layers=2)
 TOK = {"name": "char", "chars": "abcdefghijklmnopqrstuvwxyz .,\n"}

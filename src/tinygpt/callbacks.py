@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -97,3 +100,35 @@ class AttentionMaps(L.Callback):
                 f"attention/layer_{i}", weights_image(weights[i][0]), trainer.global_step,
                 dataformats="HW",
             )
+
+
+class StopOnSignal(L.Callback):
+    """SIGINT/SIGTERM: finish the current step, save a resumable checkpoint, stop cleanly.
+
+    A second signal while the first is pending interrupts at once.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._previous[s] = signal.signal(s, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch: Any, batch_idx: int) -> None:
+        if self.signum is not None and not trainer.should_stop:
+            trainer.save_checkpoint(self.path)
+            trainer.should_stop = True
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous.clear()

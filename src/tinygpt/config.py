@@ -6,10 +6,14 @@ ConfigStore as `train_schema`, which configs/train.yaml lists first in its defau
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
 
 from tinygpt.model import AttentionConfig
 
@@ -22,7 +26,7 @@ class ModelConfig:
     emb_dim: int = 128
     n_heads: int = 4
     n_layers: int = 4
-    drop_rate: float = 0.0
+    drop_rate: float = 0.1
     qkv_bias: bool = False
     tie_weights: bool = True
     attention: AttentionConfig = field(default_factory=AttentionConfig)
@@ -30,12 +34,13 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "python_docs"  # python_docs | text
+    name: str = "python_docs"  # python_docs | text | tinyshakespeare | the_verdict
     path: str | None = None  # for name=text: a file, a folder of .txt files, or a glob
+    url: str | None = None  # for a download preset: a mirror instead of the default address
     tokenizer: str = "gpt2"  # gpt2 | char
     batch_size: int = 16
     val_fraction: float = 0.1
-    stride: int | None = None  # between training windows; default context_length
+    stride: int | None = 64  # tokens between training windows' starts (None: context_length)
     num_workers: int = 0
     cache_dir: str = "data/cache"
 
@@ -59,7 +64,7 @@ class TrainerConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "auto"
-    max_steps: int = 1000
+    max_steps: int = 800
     max_epochs: int = -1
     val_check_interval: Any = 200
     check_val_every_n_epoch: int | None = None
@@ -71,6 +76,8 @@ class TrainerConfig:
     enable_progress_bar: bool = True
     enable_model_summary: bool = True
     deterministic: bool = False
+    # The data module's sampler already gives each rank its share and resumes mid-epoch.
+    use_distributed_sampler: bool = False
 
 
 @dataclass
@@ -89,7 +96,10 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     seed: int = 1337
-    ckpt_path: str | None = None  # resume from this checkpoint
+    ckpt_path: str | None = None  # resume from this checkpoint; "last": the newest one
+    resume: bool = False  # same as ckpt_path=last
+    save_every_n_steps: int = 100  # write checkpoints/last.ckpt this often (0: only at the end)
+    on_nonfinite: str = "stop"  # a NaN/inf loss: "stop" (keep the last good checkpoint) | "skip"
     grad_norm_every: int = 50  # per-layer gradient norms every N steps (0: never)
     attention_map_tokens: int = 32
 
@@ -112,3 +122,34 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="generate_schema", node=GenerateConfig)
+
+
+def holds_run(path: Path) -> bool:
+    """Whether a directory already holds a training run's checkpoints or TensorBoard events."""
+    return (path / "checkpoints").is_dir() or any(path.glob("events.out.tfevents.*"))
+
+
+class RunDirGuard(Callback):
+    """Refuses to start a new run in a directory that holds another one (never clobber).
+
+    Hydra calls this before it writes anything into the run directory; resuming
+    (`ckpt_path=...` or `resume=true`) is allowed to continue a run in place.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check([Path(config.hydra.run.dir)], config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        self._check([sweep, *(p for p in sweep.glob("*") if p.is_dir())], config)
+
+    @staticmethod
+    def _check(dirs: list[Path], config: DictConfig) -> None:
+        if config.get("resume") or config.get("ckpt_path"):
+            return
+        for d in dirs:
+            if holds_run(d):
+                print(f"error: {d} already holds a training run (resume it with resume=true, "
+                      "or leave hydra.run.dir / hydra.sweep.dir to pick a new directory)",
+                      file=sys.stderr)
+                sys.exit(2)

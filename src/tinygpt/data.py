@@ -5,16 +5,31 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from tinygpt.tokenizer import Tokenizer, get_tokenizer, tokenizer_state
+from tinygpt.tokenizer import TOKENIZERS, Tokenizer, get_tokenizer, tokenizer_state
 
-CORPORA = ("python_docs", "text")
+# Downloadable corpora: where they live and the sha256 of the exact bytes we train on.
+PRESETS = {
+    "tinyshakespeare": (
+        "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+        "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+    ),
+    "the_verdict": (
+        "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch02/"
+        "01_main-chapter-code/the-verdict.txt",
+        "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f",
+    ),
+}
+CORPORA = ("python_docs", "text", *PRESETS)
 
 
 def python_docs_text() -> str:
@@ -34,10 +49,48 @@ def text_files(path: str) -> list[Path]:
     return sorted(Path(f) for f in glob.glob(str(p), recursive=True) if Path(f).is_file())
 
 
-def load_text(name: str, path: str | None = None) -> str:
+def download(name: str, cache_dir: str | Path, url: str | None = None, timeout: float = 30) -> Path:
+    """The preset corpus `name` in cache_dir, downloaded once and checked against its sha256."""
+    default_url, sha256 = PRESETS[name]
+    url = url or default_url
+    dest = Path(cache_dir) / "corpora" / f"{name}.txt"
+    if dest.exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(f".part{os.getpid()}")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
+            digest = hashlib.sha256()
+            while chunk := r.read(1 << 16):
+                digest.update(chunk)
+                f.write(chunk)
+        if digest.hexdigest() != sha256:
+            got = digest.hexdigest()
+            raise ValueError(
+                f"the download of {name} from {url} is corrupt: sha256 {got[:12]}... is not the "
+                f"pinned {sha256[:12]}... (try again later, or fetch the file yourself and use "
+                "data.name=text data.path=...)"
+            )
+        os.replace(tmp, dest)  # only a verified file ever carries the final name
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise ValueError(
+            f"cannot download {name} from {url}: {reason} (offline? save the file yourself and "
+            "use data.name=text data.path=/path/to/file.txt)"
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def load_text(
+    name: str, path: str | None = None, cache_dir: str | Path = "data/cache", url: str | None = None
+) -> str:
     """The corpus as one string; raises ValueError with what to do if it cannot be read."""
     if name == "python_docs":
         return python_docs_text()
+    if name in PRESETS:
+        return download(name, cache_dir, url).read_text(encoding="utf-8")
     if name != "text":
         raise ValueError(f"unknown corpus data.name={name!r} (use one of {', '.join(CORPORA)})")
     if not path:
@@ -93,6 +146,33 @@ class TokenWindows(Dataset):
         return chunk[:-1], chunk[1:]
 
 
+class ResumableSampler(Sampler[int]):
+    """A shuffled stream of window indices that is a pure function of (seed, epoch, position).
+
+    Each epoch is a fresh permutation seeded by (seed, epoch), split across ranks, and trimmed to
+    whole batches, so sample number g of the stream is the same whether or not the run was
+    interrupted: resuming at optimizer step k starts at g = k * batches-per-step * batch_size.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.n, self.seed, self.rank, self.world_size = n, seed, rank, world_size
+        per_rank = n // world_size
+        self.epoch_len = max(1, per_rank // batch_size) * batch_size if per_rank else 0
+        self.start = 0  # position in the stream where the next __iter__ begins
+
+    def __len__(self) -> int:
+        return self.epoch_len
+
+    def __iter__(self) -> Iterator[int]:
+        if self.epoch_len == 0:
+            return iter(())
+        epoch, pos = divmod(self.start, self.epoch_len)
+        self.start = (epoch + 1) * self.epoch_len  # the next epoch begins at its start
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        perm = torch.randperm(self.n, generator=g)[self.rank :: self.world_size]
+        return iter(perm[pos : self.epoch_len].tolist())
+
+
 def unigram_baseline(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int) -> float:
     """Validation cross-entropy (nats) of an add-one unigram model fit on the training ids."""
     counts = np.bincount(train_ids, minlength=vocab_size).astype(np.float64) + 1.0
@@ -115,22 +195,29 @@ class TextDataModule(L.LightningDataModule):
         num_workers: int = 0,
         cache_dir: str = "data/cache",
         seed: int = 0,
+        url: str | None = None,
     ):
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"data.val_fraction={val_fraction} must be between 0 and 1 (e.g. 0.1)")
+        if name not in CORPORA:
+            raise ValueError(f"unknown corpus data.name={name!r} (use one of {', '.join(CORPORA)})")
+        if tokenizer not in TOKENIZERS:
+            raise ValueError(
+                f"unknown data.tokenizer={tokenizer!r} (use one of {', '.join(TOKENIZERS)})"
+            )
         self.name, self.path, self.tokenizer_name = name, path, tokenizer
         self.context_length, self.batch_size = context_length, batch_size
         self.val_fraction, self.num_workers, self.cache_dir = val_fraction, num_workers, cache_dir
         self.stride = stride or context_length  # default: windows side by side, no overlap
-        self.seed = seed
+        self.seed, self.url = seed, url
         self.tokenizer: Tokenizer | None = None
 
     def load(self) -> None:
         """Read, tokenise (or hit the cache) and split; safe to call more than once."""
         if self.tokenizer is not None:
             return
-        text = load_text(self.name, self.path)
+        text = load_text(self.name, self.path, self.cache_dir, self.url)
         tok = get_tokenizer(self.tokenizer_name, text=text)
         ids = encode_cached(text, tok, self.cache_dir)
         n_val = int(len(ids) * self.val_fraction)
@@ -155,20 +242,24 @@ class TextDataModule(L.LightningDataModule):
         return unigram_baseline(self.train_ids, self.val_ids, self.tokenizer.vocab_size)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(
-            self.train_set, batch_size=self.batch_size, shuffle=True,
-            drop_last=len(self.train_set) >= self.batch_size,  # equal batches, if there are enough
-            generator=torch.Generator().manual_seed(self.seed), **self._loader_kwargs(),
-        )
+        t = self.trainer
+        rank, world = (t.global_rank, t.world_size) if t is not None else (0, 1)
+        sampler = ResumableSampler(len(self.train_set), self.batch_size, self.seed, rank, world)
+        if t is not None:  # resuming: skip exactly the samples the finished steps consumed
+            sampler.start = t.global_step * t.accumulate_grad_batches * self.batch_size
+        return self._loader(self.train_set, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.batch_size, **self._loader_kwargs())
+        return self._loader(self.val_set)
 
-    def _loader_kwargs(self) -> dict:
+    def _loader(self, dataset: Dataset, sampler: Sampler | None = None) -> DataLoader:
         on_gpu = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
-        return dict(
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+        return DataLoader(
+            dataset, batch_size=self.batch_size, sampler=sampler,
+            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
             pin_memory=on_gpu,
+            # A loader of its own draws its worker seed from this, not from the global RNG,
+            # which training's dropout must find in the same state after a resume.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 

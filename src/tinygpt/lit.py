@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import grad_norm
+from lightning.pytorch.utilities import grad_norm, rank_zero_warn
 from torch import Tensor
 from torchmetrics import MeanMetric
 
@@ -37,11 +38,16 @@ class LitGPT(L.LightningModule):
         warmup_steps: int = 100,
         min_lr_ratio: float = 0.1,
         grad_norm_every: int = 50,
+        on_nonfinite: str = "stop",
     ):
         super().__init__()
+        if on_nonfinite not in ("stop", "skip"):
+            raise ValueError(f"on_nonfinite={on_nonfinite!r} is unknown (use stop or skip)")
         self.save_hyperparameters()
         self.model = GPT(GPTConfig(**model))
         self.val_loss = MeanMetric()
+        self.nonfinite_step: int | None = None  # set when a NaN/inf loss stopped training
+        self.skipped_batches = 0  # batches dropped for a NaN/inf loss (on_nonfinite=skip)
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -55,9 +61,20 @@ class LitGPT(L.LightningModule):
     def _loss(self, batch: tuple[Tensor, Tensor]) -> Tensor:
         return self.model.loss(*batch)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
         loss = self._loss(batch)
+        # One scalar read per step: the only way to keep a NaN from reaching the weights.
+        if not torch.isfinite(loss):
+            if self.hparams.on_nonfinite == "stop":
+                self.nonfinite_step = self.global_step
+                self.trainer.should_stop = True
+            else:
+                self.skipped_batches += 1
+                rank_zero_warn(f"loss is {loss.item()} at step {self.global_step}: batch skipped")
+            return None  # Lightning skips backward and the optimizer step for this batch
         self.log("train/loss", loss, prog_bar=True)
+        if self.skipped_batches:
+            self.log("train/skipped_batches", float(self.skipped_batches))
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         return loss
 
@@ -69,6 +86,23 @@ class LitGPT(L.LightningModule):
         self.val_loss.reset()
         self.log("val/loss", loss, prog_bar=True)
         self.log("val/ppl", torch.exp(loss))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Dropout draws from these; restoring them makes a resumed run repeat the same masks.
+        checkpoint["rng"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = checkpoint.get("rng")
+        if rng is None:
+            return
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        random.setstate(rng["python"])
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Gradients here are unscaled and not yet clipped: the norm the clipping acts on.
@@ -102,25 +136,3 @@ class LitGPT(L.LightningModule):
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-
-def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> tuple[GPT, Tokenizer]:
-    """Rebuild the model and tokenizer from a training checkpoint, without running pickled code."""
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise ValueError(f"checkpoint {path} does not exist (check the path)") from None
-    except Exception as e:  # truncated file, not a checkpoint, or code hidden in a pickle
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"cannot read checkpoint {path}: {first} (pass a .ckpt that "
-                         "scripts/train.py wrote)") from None
-    try:
-        hp = ckpt["hyper_parameters"]
-        model = GPT(GPTConfig(**hp["model"]))
-        state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()
-                 if k.startswith("model.")}
-        model.load_state_dict(state)
-    except (KeyError, TypeError, RuntimeError) as e:
-        first = str(e).splitlines()[0]
-        raise ValueError(f"checkpoint {path} does not hold a tinygpt model: {first} "
-                         "(pass a .ckpt that scripts/train.py wrote)") from None
-    return model.to(map_location).eval(), tokenizer_from_state(hp["tokenizer"])
