@@ -21,7 +21,7 @@ register_configs()
 def run(cfg: DictConfig) -> str:
     check_sampling(cfg.temperature, cfg.top_k, cfg.top_p)
     if cfg.max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens={cfg.max_new_tokens} must be at least 1")
+        raise ValueError(f"max_new_tokens={cfg.max_new_tokens} is too small (set 1 or more)")
     device = cfg.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -64,7 +64,7 @@ class TrainerConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "auto"
-    max_steps: int = 800
+    max_steps: int = 600
     max_epochs: int = -1
     val_check_interval: Any = 200
     check_val_every_n_epoch: int | None = None

@@ -89,7 +89,8 @@ class CharTokenizer:
         try:
             return [self._stoi[c] for c in text]
         except KeyError as e:
-            raise ValueError(f"character {e.args[0]!r} is not in the vocabulary") from None
+            raise ValueError(f"character {e.args[0]!r} is not in the vocabulary "
+                             "(use only characters of the training text)") from None
 
     def decode(self, ids: list[int]) -> str:
         return "".join(self.chars[i] for i in ids)
