@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import hydra
 import torch
@@ -14,6 +15,8 @@ from omegaconf import DictConfig
 from tinygpt.checkpoint import load_checkpoint
 from tinygpt.config import register_configs
 from tinygpt.generate import check_sampling, generate
+from tinygpt.hf import load_hf_gpt2
+from tinygpt.tokenizer import get_tokenizer
 
 register_configs()
 
@@ -25,7 +28,10 @@ def run(cfg: DictConfig) -> str:
     device = cfg.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, tok = load_checkpoint(cfg.ckpt, map_location=device)
+    if Path(cfg.ckpt).is_dir():  # a Hugging Face GPT-2 directory
+        model, tok = load_hf_gpt2(cfg.ckpt).to(device).eval(), get_tokenizer("gpt2")
+    else:
+        model, tok = load_checkpoint(cfg.ckpt, map_location=device)
     ids = tok.encode(cfg.prompt)
     if not ids:
         raise ValueError('the prompt is empty (give one, e.g. prompt="The for statement")')

@@ -27,8 +27,9 @@ from tinygpt.checkpoint import (
 )
 from tinygpt.config import register_configs
 from tinygpt.data import TextDataModule
+from tinygpt.hf import load_hf_gpt2
 from tinygpt.lit import LitGPT
-from tinygpt.model import AttentionConfig, GPTConfig
+from tinygpt.model import GPT, AttentionConfig, GPTConfig
 from tinygpt.tokenizer import tokenizer_state
 
 register_configs()
@@ -47,8 +48,24 @@ def resolve_precision(precision: str, accelerator: str) -> str:
 
 def model_config(cfg: DictConfig, vocab_size: int) -> GPTConfig:
     m = OmegaConf.to_container(cfg.model, resolve=True)
+    m.pop("init_from")
     m["attention"] = AttentionConfig(**m["attention"])
     return GPTConfig(vocab_size=vocab_size, **m)
+
+
+def pretrained(cfg: DictConfig) -> GPT | None:
+    """The GPT-2 weights model.init_from names, checked against this run's data settings."""
+    if not cfg.model.init_from:
+        return None
+    if cfg.data.tokenizer != "gpt2":
+        fail(f"model.init_from needs GPT-2's tokenizer, not data.tokenizer={cfg.data.tokenizer} "
+             "(set data.tokenizer=gpt2)")
+    model = load_hf_gpt2(cfg.model.init_from, AttentionConfig(**cfg.model.attention))
+    model.cfg.drop_rate = cfg.model.drop_rate  # dropout is a training choice, not the file's
+    if cfg.model.context_length > model.cfg.context_length:
+        fail(f"model.context_length={cfg.model.context_length} is longer than the pretrained "
+             f"model's {model.cfg.context_length} (lower model.context_length)")
+    return model
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -82,14 +99,13 @@ def check_resumable(path: str, gpt_cfg: GPTConfig, tokenizer: dict) -> None:
 
 
 def train(cfg: DictConfig) -> float:
-    if OmegaConf.is_missing(cfg.data, "path"):
-        fail("data=text needs a corpus (set data.path=/path/to/file.txt)")
     model_config(cfg, vocab_size=1).validate()  # shape errors before any data is read
     if cfg.on_nonfinite not in ("stop", "skip"):
         fail(f"on_nonfinite={cfg.on_nonfinite} is unknown (use stop or skip)")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     ckpt_path = resume_checkpoint(cfg, run_dir)
+    init = pretrained(cfg)
 
     d = cfg.data
     dm = TextDataModule(
@@ -98,7 +114,7 @@ def train(cfg: DictConfig) -> float:
         num_workers=d.num_workers, cache_dir=d.cache_dir, seed=cfg.seed, url=d.url,
     )
     dm.load()
-    gpt_cfg = model_config(cfg, vocab_size=dm.tokenizer.vocab_size)
+    gpt_cfg = init.cfg if init else model_config(cfg, vocab_size=dm.tokenizer.vocab_size)
     tok_state = tokenizer_state(dm.tokenizer)
     if ckpt_path:
         check_resumable(ckpt_path, gpt_cfg, tok_state)
@@ -109,6 +125,8 @@ def train(cfg: DictConfig) -> float:
         min_lr_ratio=o.min_lr_ratio, grad_norm_every=cfg.grad_norm_every,
         on_nonfinite=cfg.on_nonfinite,
     )
+    if init is not None:
+        lit.model.load_state_dict(init.state_dict())
 
     # Events straight into the run directory: in a sweep each job's folder is one TB run.
     logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
@@ -145,7 +163,7 @@ def train(cfg: DictConfig) -> float:
         sys.exit(128 + stopper.signum)
     if trainer.interrupted:
         fail("training was interrupted")
-    trainer.save_checkpoint(last)  # `last` is the final state, whatever the save interval
+    trainer.save_checkpoint(last, weights_only=False)  # the final state, resumable
     if "val/loss" not in trainer.callback_metrics or trainer.global_step % _val_every(trainer):
         trainer.validate(lit, datamodule=dm, verbose=False, weights_only=True)  # final weights
     val_loss = float(trainer.callback_metrics["val/loss"])

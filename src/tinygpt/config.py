@@ -30,6 +30,8 @@ class ModelConfig:
     qkv_bias: bool = False
     tie_weights: bool = True
     attention: AttentionConfig = field(default_factory=AttentionConfig)
+    # A local Hugging Face GPT-2 directory to start from; its config.json sets the shape.
+    init_from: str | None = None
 
 
 @dataclass
@@ -117,11 +119,19 @@ class GenerateConfig:
     device: str = "auto"
 
 
+@dataclass
+class ExportConfig:
+    ckpt: str = "???"
+    out: str = "???"
+    overwrite: bool = False
+
+
 def register_configs() -> None:
     """Put the schemas in Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="generate_schema", node=GenerateConfig)
+    cs.store(name="export_schema", node=ExportConfig)
 
 
 def holds_run(path: Path) -> bool:

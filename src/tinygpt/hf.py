@@ -1,0 +1,139 @@
+"""Hugging Face GPT-2 files <-> `GPT`: load a local GPT-2 directory, export one back.
+
+Hugging Face stores GPT-2's projections as Conv1D, weights (in, out): ours are nn.Linear,
+(out, in), so every projection is transposed on the way in and out. Nothing here downloads.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from tinygpt.model import GPT, AttentionConfig, GPTConfig
+
+# HF names per block -> ours, and whether the tensor is a Conv1D weight (transposed).
+_BLOCK = {
+    "ln_1.weight": ("ln1.weight", False), "ln_1.bias": ("ln1.bias", False),
+    "attn.c_attn.weight": ("attn.qkv.weight", True), "attn.c_attn.bias": ("attn.qkv.bias", False),
+    "attn.c_proj.weight": ("attn.out_proj.weight", True),
+    "attn.c_proj.bias": ("attn.out_proj.bias", False),
+    "ln_2.weight": ("ln2.weight", False), "ln_2.bias": ("ln2.bias", False),
+    "mlp.c_fc.weight": ("mlp.fc.weight", True), "mlp.c_fc.bias": ("mlp.fc.bias", False),
+    "mlp.c_proj.weight": ("mlp.proj.weight", True), "mlp.c_proj.bias": ("mlp.proj.bias", False),
+}
+_TOP = {"wte.weight": "tok_emb.weight", "wpe.weight": "pos_emb.weight",
+        "ln_f.weight": "ln_f.weight", "ln_f.bias": "ln_f.bias"}
+
+
+def config_from_hf(hf: dict) -> GPTConfig:
+    """A GPTConfig for a Hugging Face GPT-2 config.json; ValueError for what we cannot build."""
+    if hf.get("model_type", "gpt2") != "gpt2":
+        raise ValueError(f"model_type={hf.get('model_type')!r} is not GPT-2 "
+                         "(give a GPT-2 directory)")
+    checks = {
+        "activation_function": (hf.get("activation_function", "gelu_new"), "gelu_new"),
+        "scale_attn_weights": (hf.get("scale_attn_weights", True), True),
+        "scale_attn_by_inverse_layer_idx": (
+            hf.get("scale_attn_by_inverse_layer_idx", False), False),
+        "n_inner": (hf.get("n_inner") or 4 * hf["n_embd"], 4 * hf["n_embd"]),
+        "layer_norm_epsilon": (hf.get("layer_norm_epsilon", 1e-5), 1e-5),
+        "add_cross_attention": (hf.get("add_cross_attention", False), False),
+    }
+    for key, (value, ours) in checks.items():
+        if value != ours:
+            raise ValueError(f"config.json has {key}={value}: this GPT only has {key}={ours} "
+                             "(use a standard GPT-2 checkpoint)")
+    return GPTConfig(
+        vocab_size=hf["vocab_size"], context_length=hf["n_positions"], emb_dim=hf["n_embd"],
+        n_heads=hf["n_head"], n_layers=hf["n_layer"], drop_rate=float(hf.get("resid_pdrop", 0.0)),
+        qkv_bias=True, tie_weights=hf.get("tie_word_embeddings", True),
+    )
+
+
+def config_to_hf(cfg: GPTConfig) -> dict:
+    """The config.json of a Hugging Face GPT2LMHeadModel with this shape."""
+    a = cfg.attention
+    if not (a.scale and a.causal):
+        off = [name for name, on in (("scale", a.scale), ("causal", a.causal)) if not on]
+        flags = ", ".join(f"{n}=false" for n in off)
+        raise ValueError(f"Hugging Face GPT-2 always scales and masks attention; this model has "
+                         f"{flags} (export a model trained with both)")
+    return {
+        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
+        "vocab_size": cfg.vocab_size,
+        "n_positions": cfg.context_length, "n_ctx": cfg.context_length,
+        "n_embd": cfg.emb_dim, "n_head": cfg.n_heads, "n_layer": cfg.n_layers, "n_inner": None,
+        "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5,
+        "resid_pdrop": cfg.drop_rate, "embd_pdrop": cfg.drop_rate, "attn_pdrop": cfg.drop_rate,
+        "initializer_range": 0.02, "scale_attn_weights": True,
+        "tie_word_embeddings": cfg.tie_weights, "bos_token_id": 50256, "eos_token_id": 50256,
+    }
+
+
+def state_dict_from_hf(sd: dict[str, Tensor], cfg: GPTConfig) -> dict[str, Tensor]:
+    """Map a GPT2LMHeadModel state dict (with or without the `transformer.` prefix) to ours."""
+    sd = {k.removeprefix("transformer."): v for k, v in sd.items()}
+    out = {ours: sd[hf] for hf, ours in _TOP.items()}
+    for i in range(cfg.n_layers):
+        for hf, (ours, conv) in _BLOCK.items():
+            t = sd[f"h.{i}.{hf}"]
+            out[f"blocks.{i}.{ours}"] = t.t().contiguous() if conv else t
+    out["head.weight"] = sd["wte.weight"] if cfg.tie_weights else sd["lm_head.weight"]
+    return out
+
+
+def state_dict_to_hf(model: GPT) -> dict[str, Tensor]:
+    """Our state dict in GPT2LMHeadModel's names and layouts (tied head stored once, as HF does)."""
+    cfg, sd = model.cfg, model.state_dict()
+    out = {f"transformer.{hf}": sd[ours] for hf, ours in _TOP.items()}
+    for i in range(cfg.n_layers):
+        for hf, (ours, conv) in _BLOCK.items():
+            key = f"blocks.{i}.{ours}"
+            if key not in sd:  # qkv without bias: GPT-2 always has one, and zero is the same
+                t = torch.zeros(3 * cfg.emb_dim, dtype=sd[f"blocks.{i}.attn.qkv.weight"].dtype)
+            else:
+                t = sd[key].t() if conv else sd[key]
+            out[f"transformer.h.{i}.{hf}"] = t.contiguous()
+    if not cfg.tie_weights:
+        out["lm_head.weight"] = sd["head.weight"]
+    return {k: v.detach().cpu().contiguous() for k, v in out.items()}
+
+
+def load_hf_gpt2(directory: str | Path, attention: AttentionConfig | None = None) -> GPT:
+    """A GPT holding the weights of a local Hugging Face GPT-2 directory (config.json + weights)."""
+    d = Path(directory)
+    if not (d / "config.json").is_file():
+        raise ValueError(f"{d} holds no config.json (point at a Hugging Face GPT-2 directory)")
+    cfg = config_from_hf(json.loads((d / "config.json").read_text()))
+    if attention is not None:
+        cfg.attention = attention
+    if (d / "model.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        sd = load_file(str(d / "model.safetensors"))
+    elif (d / "pytorch_model.bin").is_file():
+        sd = torch.load(d / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    else:
+        raise ValueError(f"{d} holds neither model.safetensors nor pytorch_model.bin "
+                         "(save the model with save_pretrained)")
+    model = GPT(cfg)
+    try:
+        model.load_state_dict(state_dict_from_hf(sd, cfg))
+    except (KeyError, RuntimeError) as e:
+        raise ValueError(f"the weights in {d} do not match its config.json: "
+                         f"{str(e).splitlines()[0]} (re-save the model)") from None
+    return model
+
+
+def save_hf_gpt2(model: GPT, directory: str | Path) -> None:
+    """Write config.json and model.safetensors that transformers' from_pretrained reads."""
+    from safetensors.torch import save_file
+
+    config = config_to_hf(model.cfg)
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    save_file(state_dict_to_hf(model), str(d / "model.safetensors"), metadata={"format": "pt"})
+    (d / "config.json").write_text(json.dumps(config, indent=2) + "\n")

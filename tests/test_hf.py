@@ -1,0 +1,124 @@
+"""GPT-2 interoperability against transformers' own GPT2LMHeadModel, all offline."""
+
+import json
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from conftest import TINY, run_script
+from tinygpt.checkpoint import load_checkpoint
+from tinygpt.generate import generate
+from tinygpt.hf import load_hf_gpt2, save_hf_gpt2
+from tinygpt.model import GPT, AttentionConfig, GPTConfig
+
+# A small random GPT-2: the real vocabulary (so GPT-2 tokens fit), a tiny body.
+SMALL = dict(vocab_size=50257, n_positions=64, n_embd=32, n_layer=2, n_head=4,
+             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+
+
+def hf_model(tmp_path, tie=True, safetensors=True):
+    torch.manual_seed(0)
+    m = GPT2LMHeadModel(GPT2Config(**SMALL, tie_word_embeddings=tie)).eval()
+    with torch.no_grad():  # non-zero biases and LayerNorm shifts, so every mapping is exercised
+        for name, p in m.named_parameters():
+            if name.endswith("bias") or ".ln_" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    m.save_pretrained(tmp_path, safe_serialization=safetensors)
+    return m
+
+
+def max_logit_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a - b).abs().max().item()
+
+
+@pytest.mark.parametrize("tie,safetensors", [(True, True), (False, True), (True, False)])
+def test_hf_weights_give_the_same_logits(tmp_path, tie, safetensors):
+    ref = hf_model(tmp_path, tie, safetensors)
+    ours = load_hf_gpt2(tmp_path).eval()
+    assert ours.cfg.tie_weights == tie
+    x = torch.randint(0, 50257, (2, 64))
+    with torch.no_grad():
+        assert max_logit_diff(ours(x), ref(x).logits) < 1e-5
+
+
+def test_greedy_generation_matches_transformers(tmp_path):
+    ref = hf_model(tmp_path)
+    ours = load_hf_gpt2(tmp_path)
+    prompt = torch.tensor([[464, 329, 2643]])
+    a = generate(ours, prompt, 20, temperature=0)
+    b = ref.generate(prompt, max_new_tokens=20, do_sample=False, pad_token_id=50256,
+                     attention_mask=torch.ones_like(prompt))
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("tie,qkv_bias", [(True, True), (False, False)])
+def test_export_loads_in_transformers_with_the_same_logits(tmp_path, tie, qkv_bias):
+    torch.manual_seed(1)
+    cfg = GPTConfig(vocab_size=50257, context_length=32, emb_dim=32, n_heads=2, n_layers=2,
+                    qkv_bias=qkv_bias, tie_weights=tie)
+    ours = GPT(cfg)
+    opt = torch.optim.AdamW(ours.parameters(), lr=1e-2)  # a few steps away from the init
+    x = torch.randint(0, 50257, (2, 32))
+    for _ in range(3):
+        loss = ours.loss(x[:, :-1], x[:, 1:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    save_hf_gpt2(ours.eval(), tmp_path)
+    ref = GPT2LMHeadModel.from_pretrained(tmp_path, local_files_only=True).eval()
+    with torch.no_grad():
+        assert max_logit_diff(ours(x), ref(x).logits) < 1e-5
+
+
+def test_export_refuses_what_gpt2_cannot_express(tmp_path):
+    for att in (AttentionConfig(scale=False), AttentionConfig(causal=False)):
+        model = GPT(GPTConfig(vocab_size=100, context_length=8, emb_dim=16, n_heads=2,
+                              n_layers=1, attention=att))
+        with pytest.raises(ValueError, match="always scales and masks"):
+            save_hf_gpt2(model, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_config_gpt2_cannot_represent_is_refused(tmp_path):
+    hf_model(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(cfg | {"activation_function": "relu"}))
+    with pytest.raises(ValueError, match="activation_function=relu"):
+        load_hf_gpt2(tmp_path)
+
+
+def test_training_from_gpt2_weights_starts_from_their_loss(tmp_path):
+    hf = tmp_path / "hf"
+    hf_model(hf)
+    common = [*TINY, "data.tokenizer=gpt2", "model.drop_rate=0.0", "trainer.max_steps=3",
+              "trainer.val_check_interval=3",
+              "trainer.log_every_n_steps=1", "optim.lr=1e-4", f"data.cache_dir={tmp_path}"]
+    p = run_script("train.py", *common, f"model.init_from={hf}", f"hydra.run.dir={tmp_path / 'a'}")
+    assert p.returncode == 0, p.stderr[-2000:]
+    model, _ = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.ckpt")
+    assert model.cfg.emb_dim == 32 and model.cfg.context_length == 64  # the file's shape
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(tmp_path / "a"))
+    ea.Reload()
+    first = ea.Scalars("train/loss")[0].value
+    # the loaded weights' own loss on the first batch, computed independently
+    from tinygpt.data import TextDataModule
+
+    dm = TextDataModule(tokenizer="gpt2", context_length=32, batch_size=8, stride=None,
+                        cache_dir=str(tmp_path), seed=1337)
+    dm.load()
+    x, y = next(iter(dm.train_dataloader()))
+    with torch.no_grad():
+        expected = load_hf_gpt2(hf).loss(x, y).item()
+    assert first == pytest.approx(expected, rel=1e-4)
+
+
+def test_generate_script_reads_a_hf_directory(tmp_path):
+    hf_model(tmp_path)
+    p = run_script("generate.py", f"ckpt={tmp_path}", "prompt=The for statement",
+                   "max_new_tokens=5", "temperature=0")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.startswith("The for statement")
