@@ -123,7 +123,7 @@ def train(cfg: DictConfig) -> float:
         model=asdict(gpt_cfg), tokenizer=tok_state, lr=o.lr,
         weight_decay=o.weight_decay, betas=tuple(o.betas), warmup_steps=o.warmup_steps,
         min_lr_ratio=o.min_lr_ratio, grad_norm_every=cfg.grad_norm_every,
-        on_nonfinite=cfg.on_nonfinite,
+        on_nonfinite=cfg.on_nonfinite, compile=cfg.compile,
     )
     if init is not None:
         lit.model.load_state_dict(init.state_dict())

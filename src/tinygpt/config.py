@@ -29,6 +29,7 @@ class ModelConfig:
     drop_rate: float = 0.1
     qkv_bias: bool = False
     tie_weights: bool = True
+    pad_vocab_multiple: int = 64  # embedding/head rows rounded up (never sampled)
     attention: AttentionConfig = field(default_factory=AttentionConfig)
     # A local Hugging Face GPT-2 directory to start from; its config.json sets the shape.
     init_from: str | None = None
@@ -104,6 +105,7 @@ class TrainConfig:
     on_nonfinite: str = "stop"  # a NaN/inf loss: "stop" (keep the last good checkpoint) | "skip"
     grad_norm_every: int = 50  # per-layer gradient norms every N steps (0: never)
     attention_map_tokens: int = 32
+    compile: bool = False  # torch.compile the transformer blocks (falls back to eager if it fails)
 
 
 @dataclass

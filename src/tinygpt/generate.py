@@ -69,14 +69,14 @@ def generate(
     try:
         for _ in range(max_new_tokens):
             if not use_cache:
-                logits = model(idx[:, -ctx:])
+                logits = model.next_logits(idx[:, -ctx:])
             elif cache is None or cache[0].length + 1 > ctx:
                 # First step, or the window slid: positions shifted, so refill from the window.
                 cache = model.new_cache()
-                logits = model(idx[:, -ctx:], cache)
+                logits = model.next_logits(idx[:, -ctx:], cache)
             else:
-                logits = model(idx[:, -1:], cache)
-            nxt = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)
+                logits = model.next_logits(idx[:, -1:], cache)
+            nxt = sample_next(logits, temperature, top_k, top_p, generator)
             idx = torch.cat([idx, nxt], dim=1)
             if eos_token is not None and bool((nxt == eos_token).all()):
                 break

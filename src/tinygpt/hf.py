@@ -82,6 +82,9 @@ def state_dict_from_hf(sd: dict[str, Tensor], cfg: GPTConfig) -> dict[str, Tenso
             t = sd[f"h.{i}.{hf}"]
             out[f"blocks.{i}.{ours}"] = t.t().contiguous() if conv else t
     out["head.weight"] = sd["wte.weight"] if cfg.tie_weights else sd["lm_head.weight"]
+    pad = cfg.padded_vocab_size - cfg.vocab_size
+    for k in ("tok_emb.weight", "head.weight"):  # padding rows, if our config asks for them
+        out[k] = torch.nn.functional.pad(out[k], (0, 0, 0, pad))
     return out
 
 
@@ -89,6 +92,7 @@ def state_dict_to_hf(model: GPT) -> dict[str, Tensor]:
     """Our state dict in GPT2LMHeadModel's names and layouts (tied head stored once, as HF does)."""
     cfg, sd = model.cfg, model.state_dict()
     out = {f"transformer.{hf}": sd[ours] for hf, ours in _TOP.items()}
+    out["transformer.wte.weight"] = sd["tok_emb.weight"][: cfg.vocab_size]  # drop padding
     for i in range(cfg.n_layers):
         for hf, (ours, conv) in _BLOCK.items():
             key = f"blocks.{i}.{ours}"
@@ -98,7 +102,7 @@ def state_dict_to_hf(model: GPT) -> dict[str, Tensor]:
                 t = sd[key].t() if conv else sd[key]
             out[f"transformer.h.{i}.{hf}"] = t.contiguous()
     if not cfg.tie_weights:
-        out["lm_head.weight"] = sd["head.weight"]
+        out["lm_head.weight"] = sd["head.weight"][: cfg.vocab_size]
     return {k: v.detach().cpu().contiguous() for k, v in out.items()}
 
 

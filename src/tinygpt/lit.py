@@ -39,6 +39,7 @@ class LitGPT(L.LightningModule):
         min_lr_ratio: float = 0.1,
         grad_norm_every: int = 50,
         on_nonfinite: str = "stop",
+        compile: bool = False,
     ):
         super().__init__()
         if on_nonfinite not in ("stop", "skip"):
@@ -48,6 +49,7 @@ class LitGPT(L.LightningModule):
         self.val_loss = MeanMetric()
         self.nonfinite_step: int | None = None  # set when a NaN/inf loss stopped training
         self.skipped_batches = 0  # batches dropped for a NaN/inf loss (on_nonfinite=skip)
+        self._compile_checked = not compile
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -58,8 +60,23 @@ class LitGPT(L.LightningModule):
     def forward(self, idx: Tensor) -> Tensor:
         return self.model(idx)
 
+    def configure_model(self) -> None:
+        if self.hparams.compile and not self._compile_checked:
+            # The trunk only: the sliced cross-entropy's Python loop gains nothing from a graph.
+            self._eager_hidden = self.model.hidden
+            self.model.hidden = torch.compile(self.model.hidden)
+
     def _loss(self, batch: tuple[Tensor, Tensor]) -> Tensor:
-        return self.model.loss(*batch)
+        if self._compile_checked:
+            return self.model.loss(*batch)
+        self._compile_checked = True  # compiling happens on this first call, or fails here
+        try:
+            return self.model.loss(*batch)
+        except Exception as e:  # no C++ compiler, unsupported platform, ...
+            reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            rank_zero_warn(f"compile=true but torch.compile failed ({reason}); running eager")
+            self.model.hidden = self._eager_hidden
+            return self.model.loss(*batch)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
         loss = self._loss(batch)
@@ -104,10 +121,22 @@ class LitGPT(L.LightningModule):
             torch.cuda.set_rng_state_all(rng["cuda"])
         random.setstate(rng["python"])
 
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        # Gradients here are unscaled and not yet clipped: the norm the clipping acts on.
+    def configure_gradient_clipping(
+        self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        # Clipping computes the total gradient norm anyway: log that one instead of a second.
+        if gradient_clip_algorithm not in (None, "norm"):
+            return super().configure_gradient_clipping(
+                optimizer, gradient_clip_val, gradient_clip_algorithm)
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        self.log("grad_norm/total", torch.nn.utils.get_total_norm(grads))
+        if gradient_clip_val:
+            total = torch.nn.utils.clip_grad_norm_(self.model.parameters(), gradient_clip_val)
+        else:
+            total = torch.nn.utils.get_total_norm(grads)
+        self.log("grad_norm/total", total)  # before clipping: the norm the clip acted on
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         every = self.hparams.grad_norm_every
         if every and (self.global_step + 1) % every == 0:
             norms = grad_norm(self.model, norm_type=2)
@@ -127,9 +156,9 @@ class LitGPT(L.LightningModule):
             {"params": decay, "weight_decay": hp.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
-        fused = self.device.type == "cuda"
-        opt = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas), fused=fused or None,
-                                foreach=None if fused else True)
+        # foreach: a few batched kernels per step. (fused=True would be one, but Lightning refuses
+        # gradient clipping with a fused optimizer under mixed precision.)
+        opt = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas), foreach=True)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: lr_lambda(s, hp.warmup_steps, total, hp.min_lr_ratio)

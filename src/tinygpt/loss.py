@@ -20,7 +20,8 @@ def _chunk_rows(vocab_size: int, device: torch.device) -> int:
 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h: Tensor, weight: Tensor, targets: Tensor, compute_dtype: torch.dtype):
+    def forward(ctx, h: Tensor, weight: Tensor, targets: Tensor, compute_dtype: torch.dtype,
+                n_valid: int):
         n = h.shape[0]
         hc, wc = h.to(compute_dtype), weight.to(compute_dtype)
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
@@ -31,6 +32,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
         for s in range(0, n, step):
             hs, ys = hc[s : s + step], targets[s : s + step]
             logits = (hs @ wc.T).float()
+            if n_valid < logits.shape[1]:
+                logits[:, n_valid:] = -torch.inf  # padding rows: probability 0, gradient 0
             lse = torch.logsumexp(logits, dim=-1)
             total += (lse - logits.gather(1, ys[:, None]).squeeze(1)).sum()
             if need_grad:
@@ -48,15 +51,19 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         grad_h, grad_w = ctx.saved_tensors
         scale = grad_out / grad_h.shape[0]
-        return grad_h * scale, (grad_w * scale).to(ctx.weight_dtype), None, None
+        return grad_h * scale, (grad_w * scale).to(ctx.weight_dtype), None, None, None
 
 
-def linear_cross_entropy(h: Tensor, weight: Tensor, targets: Tensor) -> Tensor:
+def linear_cross_entropy(
+    h: Tensor, weight: Tensor, targets: Tensor, n_valid: int | None = None
+) -> Tensor:
     """Mean cross-entropy of logits h @ weight.T (h: (N, d), weight: (V, d), targets: (N,)).
 
-    Under autocast the matmuls run in the autocast dtype; softmax and the sums stay float32.
+    Only the first n_valid rows of weight are classes (the rest is padding). Under autocast the
+    matmuls run in the autocast dtype; softmax and the sums stay float32.
     """
     dev = h.device.type
     dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
     with torch.autocast(dev, enabled=False):
-        return _LinearCrossEntropy.apply(h, weight, targets, dtype)
+        n = weight.shape[0] if n_valid is None else n_valid
+        return _LinearCrossEntropy.apply(h, weight, targets, dtype, n)

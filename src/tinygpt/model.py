@@ -36,7 +36,15 @@ class GPTConfig:
     drop_rate: float = 0.0
     qkv_bias: bool = False
     tie_weights: bool = True
+    # Round the embedding/head rows up to a multiple of this (64 suits matmul kernels); the
+    # extra rows are never scored, trained or sampled.
+    pad_vocab_multiple: int = 1
     attention: AttentionConfig = field(default_factory=AttentionConfig)
+
+    @property
+    def padded_vocab_size(self) -> int:
+        m = max(1, self.pad_vocab_multiple)
+        return -(-self.vocab_size // m) * m
 
     def __post_init__(self) -> None:
         if isinstance(self.attention, dict):  # e.g. rebuilt from a checkpoint's hparams
@@ -100,12 +108,12 @@ class GPT(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
+        self.tok_emb = nn.Embedding(cfg.padded_vocab_size, cfg.emb_dim)
         self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
         self.drop = nn.Dropout(cfg.drop_rate)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.emb_dim)
-        self.head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
+        self.head = nn.Linear(cfg.emb_dim, cfg.padded_vocab_size, bias=False)
         if cfg.tie_weights:
             self.head.weight = self.tok_emb.weight
         self.apply(self._init_weights)
@@ -139,13 +147,20 @@ class GPT(nn.Module):
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
         """Token ids (B, T) -> logits (B, T, vocab); return_weights adds each block's weights."""
         x, weights = self.hidden(idx, cache, return_weights)
-        logits = self.head(x)
+        logits = self.head(x)[..., : self.cfg.vocab_size]  # padding rows are not tokens
         return (logits, weights) if return_weights else logits
+
+    def next_logits(self, idx: Tensor, cache: list[KVCache] | None = None) -> Tensor:
+        """Logits (B, vocab) for the token after idx: the head runs on the last position only."""
+        x, _ = self.hidden(idx, cache)
+        return self.head(x[:, -1])[..., : self.cfg.vocab_size]
 
     def loss(self, idx: Tensor, targets: Tensor) -> Tensor:
         """Mean next-token cross-entropy; never builds the full logits tensor (see tinygpt.loss)."""
         x, _ = self.hidden(idx)
-        return linear_cross_entropy(x.flatten(0, 1), self.head.weight, targets.flatten())
+        return linear_cross_entropy(
+            x.flatten(0, 1), self.head.weight, targets.flatten(), self.cfg.vocab_size
+        )
 
     def hidden(
         self, idx: Tensor, cache: list[KVCache] | None = None, return_weights: bool = False

@@ -1,0 +1,338 @@
+"""Where the time goes, measured side by side in one process (medians over repeats after warm-up).
+
+    python scripts/bench.py                      # the full run; writes docs/benchmarks.md + .json
+    python scripts/bench.py --quick --out /tmp/b # a seconds-long smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from tinygpt.attention import MultiHeadAttention
+from tinygpt.generate import generate
+from tinygpt.lit import LitGPT
+from tinygpt.model import GPT, GPTConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPE = dict(context_length=128, emb_dim=128, n_heads=4, n_layers=4)  # the default model/tiny
+VOCAB, BATCH = 50257, 16
+
+
+def median_ms(fn, warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.randint(0, VOCAB, (BATCH, SHAPE["context_length"] + 1), generator=g)
+    return xy[:, :-1], xy[:, 1:]
+
+
+def model(pad: int = 64, **kw) -> GPT:
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=VOCAB, pad_vocab_multiple=pad, **(SHAPE | kw)))
+
+
+def raw_step(m: GPT, bf16: bool, sliced_ce: bool):
+    """One training step of a minimal PyTorch loop, as nanoGPT writes it, with switches."""
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.1, foreach=True)
+    x, y = batch()
+
+    def step() -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            if sliced_ce:
+                loss = m.loss(x, y)
+            else:
+                loss = F.cross_entropy(m(x).flatten(0, 1).float(), y.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        opt.step()
+        return loss
+
+    return step
+
+
+class StepTimer(L.Callback):
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+
+    def on_train_batch_end(self, *args) -> None:
+        self.ends.append(time.perf_counter())
+
+
+def lightning_ms(steps: int, warmup: int) -> float:
+    """ms/step of the project's Lightning path: LitGPT, TensorBoard logging, its callbacks."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from tinygpt.callbacks import TokensPerSecond
+
+    x, y = batch()
+    lit = LitGPT(model=asdict(GPTConfig(vocab_size=VOCAB, pad_vocab_multiple=64, **SHAPE)),
+                 tokenizer={"name": "gpt2", "chars": None})
+    torch.manual_seed(0)
+    timer = StepTimer()
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = L.Trainer(
+            accelerator="cpu", devices=1, precision="bf16-mixed", max_steps=steps + warmup,
+            gradient_clip_val=1.0, logger=TensorBoardLogger(tmp, name="", version=""),
+            callbacks=[timer, TokensPerSecond()], enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=10,
+            limit_val_batches=0,
+        )
+        # batch_size=None: the loader hands out the same ready-made batch, as the raw loop uses
+        loader = torch.utils.data.DataLoader([(x, y)] * (steps + warmup), batch_size=None)
+        trainer.fit(lit, train_dataloaders=loader)
+    gaps = [(b - a) * 1000 for a, b in zip(timer.ends[warmup:], timer.ends[warmup + 1 :],
+                                             strict=False)]
+    return statistics.median(gaps)
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    ms = median_ms(lambda: a @ b, 2, 7)
+    return 2 * n**3 / (ms / 1000) / 1e9  # GFLOP/s
+
+
+def flops_per_step(step) -> int:
+    with FlopCounterMode(display=False) as fc:
+        step()
+    return fc.get_total_flops()
+
+
+ATTN_CHILD = """
+import sys, torch
+from tinygpt.attention import MultiHeadAttention
+backend, T = sys.argv[1], int(sys.argv[2])
+m = MultiHeadAttention(128, 128, T, 4, backend=backend)
+x = torch.randn(16, T, 128, requires_grad=True)
+def rss(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+before = rss("VmRSS:")
+open("/proc/self/clear_refs", "w").write("5")  # reset the high-water mark to now
+m(x).sum().backward()
+print(rss("VmHWM:") - before)
+"""
+
+
+def attention_peak_bytes(backend: str, T: int) -> int | None:
+    """Peak resident memory one fwd+bwd adds, in a fresh process (Linux /proc); else None."""
+    if not Path("/proc/self/clear_refs").exists():
+        return None
+    threads = {"OMP_NUM_THREADS": str(torch.get_num_threads())}
+    p = subprocess.run([sys.executable, "-c", ATTN_CHILD, backend, str(T)],
+                       capture_output=True, text=True, env=os.environ | threads)
+    return int(p.stdout.strip()) if p.returncode == 0 else None
+
+
+def train_run_peak_rss(steps: int, *overrides: str) -> float:
+    """Peak RSS (MiB) of scripts/train.py with its defaults, for `steps` steps."""
+    with tempfile.TemporaryDirectory() as tmp:
+        p = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "train.py"), *overrides,
+             f"trainer.max_steps={steps}",
+             f"trainer.val_check_interval={steps}", "trainer.enable_progress_bar=false",
+             f"hydra.run.dir={tmp}/run"], capture_output=True, text=True, cwd=ROOT)
+        if p.returncode != 0:
+            raise RuntimeError(p.stderr[-2000:])
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def loss_curves(steps: int) -> dict:
+    """The same model, data and init trained in float32 and in bf16 autocast."""
+    from tinygpt.data import TextDataModule
+
+    dm = TextDataModule(context_length=SHAPE["context_length"], batch_size=BATCH, stride=64,
+                        seed=0, cache_dir=str(ROOT / "data" / "cache"),
+                        tokenizer="gpt2" if VOCAB == 50257 else "char")
+    dm.load()
+    curves = {}
+    for name, bf16 in (("float32", False), ("bf16", True)):
+        m = model() if VOCAB == 50257 else GPT(GPTConfig(vocab_size=dm.tokenizer.vocab_size,
+                                                          pad_vocab_multiple=64, **SHAPE))
+        losses = []
+        opt = torch.optim.AdamW(m.parameters(), lr=1e-3, foreach=True)
+        for i, (x, y) in enumerate(dm.train_dataloader()):
+            if i == steps:
+                break
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = m.loss(x, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        curves[name] = losses
+    a, b = curves["float32"], curves["bf16"]
+    tail = max(1, steps // 5)
+    noise = statistics.pstdev([a[i] - a[i - 1] for i in range(len(a) - tail, len(a))])
+    return {
+        "steps": steps,
+        "final_float32": statistics.mean(a[-tail:]), "final_bf16": statistics.mean(b[-tail:]),
+        "max_abs_diff": max(abs(u - v) for u, v in zip(a, b, strict=True)),
+        "step_to_step_noise": noise,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="seconds-long smoke run")
+    ap.add_argument("--out", default=str(ROOT / "docs"), help="where benchmarks.md/.json go")
+    args = ap.parse_args()
+    q = args.quick
+    if q:  # a toy shape and vocabulary: checks that every measurement runs, in seconds
+        global VOCAB, BATCH
+        VOCAB, BATCH = 1000, 4
+        SHAPE.update(context_length=32, emb_dim=32, n_heads=2, n_layers=2)
+    warm, reps = (1, 2) if q else (3, 15)
+    R: dict = {"machine": f"{platform.processor() or platform.machine()}, "
+                          f"{os.cpu_count()} cores, torch {torch.__version__}, "
+                          f"{torch.get_num_threads()} threads",
+               "command": "python scripts/bench.py" + (" --quick" if q else "")}
+    tokens = BATCH * SHAPE["context_length"]
+
+    R["peak_gflops"] = {"float32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+
+    train = {}
+    variants = {  # name: (bf16, sliced CE, vocab pad, compile)
+        "raw float32 eager (nanoGPT-style)": (False, False, 1, False),
+        "raw float32 + sliced CE": (False, True, 64, False),
+        "raw bf16 autocast, full CE": (True, False, 64, False),
+        "raw bf16 + sliced CE, vocab 50257": (True, True, 1, False),
+        "raw bf16 + sliced CE (our default)": (True, True, 64, False),
+    }
+    if not q:
+        variants["raw bf16 + sliced CE + compile"] = (True, True, 64, True)
+    flops = None
+    for name, (bf16, sliced, pad, comp) in variants.items():
+        m = model(pad=pad)
+        cold = None
+        if comp:
+            m.hidden = torch.compile(m.hidden)
+            t = time.perf_counter()
+            raw_step(m, bf16, sliced)()
+            cold = time.perf_counter() - t
+        step = raw_step(m, bf16, sliced)
+        ms = median_ms(step, warm, reps)
+        train[name] = {"ms_per_step": ms, "tokens_per_sec": tokens / ms * 1000}
+        if cold is not None:
+            train[name]["cold_compile_s"] = cold
+        if name.endswith("(our default)"):
+            flops = flops_per_step(step)
+    steps = 8 if q else 40
+    train["Lightning (LitGPT, our default)"] = {"ms_per_step": (ms := lightning_ms(steps, warm))}
+    train["Lightning (LitGPT, our default)"]["tokens_per_sec"] = tokens / ms * 1000
+    R["training"] = train
+    base = train["raw float32 eager (nanoGPT-style)"]["tokens_per_sec"]
+    same = train["raw bf16 + sliced CE (our default)"]["tokens_per_sec"]
+    light = train["Lightning (LitGPT, our default)"]["tokens_per_sec"]
+    R["ratios"] = {
+        "lightning_vs_raw_same_settings": light / same,
+        "lightning_overhead_pct": (same / light - 1) * 100,
+        "default_vs_raw_float32_eager": light / base,
+    }
+    achieved = flops / (train["raw bf16 + sliced CE (our default)"]["ms_per_step"] / 1000) / 1e9
+    R["mfu"] = {"flops_per_step": flops, "achieved_gflops": achieved,
+                "mfu_vs_bf16_matmul_peak": achieved / R["peak_gflops"]["bf16"]}
+
+    attn = {}
+    for T in ([64, 128] if q else [64, 128, 256, 512, 1024]):
+        row = {}
+        for backend in ("manual", "sdpa"):
+            m = MultiHeadAttention(128, 128, T, 4, backend=backend)
+            x = torch.randn(16, T, 128, requires_grad=True)
+            row[backend] = {
+                "ms": median_ms(lambda m=m, x=x: m(x).sum().backward(), warm, reps),
+                "peak_mib": (b / 2**20) if (b := attention_peak_bytes(backend, T)) else None,
+            }
+        row["sdpa_speedup"] = row["manual"]["ms"] / row["sdpa"]["ms"]
+        attn[T] = row
+    R["attention_fwd_bwd"] = attn
+
+    g = model(pad=64, context_length=512).eval()
+    prompt = torch.randint(0, VOCAB, (1, 16), generator=torch.Generator().manual_seed(0))
+    new = 32 if q else 256
+    gen = {}
+    for cache in (True, False):
+        ms = median_ms(lambda c=cache: generate(g, prompt, new, temperature=0, use_cache=c),
+                       0 if q else 1, 1 if q else 3)
+        gen["kv_cache" if cache else "no_cache"] = {"tokens_per_sec": new / ms * 1000}
+    gen["speedup"] = gen["kv_cache"]["tokens_per_sec"] / gen["no_cache"]["tokens_per_sec"]
+    gen["new_tokens"] = new
+    R["generation"] = gen
+
+    R["loss_curves"] = loss_curves(10 if q else 100)
+    R["train_run_peak_rss_mib"] = train_run_peak_rss(*((3, "experiment=smoke") if q else (30,)))
+    write(R, Path(args.out))
+
+
+def write(R: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmarks.json").write_text(json.dumps(R, indent=2) + "\n")
+    L_ = [f"Command: `{R['command']}`  \nMachine: {R['machine']}  \n",
+          f"Matmul peak (2048^3): float32 {R['peak_gflops']['float32']:.0f} GFLOP/s, "
+          f"bf16 {R['peak_gflops']['bf16']:.0f} GFLOP/s\n",
+          f"## Training step: {SHAPE['n_layers']} layers x {SHAPE['emb_dim']}, vocabulary {VOCAB}, "
+          f"batch {BATCH} x {SHAPE['context_length']}\n",
+          "| path | ms/step | tokens/s |", "| --- | ---: | ---: |"]
+    for name, r in R["training"].items():
+        extra = f" (cold compile {r['cold_compile_s']:.1f} s)" if "cold_compile_s" in r else ""
+        L_.append(f"| {name}{extra} | {r['ms_per_step']:.0f} | {r['tokens_per_sec']:.0f} |")
+    r = R["ratios"]
+    L_ += ["", "Lightning vs the raw loop at the same settings: "
+           f"{r['lightning_vs_raw_same_settings']:.3f}x "
+           f"(overhead {r['lightning_overhead_pct']:.1f}%)."
+           f" Our default (Lightning) vs the raw float32 eager loop: "
+           f"{r['default_vs_raw_float32_eager']:.2f}x.\n",
+           f"Model FLOPs per step {R['mfu']['flops_per_step'] / 1e9:.1f} GFLOP; achieved "
+           f"{R['mfu']['achieved_gflops']:.0f} GFLOP/s = {R['mfu']['mfu_vs_bf16_matmul_peak']:.1%} "
+           "of the bf16 matmul peak (CPU MFU).\n",
+           "## Attention alone, forward + backward (batch 16, 4 heads x 32)\n",
+           "| T | manual ms | sdpa ms | sdpa speed-up | manual peak MiB | sdpa peak MiB |",
+           "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for T, row in R["attention_fwd_bwd"].items():
+        mm = [row[b]["peak_mib"] for b in ("manual", "sdpa")]
+        mem = " | ".join("n/a" if v is None else f"{v:.0f}" for v in mm)
+        L_.append(f"| {T} | {row['manual']['ms']:.1f} | {row['sdpa']['ms']:.1f} | "
+                  f"{row['sdpa_speedup']:.2f}x | {mem} |")
+    g = R["generation"]
+    c = R["loss_curves"]
+    L_ += ["", f"## Generation, {g['new_tokens']} new tokens (greedy, same shape, context 512)\n",
+           f"KV cache {g['kv_cache']['tokens_per_sec']:.0f} tokens/s, without "
+           f"{g['no_cache']['tokens_per_sec']:.0f} tokens/s: {g['speedup']:.1f}x.\n",
+           f"## bf16 vs float32 loss curve ({c['steps']} steps, same init and batches)\n",
+           f"Mean loss over the last fifth: float32 {c['final_float32']:.4f}, bf16 "
+           f"{c['final_bf16']:.4f}; largest per-step difference {c['max_abs_diff']:.4f}; "
+           f"float32's own step-to-step noise (std) {c['step_to_step_noise']:.4f}.\n",
+           f"## Memory\n\nPeak resident memory of a default training run: "
+           f"{R['train_run_peak_rss_mib']:.0f} MiB.\n"]
+    (out / "benchmarks.md").write_text("# Benchmarks\n\n" + "\n".join(L_))
+    print("\n".join(L_))
+
+
+if __name__ == "__main__":
+    main()

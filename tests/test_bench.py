@@ -1,0 +1,57 @@
+import json
+
+import torch
+
+from conftest import run_script
+from tinygpt.generate import generate
+from tinygpt.model import GPT, GPTConfig
+
+
+def test_bench_quick_mode_writes_table_and_json(tmp_path):
+    p = run_script("bench.py", "--quick", "--out", str(tmp_path))
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert r["training"]["Lightning (LitGPT, our default)"]["tokens_per_sec"] > 0
+    assert set(r["attention_fwd_bwd"]) == {"64", "128"}
+    md = (tmp_path / "benchmarks.md").read_text()
+    assert "python scripts/bench.py --quick" in md and "| raw float32 eager" in md
+
+
+def test_bf16_autocast_loss_close_to_float32():
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(vocab_size=300, context_length=32, emb_dim=64, n_heads=4, n_layers=2,
+                      pad_vocab_multiple=64))
+    x, y = torch.randint(0, 300, (4, 32)), torch.randint(0, 300, (4, 32))
+    full = m.loss(x, y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = m.loss(x, y)
+    assert abs(low.item() - full.item()) < 0.02
+
+
+def test_compiled_trunk_matches_eager():
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(vocab_size=100, context_length=16, emb_dim=32, n_heads=2, n_layers=2))
+    x, y = torch.randint(0, 100, (2, 16)), torch.randint(0, 100, (2, 16))
+    eager = m.loss(x, y)
+    m.hidden = torch.compile(m.hidden)
+    torch.testing.assert_close(m.loss(x, y), eager, atol=1e-5, rtol=1e-5)
+
+
+def test_padded_vocabulary_is_never_scored_or_sampled():
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=70, context_length=16, emb_dim=32, n_heads=2, n_layers=1,
+                    pad_vocab_multiple=64)
+    m = GPT(cfg).eval()
+    assert cfg.padded_vocab_size == 128 and m.head.weight.shape[0] == 128
+    with torch.no_grad():
+        m.head.weight[70:] = 100.0  # padding rows that would win every argmax if they counted
+    x = torch.randint(0, 70, (2, 16))
+    assert m(x).shape[-1] == 70
+    out = generate(m, x[:, :4], 30, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    assert out.max() < 70
+    # the loss equals cross-entropy over the 70 real tokens only
+    ref = torch.nn.functional.cross_entropy(m(x).flatten(0, 1), x.flatten())
+    torch.testing.assert_close(m.loss(x, x), ref, atol=1e-5, rtol=1e-5)
+    fresh = GPT(cfg)
+    fresh.loss(x, x).backward()
+    assert not fresh.head.weight.grad[70:].any()  # padding rows are never trained
