@@ -17,6 +17,14 @@ def test_bench_quick_mode_writes_table_and_json(tmp_path):
     assert "python scripts/bench.py --quick" in md and "| raw float32 eager" in md
 
 
+def test_bench_gpu_section_code_runs(tmp_path):
+    # the GPU section's code, on the CPU with a toy shape (no GPU is needed to check it runs)
+    p = run_script("bench.py", "--gpu", "--gpu-device", "cpu", "--quick", "--out", str(tmp_path))
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads((tmp_path / "benchmarks_gpu.json").read_text())
+    assert r["tokens_per_sec"] > 0 and r["tflops"] > 0
+
+
 def test_bf16_autocast_loss_close_to_float32():
     torch.manual_seed(0)
     m = GPT(GPTConfig(vocab_size=300, context_length=32, emb_dim=64, n_heads=4, n_layers=2,
