@@ -14,11 +14,16 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from tinygpt.callbacks import AttentionMaps, SampleText, StopOnSignal, TokensPerSecond
+from tinygpt.callbacks import (
+    AttentionMaps,
+    LastCheckpoint,
+    RunLogger,
+    SampleText,
+    TokensPerSecond,
+)
 from tinygpt.checkpoint import (
     AtomicCheckpointIO,
     checkpoint_model_config,
@@ -129,52 +134,67 @@ def train(cfg: DictConfig) -> float:
         lit.model.load_state_dict(init.state_dict())
 
     # Events straight into the run directory: in a sweep each job's folder is one TB run.
-    logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
+    logger = RunLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     best = ModelCheckpoint(
         dirpath=ckpt_dir, filename="best-{step}", monitor="val/loss", mode="min",
         save_top_k=1, auto_insert_metric_name=False,
     )
-    callbacks = [best]
-    if cfg.save_every_n_steps > 0:
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
-                                         every_n_train_steps=cfg.save_every_n_steps))
     s = cfg.sample
     sampler = SampleText(s.prompt, s.max_new_tokens, s.temperature, s.top_k, seed=cfg.seed)
-    stopper = StopOnSignal(last)
-    callbacks += [TokensPerSecond(), sampler, AttentionMaps(cfg.attention_map_tokens), stopper]
+    saver = LastCheckpoint(last, cfg.save_every_n_steps)
+    callbacks = [best, TokensPerSecond(), sampler, AttentionMaps(cfg.attention_map_tokens), saver]
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     trainer: L.Trainer = instantiate(
         cfg.trainer, precision=precision, logger=logger, callbacks=callbacks,
         default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()],
     )
+    batch = split_batch(cfg, trainer)
+    dm.batch_size = batch["per_device_batch"]
     trainer.fit(lit, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
 
     if lit.nonfinite_step is not None:
         kept = f"; the last good checkpoint is {last}" if last.exists() else ""
         fail(f"the loss became NaN or inf at step {lit.nonfinite_step}{kept} (lower optim.lr, "
              "or set on_nonfinite=skip to drop such batches)")
-    if stopper.signum is not None:
-        name = signal.Signals(stopper.signum).name
+    if saver.signum is not None:
+        name = signal.Signals(saver.signum).name
         print(f"\nstopped by {name} after step {trainer.global_step}; saved {last}\n"
               f"resume with: python scripts/train.py hydra.run.dir={run_dir} resume=true",
               file=sys.stderr)
-        sys.exit(128 + stopper.signum)
+        sys.exit(128 + saver.signum)
     if trainer.interrupted:
         fail("training was interrupted")
-    trainer.save_checkpoint(last, weights_only=False)  # the final state, resumable
+    if trainer.max_steps <= 0:  # an epoch-based run: LastCheckpoint could not see its end
+        trainer.save_checkpoint(last, weights_only=False)
     if "val/loss" not in trainer.callback_metrics or trainer.global_step % _val_every(trainer):
         trainer.validate(lit, datamodule=dm, verbose=False, weights_only=True)  # final weights
     val_loss = float(trainer.callback_metrics["val/loss"])
     train_loss = float(trainer.callback_metrics.get("train/loss", float("nan")))
     logger.log_hyperparams(
-        OmegaConf.to_container(cfg, resolve=True),
+        OmegaConf.to_container(cfg, resolve=True) | {"batch": batch},
         {"hp/val_loss": val_loss, "hp/train_loss": train_loss},
     )
-    logger.finalize("success")
+    logger.close()
     report(run_dir, trainer, dm, gpt_cfg, precision, train_loss, val_loss, sampler.last)
     return val_loss
+
+
+def split_batch(cfg: DictConfig, trainer: L.Trainer) -> dict:
+    """data.batch_size sequences per optimizer step, shared by devices and accumulation steps."""
+    world, acc = trainer.world_size, trainer.accumulate_grad_batches
+    per_device, rest = divmod(cfg.data.batch_size, world * acc)
+    if rest or per_device == 0:
+        fail(f"data.batch_size={cfg.data.batch_size} (sequences per step, all devices) is not a "
+             f"multiple of devices x accumulate_grad_batches = {world * acc} (change one of them)")
+    batch = {"global_batch_tokens": cfg.data.batch_size * cfg.model.context_length,
+             "per_device_batch": per_device, "accumulate_grad_batches": acc, "world_size": world}
+    if world > 1 or acc > 1:
+        rank_zero_info(f"global batch {batch['global_batch_tokens']:,} tokens = {world} device(s) "
+                       f"x {acc} accumulation step(s) x {per_device} sequences x "
+                       f"{cfg.model.context_length} tokens")
+    return batch
 
 
 def _val_every(trainer: L.Trainer) -> int:

@@ -22,6 +22,20 @@ def run_script(script: str, *args: str, cwd: Path | None = None, timeout: int = 
     )
 
 
+def scalars_by_step(run_dir: Path, tag: str) -> dict[int, float]:
+    """tag's values by step over every event file of a run directory, oldest file first, so a
+    resumed run's value for a step wins (EventAccumulator on the folder would purge steps)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out: dict[int, float] = {}
+    for f in sorted(run_dir.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime):
+        ea = EventAccumulator(str(f), size_guidance={"scalars": 0})
+        ea.Reload()
+        if tag in ea.Tags()["scalars"]:  # SIGKILL may have lost a file's buffer
+            out.update({e.step: e.value for e in ea.Scalars(tag)})
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """One tiny training run through the real entry point, shared by the tests that read it."""

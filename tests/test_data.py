@@ -57,6 +57,29 @@ def test_windows_are_shifted_by_one_with_stride():
     assert x.tolist() == [6, 7, 8, 9] and y.tolist() == [7, 8, 9, 10]
 
 
+def test_sampler_ranks_split_each_batch_disjointly():
+    from tinygpt.data import ResumableSampler
+
+    one = list(ResumableSampler(100, batch_size=8, seed=3))
+    r0 = list(ResumableSampler(100, batch_size=4, seed=3, rank=0, world_size=2))
+    r1 = list(ResumableSampler(100, batch_size=4, seed=3, rank=1, world_size=2))
+    assert len(one) == 96 and len(r0) == len(r1) == 48 and not set(r0) & set(r1)
+    for k in range(12):  # step k: the two ranks' batches together are the one-process batch
+        both = set(r0[4 * k : 4 * k + 4]) | set(r1[4 * k : 4 * k + 4])
+        assert both == set(one[8 * k : 8 * k + 8])
+
+
+def test_sampler_resumes_mid_epoch_and_moves_to_the_next():
+    from tinygpt.data import ResumableSampler
+
+    full = ResumableSampler(20, batch_size=4, seed=1)
+    epoch0, epoch1 = list(full), list(full)
+    assert sorted(epoch0) == list(range(20)) and epoch0 != epoch1
+    late = ResumableSampler(20, batch_size=4, seed=1)
+    late.start = 8
+    assert list(late) == epoch0[8:] and list(late) == epoch1
+
+
 def test_data_module_splits_contiguously(tmp_path):
     dm = TextDataModule(tokenizer="char", context_length=16, cache_dir=str(tmp_path))
     dm.load()

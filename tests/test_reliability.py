@@ -16,24 +16,13 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, TINY, run_script
+from conftest import ROOT, TINY, run_script, scalars_by_step
 from tinygpt import data as data_mod
 from tinygpt.checkpoint import AtomicCheckpointIO, read_checkpoint
 
 # Dropout on, so that resuming must also restore the RNG; a loss logged at every step.
 EXACT = [*TINY, "model.drop_rate=0.1", "trainer.log_every_n_steps=1", "trainer.max_steps=60",
          "trainer.val_check_interval=25", "save_every_n_steps=10", "sample.max_new_tokens=4"]
-
-
-def losses_by_step(run_dir: Path) -> dict[int, float]:
-    """train/loss per step; where a resumed run logged a step again, its later value wins."""
-    out: dict[int, float] = {}
-    for f in sorted(run_dir.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime):
-        ea = EventAccumulator(str(f), size_guidance={"scalars": 0})
-        ea.Reload()
-        if "train/loss" in ea.Tags()["scalars"]:  # SIGKILL may have lost a file's buffer
-            out.update({e.step: e.value for e in ea.Scalars("train/loss")})
-    return out
 
 
 def popen_train(*args: str) -> subprocess.Popen:
@@ -75,7 +64,8 @@ def test_sigkill_then_resume_repeats_every_later_loss(tmp_path):
 
     p = run_script("train.py", *EXACT, cache, f"hydra.run.dir={killed}", "resume=true")
     assert p.returncode == 0, p.stderr[-2000:]
-    a, b = losses_by_step(straight), losses_by_step(killed)
+    a = scalars_by_step(straight, "train/loss")
+    b = scalars_by_step(killed, "train/loss")
     assert len(a) == 60 and all(s in b for s in range(k, 60))
     for s in b:  # same config and seed: the same loss at every step, before and after the kill
         assert b[s] == pytest.approx(a[s], abs=1e-6), s

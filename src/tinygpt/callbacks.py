@@ -11,10 +11,28 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from tinygpt.generate import generate
 from tinygpt.model import manual_attention
+
+
+class RunLogger(TensorBoardLogger):
+    """TensorBoardLogger that keeps one event file per run.
+
+    Lightning finalises its logger when fit (or validate) ends, which closes the event file;
+    the training script still logs the final validation and the HPARAMS summary after that,
+    and a closed writer would open a second file. Here finalize only flushes; `close()` ends
+    the run.
+    """
+
+    def finalize(self, status: str) -> None:
+        if self._experiment is not None:
+            self.experiment.flush()
+
+    def close(self) -> None:
+        super().finalize("success")
 
 
 class TokensPerSecond(L.Callback):
@@ -102,14 +120,16 @@ class AttentionMaps(L.Callback):
             )
 
 
-class StopOnSignal(L.Callback):
-    """SIGINT/SIGTERM: finish the current step, save a resumable checkpoint, stop cleanly.
+class LastCheckpoint(L.Callback):
+    """Writes `last.ckpt` every `every_n_steps`, at the final step, and on SIGINT/SIGTERM.
 
-    A second signal while the first is pending interrupts at once.
+    Always at the end of a training step, so a resumed run continues exactly (a checkpoint
+    taken after fit ends would shift the logged step numbers by one). On a signal the step
+    finishes, `last.ckpt` is written and training stops; a second signal interrupts at once.
     """
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
+    def __init__(self, path: str | Path, every_n_steps: int = 0):
+        self.path, self.every_n_steps = Path(path), every_n_steps
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
 
@@ -124,9 +144,13 @@ class StopOnSignal(L.Callback):
         self.signum = signum
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch: Any, batch_idx: int) -> None:
-        if self.signum is not None and not trainer.should_stop:
-            trainer.save_checkpoint(self.path, weights_only=False)
+        step = trainer.global_step
+        final = 0 < trainer.max_steps <= step
+        periodic = self.every_n_steps > 0 and step % self.every_n_steps == 0
+        if self.signum is not None:
             trainer.should_stop = True
+        if final or periodic or self.signum is not None:
+            trainer.save_checkpoint(self.path, weights_only=False)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for s, handler in self._previous.items():

@@ -41,7 +41,7 @@ class DataConfig:
     path: str | None = None  # for name=text: a file, a folder of .txt files, or a glob
     url: str | None = None  # for a download preset: a mirror instead of the default address
     tokenizer: str = "gpt2"  # gpt2 | char
-    batch_size: int = 16
+    batch_size: int = 16  # sequences per optimizer step over all devices (split across them)
     val_fraction: float = 0.1
     stride: int | None = 64  # tokens between training windows' starts (None: context_length)
     num_workers: int = 0
@@ -65,7 +65,7 @@ class TrainerConfig:
     accelerator: str = "auto"
     devices: Any = "auto"
     num_nodes: int = 1
-    strategy: str = "auto"
+    strategy: Any = "auto"  # "ddp", or a strategy object's config (configs/trainer/fsdp.yaml)
     precision: str = "auto"
     max_steps: int = 600
     max_epochs: int = -1

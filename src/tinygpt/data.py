@@ -250,7 +250,11 @@ class TextDataModule(L.LightningDataModule):
         return self._loader(self.train_set, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set)
+        # Each rank scores every world_size-th window (no padding, no duplicates): the union is
+        # the whole validation set, and the token-weighted mean across ranks is exact.
+        t = self.trainer
+        rank, world = (t.global_rank, t.world_size) if t is not None else (0, 1)
+        return self._loader(self.val_set, sampler=range(rank, len(self.val_set), world))
 
     def _loader(self, dataset: Dataset, sampler: Sampler | None = None) -> DataLoader:
         on_gpu = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"

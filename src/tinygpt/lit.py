@@ -89,7 +89,7 @@ class LitGPT(L.LightningModule):
                 self.skipped_batches += 1
                 rank_zero_warn(f"loss is {loss.item()} at step {self.global_step}: batch skipped")
             return None  # Lightning skips backward and the optimizer step for this batch
-        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)  # the mean over all ranks
         if self.skipped_batches:
             self.log("train/skipped_batches", float(self.skipped_batches))
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
@@ -101,8 +101,9 @@ class LitGPT(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         loss = self.val_loss.compute()  # token-weighted mean, reduced across ranks
         self.val_loss.reset()
-        self.log("val/loss", loss, prog_bar=True)
-        self.log("val/ppl", torch.exp(loss))
+        # sync_dist only quiets Lightning: MeanMetric.compute() already reduced across ranks.
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True)
+        self.log("val/ppl", torch.exp(loss), sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Dropout draws from these; restoring them makes a resumed run repeat the same masks.
