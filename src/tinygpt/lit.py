@@ -130,10 +130,10 @@ class LitGPT(L.LightningModule):
         if gradient_clip_algorithm not in (None, "norm"):
             return super().configure_gradient_clipping(
                 optimizer, gradient_clip_val, gradient_clip_algorithm)
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         if gradient_clip_val:
             total = torch.nn.utils.clip_grad_norm_(self.model.parameters(), gradient_clip_val)
         else:
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
             total = torch.nn.utils.get_total_norm(grads)
         self.log("grad_norm/total", total)  # before clipping: the norm the clip acted on
 
