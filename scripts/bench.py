@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from tinygpt.attention import MultiHeadAttention
+from tinygpt.diagnostics import attention_stats, qk_grad_norms
 from tinygpt.generate import generate
 from tinygpt.lit import LitGPT
 from tinygpt.model import GPT, GPTConfig
@@ -111,6 +112,16 @@ def lightning_ms(steps: int, warmup: int) -> float:
     return statistics.median(gaps)
 
 
+def diagnostics_ms(warmup: int, repeats: int) -> float:
+    """One AttentionDiagnostics measurement at the default shape: 4 validation sequences through
+    the manual backend in float32, plus the W_q/W_k gradient norms."""
+    m = model(pad=64)
+    x, y = batch()
+    m.loss(x, y).backward()
+    idx = x[:4]
+    return median_ms(lambda: (attention_stats(m, idx), qk_grad_norms(m)), warmup, repeats)
+
+
 def matmul_peak(dtype: torch.dtype, n: int = 2048) -> float:
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     ms = median_ms(lambda: a @ b, 2, 7)
@@ -126,6 +137,7 @@ def flops_per_step(step) -> int:
 ATTN_CHILD = """
 import sys, torch
 from tinygpt.attention import MultiHeadAttention
+from tinygpt.diagnostics import attention_stats, qk_grad_norms
 backend, T = sys.argv[1], int(sys.argv[2])
 m = MultiHeadAttention(128, 128, T, 4, backend=backend)
 x = torch.randn(16, T, 128, requires_grad=True)
@@ -314,6 +326,11 @@ def main() -> None:
         "lightning_overhead_pct": (same / light - 1) * 100,
         "default_vs_raw_float32_eager": light / base,
     }
+    diag = diagnostics_ms(warm, reps)
+    every = 50  # diagnostics_every's default
+    R["diagnostics"] = {"ms": diag, "every_n_steps": every,
+                        "overhead_pct": diag / (every * train["Lightning (LitGPT, our default)"]
+                                                ["ms_per_step"]) * 100}
     achieved = flops / (train["raw bf16 + sliced CE (our default)"]["ms_per_step"] / 1000) / 1e9
     R["mfu"] = {"flops_per_step": flops, "achieved_gflops": achieved,
                 "mfu_vs_bf16_matmul_peak": achieved / R["peak_gflops"]["bf16"]}
@@ -372,6 +389,10 @@ def write(R: dict, out: Path) -> None:
            f"(overhead {r['lightning_overhead_pct']:.1f}%)."
            f" Our default (Lightning) vs the raw float32 eager loop: "
            f"{r['default_vs_raw_float32_eager']:.2f}x.\n",
+           f"Attention diagnostics (entropy, saturation, score spread, W_q/W_k gradients on 4 "
+           f"sequences, float32): {R['diagnostics']['ms']:.0f} ms per measurement, every "
+           f"{R['diagnostics']['every_n_steps']} steps = {R['diagnostics']['overhead_pct']:.1f}% "
+           "of training time.\n",
            f"Model FLOPs per step {R['mfu']['flops_per_step'] / 1e9:.1f} GFLOP; achieved "
            f"{R['mfu']['achieved_gflops']:.0f} GFLOP/s = {R['mfu']['mfu_vs_bf16_matmul_peak']:.1%} "
            "of the bf16 matmul peak (CPU MFU).\n",

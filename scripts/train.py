@@ -18,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from tinygpt.callbacks import (
+    AttentionDiagnostics,
     AttentionMaps,
     LastCheckpoint,
     RunLogger,
@@ -128,7 +129,7 @@ def train(cfg: DictConfig) -> float:
         model=asdict(gpt_cfg), tokenizer=tok_state, lr=o.lr,
         weight_decay=o.weight_decay, betas=tuple(o.betas), warmup_steps=o.warmup_steps,
         min_lr_ratio=o.min_lr_ratio, grad_norm_every=cfg.grad_norm_every,
-        on_nonfinite=cfg.on_nonfinite, compile=cfg.compile,
+        on_nonfinite=cfg.on_nonfinite, compile=cfg.compile, causal_eval=cfg.causal_eval,
     )
     if init is not None:
         lit.model.load_state_dict(init.state_dict())
@@ -144,7 +145,8 @@ def train(cfg: DictConfig) -> float:
     s = cfg.sample
     sampler = SampleText(s.prompt, s.max_new_tokens, s.temperature, s.top_k, seed=cfg.seed)
     saver = LastCheckpoint(last, cfg.save_every_n_steps)
-    callbacks = [best, TokensPerSecond(), sampler, AttentionMaps(cfg.attention_map_tokens), saver]
+    callbacks = [best, TokensPerSecond(), sampler, AttentionMaps(cfg.attention_map_tokens),
+                 AttentionDiagnostics(cfg.diagnostics_every), saver]
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     trainer: L.Trainer = instantiate(
         cfg.trainer, precision=precision, logger=logger, callbacks=callbacks,

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tinygpt.model import GPT, AttentionConfig, GPTConfig, manual_attention
+from tinygpt.model import GPT, AttentionConfig, GPTConfig, attention_overrides
 
 
 def tiny_cfg(**kw) -> GPTConfig:
@@ -82,7 +82,7 @@ def test_gradients_reach_every_parameter_and_loss_goes_down():
 def test_manual_attention_returns_weights_and_restores_backend():
     model = GPT(tiny_cfg()).eval()
     x = torch.randint(0, 50, (1, 16))
-    with manual_attention(model):
+    with attention_overrides(model, backend="manual"):
         logits, weights = model(x, return_weights=True)
     assert len(weights) == 2 and weights[0].shape == (1, 4, 16, 16)
     torch.testing.assert_close(logits, model(x), atol=1e-5, rtol=0)

@@ -174,3 +174,35 @@ def test_misspelt_key_or_wrong_type_fails_fast(override, needle, tmp_path):
     assert not (tmp_path / "r").exists()  # failed before any run directory was made
     assert time.time() - t < 60
 
+
+
+def sweep_jobs(experiment: str) -> list:
+    """The jobs Hydra's basic sweeper would launch for an experiment, each composed (no run)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from train import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"experiment={experiment}"],
+                      return_hydra_config=True)
+        assert cfg.hydra.mode.name == "MULTIRUN"  # the experiment is a sweep without -m
+        params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
+        (batch,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params),
+                                                None)
+        return [compose(config_name="train", overrides=[f"experiment={experiment}", *job])
+                for job in batch]
+
+
+def test_attention_ablation_composes_to_the_2x2_grid():
+    jobs = sweep_jobs("attention_ablation")
+    grid = sorted((j.model.attention.scale, j.model.attention.causal) for j in jobs)
+    assert grid == [(False, False), (False, True), (True, False), (True, True)]
+    assert all(j.data.tokenizer == "char" and j.trainer.max_steps == 600 for j in jobs)
+
+
+def test_head_dim_sweep_repeats_scale_on_and_off_per_head_dimension():
+    jobs = sweep_jobs("head_dim_sweep")
+    grid = sorted((j.model.emb_dim // j.model.n_heads, j.model.attention.scale) for j in jobs)
+    assert grid == [(d, s) for d in (16, 64, 256) for s in (False, True)]

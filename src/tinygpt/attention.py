@@ -204,8 +204,7 @@ class MultiHeadAttention(nn.Module):
         if return_weights and self.backend != "manual":
             raise ValueError("only backend='manual' can return attention weights (set it)")
 
-        # (B, T, 3*d_out) -> three (B, heads, T, d_head) tensors by reshaping, no copies per head.
-        q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = self.project(x)
         if cache is not None:
             k, v = cache.append(k, v)
         # Query i sits at absolute position past+i and may see keys 0..past+i.
@@ -218,6 +217,18 @@ class MultiHeadAttention(nn.Module):
             out, weights = self._manual(q, k, v, mask)
         out = self.out_proj(out.transpose(1, 2).reshape(B, T, -1))
         return (out, weights) if return_weights else out
+
+    def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x (B, T, d_in) -> q, k, v, each (B, heads, T, d_head)."""
+        B, T, _ = x.shape
+        # One matmul for all three, then heads by reshaping: no copies per head.
+        qkv = self.qkv(x).view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return qkv.unbind(0)
+
+    def scores(self, q: Tensor, k: Tensor) -> Tensor:
+        """Pre-softmax scores (B, heads, T_q, T_k): q.k, divided by sqrt(d_head) if `scale`."""
+        scores = q @ k.transpose(-2, -1)
+        return scores / math.sqrt(self.head_dim) if self.scale else scores
 
     def _sdpa(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, past: int) -> Tensor:
         # is_causal assumes queries and keys start together; with a cache they don't, so pass the
@@ -235,9 +246,7 @@ class MultiHeadAttention(nn.Module):
     def _manual(
         self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None
     ) -> tuple[Tensor, Tensor]:
-        scores = q @ k.transpose(-2, -1)
-        if self.scale:
-            scores = scores / math.sqrt(self.head_dim)
+        scores = self.scores(q, k)
         if mask is not None and self.mask_impl == "neg_inf":
             scores = scores.masked_fill(~mask, -torch.inf)
         weights = torch.softmax(scores, dim=-1)

@@ -1,4 +1,5 @@
-"""TensorBoard extras hung off the Trainer: throughput, text samples, attention maps."""
+"""TensorBoard extras hung off the Trainer: throughput, text samples, attention maps and
+attention diagnostics, checkpoints on a schedule or a signal."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
+from tinygpt.diagnostics import attention_stats, qk_grad_norms, uniform_entropy
 from tinygpt.generate import generate
-from tinygpt.model import manual_attention
+from tinygpt.model import attention_overrides
 
 
 class RunLogger(TensorBoardLogger):
@@ -109,7 +112,7 @@ class AttentionMaps(L.Callback):
         model = pl_module.model
         was_training = model.training
         model.eval()
-        with torch.no_grad(), manual_attention(model):
+        with torch.no_grad(), attention_overrides(model, backend="manual"):
             _, weights = model(x, return_weights=True)
         model.train(was_training)
         layers = sorted({0, len(weights) - 1})
@@ -118,6 +121,60 @@ class AttentionMaps(L.Callback):
                 f"attention/layer_{i}", weights_image(weights[i][0]), trainer.global_step,
                 dataformats="HW",
             )
+
+
+class AttentionDiagnostics(L.Callback):
+    """Every `every_n_steps`, logs how each layer's attention behaves on a fixed validation
+    batch, and the gradient that reaches its W_q and W_k (before clipping), all under
+    `attention/`: entropy/layer_i (nats; entropy_uniform is its maximum) and
+    entropy/layer_i/head_j, max_weight/layer_i (1.0 = saturated), score_std/layer_i (spread
+    of the pre-softmax scores), grad_wq/layer_i, grad_wk/layer_i."""
+
+    def __init__(self, every_n_steps: int = 50, num_sequences: int = 4):
+        self.every_n_steps, self.num_sequences = every_n_steps, num_sequences
+        self._idx: torch.Tensor | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.every_n_steps and isinstance(trainer.strategy, FSDPStrategy):
+            # Sharded weights: a forward pass on one rank alone would wait for the others.
+            rank_zero_warn("attention diagnostics are off under FSDP (diagnostics_every=0)")
+            self.every_n_steps = 0
+
+    @rank_zero_only
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        step = trainer.global_step  # the weights these gradients belong to: `step` updates done
+        if not self.every_n_steps or step % self.every_n_steps or trainer.logger is None:
+            return
+        metrics: dict[str, float] = {}
+        for i, (g_q, g_k) in enumerate(qk_grad_norms(pl_module.model) or []):
+            metrics |= {f"attention/grad_wq/layer_{i}": g_q, f"attention/grad_wk/layer_{i}": g_k}
+        trainer.logger.log_metrics(metrics | self._attention_metrics(trainer, pl_module), step)
+
+    @rank_zero_only
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # The final weights too, so a run's last point describes the model it ends with.
+        if self.every_n_steps and trainer.logger is not None:
+            metrics = self._attention_metrics(trainer, pl_module)
+            trainer.logger.log_metrics(metrics, step=trainer.global_step)
+
+    def _attention_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
+        if self._idx is None:
+            val = trainer.datamodule.val_set
+            self._idx = torch.stack([val[i][0] for i in range(min(self.num_sequences, len(val)))])
+        model = pl_module.model
+        with torch.autocast(pl_module.device.type, enabled=False):  # statistics in full precision
+            stats = attention_stats(model, self._idx.to(pl_module.device))
+        causal = model.blocks[0].attn.causal
+        metrics = {"attention/entropy_uniform": uniform_entropy(self._idx.shape[1], causal)}
+        for i, st in enumerate(stats):
+            metrics |= {
+                f"attention/entropy/layer_{i}": st.entropy.mean().item(),
+                f"attention/max_weight/layer_{i}": st.max_weight.mean().item(),
+                f"attention/score_std/layer_{i}": st.score_std.mean().item(),
+            }
+            metrics |= {f"attention/entropy/layer_{i}/head_{h}": e
+                        for h, e in enumerate(st.entropy.tolist())}
+        return metrics
 
 
 class LastCheckpoint(L.Callback):

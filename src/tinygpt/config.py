@@ -104,6 +104,8 @@ class TrainConfig:
     save_every_n_steps: int = 100  # write checkpoints/last.ckpt this often (0: only at the end)
     on_nonfinite: str = "stop"  # a NaN/inf loss: "stop" (keep the last good checkpoint) | "skip"
     grad_norm_every: int = 50  # per-layer gradient norms every N steps (0: never)
+    diagnostics_every: int = 50  # attention entropy, saturation, W_q/W_k grads (0: never)
+    causal_eval: bool | None = None  # also score val with the mask on (None: if causal=false)
     attention_map_tokens: int = 32
     compile: bool = False  # torch.compile the transformer blocks (falls back to eager if it fails)
 

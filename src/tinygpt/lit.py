@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import grad_norm, rank_zero_warn
 from torch import Tensor
 from torchmetrics import MeanMetric
 
-from tinygpt.model import GPT, GPTConfig
+from tinygpt.model import GPT, GPTConfig, attention_overrides
 from tinygpt.tokenizer import Tokenizer, tokenizer_from_state
 
 
@@ -40,6 +40,7 @@ class LitGPT(L.LightningModule):
         grad_norm_every: int = 50,
         on_nonfinite: str = "stop",
         compile: bool = False,
+        causal_eval: bool | None = None,
     ):
         super().__init__()
         if on_nonfinite not in ("stop", "skip"):
@@ -47,6 +48,12 @@ class LitGPT(L.LightningModule):
         self.save_hyperparameters()
         self.model = GPT(GPTConfig(**model))
         self.val_loss = MeanMetric()
+        # A model trained without the mask, scored with it: how much of its loss came from
+        # seeing the future (`val/loss_causal_eval`). None: only for non-causal models.
+        if causal_eval is None:
+            causal_eval = not self.model.cfg.attention.causal
+        self.causal_eval = causal_eval
+        self.val_loss_causal = MeanMetric()
         self.nonfinite_step: int | None = None  # set when a NaN/inf loss stopped training
         self.skipped_batches = 0  # batches dropped for a NaN/inf loss (on_nonfinite=skip)
         self._compile_checked = not compile
@@ -97,6 +104,9 @@ class LitGPT(L.LightningModule):
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self.val_loss.update(self._loss(batch), weight=batch[1].numel())
+        if self.causal_eval:
+            with attention_overrides(self.model, causal=True):
+                self.val_loss_causal.update(self._loss(batch), weight=batch[1].numel())
 
     def on_validation_epoch_end(self) -> None:
         loss = self.val_loss.compute()  # token-weighted mean, reduced across ranks
@@ -104,6 +114,9 @@ class LitGPT(L.LightningModule):
         # sync_dist only quiets Lightning: MeanMetric.compute() already reduced across ranks.
         self.log("val/loss", loss, prog_bar=True, sync_dist=True)
         self.log("val/ppl", torch.exp(loss), sync_dist=True)
+        if self.causal_eval:
+            self.log("val/loss_causal_eval", self.val_loss_causal.compute(), sync_dist=True)
+            self.val_loss_causal.reset()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Dropout draws from these; restoring them makes a resumed run repeat the same masks.

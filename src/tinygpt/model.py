@@ -183,14 +183,18 @@ class GPT(nn.Module):
 
 
 @contextmanager
-def manual_attention(model: nn.Module) -> Iterator[nn.Module]:
-    """Temporarily switch every attention module to the manual backend (to read its weights)."""
+def attention_overrides(model: nn.Module, **switches: object) -> Iterator[nn.Module]:
+    """Temporarily set attributes (backend, causal, ...) on every attention module, e.g.
+    `attention_overrides(model, causal=True)` scores a model trained without the mask with it."""
     modules = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
-    saved = [m.backend for m in modules]
+    saved = [{k: getattr(m, k) for k in switches} for m in modules]  # unknown names raise
     for m in modules:
-        m.backend = "manual"
+        for k, v in switches.items():
+            setattr(m, k, v)
     try:
         yield model
     finally:
-        for m, b in zip(modules, saved, strict=True):
-            m.backend = b
+        for m, values in zip(modules, saved, strict=True):
+            for k, v in values.items():
+                setattr(m, k, v)
+

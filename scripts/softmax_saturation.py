@@ -1,0 +1,102 @@
+"""Why attention divides by sqrt(d_k), in isolation: random unit-variance queries and keys.
+
+    python scripts/softmax_saturation.py [--keys 64] [--rows 2000] [--out DIR]
+
+For each d_k, a query scores `keys` keys with q.k (unscaled) or q.k/sqrt(d_k) (scaled). The
+unscaled scores spread like sqrt(d_k), the softmax turns one-hot, and its Jacobian (the factor
+every gradient to W_q and W_k passes through) goes to zero. Prints a table and writes
+softmax_saturation.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import torch
+
+DIMS = [4, 16, 64, 256, 1024, 4096]
+
+
+def softmax_stats(d_k: int, keys: int, rows: int, scaled: bool, seed: int = 0,
+                  chunk: int = 100) -> dict[str, float]:
+    """Means over `rows` random queries: score spread, largest weight, entropy, and the
+    Frobenius norm of the softmax's Jacobian diag(p) - p p^T."""
+    gen = torch.Generator().manual_seed(seed)
+    sums = {"score_std": 0.0, "max_weight": 0.0, "entropy": 0.0, "jacobian": 0.0,
+            "saturated": 0.0}
+    for start in range(0, rows, chunk):
+        n = min(chunk, rows - start)
+        q = torch.randn(n, 1, d_k, generator=gen)
+        k = torch.randn(n, keys, d_k, generator=gen)
+        s = (q @ k.transpose(1, 2)).squeeze(1)  # (n, keys)
+        if scaled:
+            s = s / math.sqrt(d_k)
+        p = torch.softmax(s, dim=-1)
+        jac = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+        sums["score_std"] += s.std(dim=-1, unbiased=False).sum().item()
+        sums["max_weight"] += p.amax(-1).sum().item()
+        sums["entropy"] += (-torch.special.xlogy(p, p).sum(-1)).sum().item()
+        sums["jacobian"] += torch.linalg.matrix_norm(jac).sum().item()
+        sums["saturated"] += (p.amax(-1) > 0.99).float().sum().item()
+    return {k: v / rows for k, v in sums.items()}
+
+
+def table(results: dict[tuple[int, bool], dict[str, float]], keys: int) -> str:
+    head = ("| d_k | scaled | score std | largest weight | rows > 0.99 | entropy (nats) "
+            "| softmax Jacobian norm |\n|---|---|---|---|---|---|---|")
+    lines = [head]
+    for (d, scaled), r in results.items():
+        lines.append(f"| {d} | {'yes' if scaled else 'no'} | {r['score_std']:.2f} | "
+                     f"{r['max_weight']:.3f} | {r['saturated']:.0%} | {r['entropy']:.2f} | "
+                     f"{r['jacobian']:.4f} |")
+    lines.append(f"\n{keys} keys per query; uniform attention: largest weight {1 / keys:.3f}, "
+                 f"entropy {math.log(keys):.2f} nats.")
+    return "\n".join(lines)
+
+
+def plot(results: dict[tuple[int, bool], dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    panels = [("score_std", "score std", True), ("max_weight", "largest softmax weight", False),
+              ("jacobian", "softmax Jacobian norm", True)]
+    for ax, (key, title, log) in zip(axes, panels, strict=True):
+        for scaled, style in ((False, "o-"), (True, "s--")):
+            dims = [d for d, s in results if s == scaled]
+            ax.plot(dims, [results[d, scaled][key] for d in dims], style,
+                    label="q.k/sqrt(d_k)" if scaled else "q.k")
+        ax.set_xscale("log", base=2)
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel("d_k")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--keys", type=int, default=64, help="keys per query (a row's length)")
+    p.add_argument("--rows", type=int, default=2000, help="random queries per setting")
+    p.add_argument("--dims", type=int, nargs="+", default=DIMS)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("outputs/softmax_saturation"))
+    args = p.parse_args()
+    results = {(d, scaled): softmax_stats(d, args.keys, args.rows, scaled, args.seed)
+               for d in args.dims for scaled in (False, True)}
+    print(table(results, args.keys))
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot(results, args.out / "softmax_saturation.png")
+    print(f"\nwrote {args.out / 'softmax_saturation.png'}")
+
+
+if __name__ == "__main__":
+    main()

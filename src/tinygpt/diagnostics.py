@@ -1,0 +1,84 @@
+"""Attention diagnostics: how sharp the attention is, how spread its scores are, and how much
+gradient reaches W_q and W_k. Plain PyTorch; `callbacks.AttentionDiagnostics` logs them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from tinygpt.model import GPT, attention_overrides
+
+
+def row_entropy(weights: Tensor) -> Tensor:
+    """Entropy in nats of each attention row: (..., T_keys) -> (...); 0 log 0 counts as 0."""
+    return -torch.special.xlogy(weights, weights).sum(-1)
+
+
+def uniform_entropy(T: int, causal: bool = True) -> float:
+    """The largest possible mean row entropy: row t of a causal map spreads over t+1 keys."""
+    if not causal:
+        return math.log(T)
+    return sum(math.log(t + 1) for t in range(T)) / T
+
+
+@dataclass
+class LayerStats:
+    """One layer's attention on a batch, per head, averaged over sequences and query rows."""
+
+    entropy: Tensor  # (heads,) row entropy, nats
+    max_weight: Tensor  # (heads,) each row's largest weight: 1.0 is a saturated softmax
+    score_std: Tensor  # (heads,) spread of a row's pre-softmax scores over the keys it sees
+
+
+def attention_stats(model: GPT, idx: Tensor) -> list[LayerStats]:
+    """Statistics of each layer's attention on idx (B, T), in eval mode and without gradients.
+
+    Runs the manual backend for this call only (it is the one that returns weights), so the
+    model keeps whatever kernel it trains with."""
+    attns = [block.attn for block in model.blocks]
+    inputs: dict[int, Tensor] = {}
+    hooks = [
+        a.register_forward_pre_hook(lambda _m, args, i=i: inputs.__setitem__(i, args[0]))
+        for i, a in enumerate(attns)
+    ]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), attention_overrides(model, backend="manual"):
+            _, weights = model(idx, return_weights=True)
+            scores = [a.scores(*a.project(inputs[i])[:2]) for i, a in enumerate(attns)]
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+
+    T = idx.shape[1]
+    stats = []
+    for a, w, s in zip(attns, weights, scores, strict=True):
+        w, s = w.float(), s.float()
+        seen = a.mask[:T, :T] if a.causal else torch.ones(T, T, dtype=torch.bool, device=s.device)
+        n = seen.sum(-1)  # keys each query row sees
+        mean = (s * seen).sum(-1, keepdim=True) / n[:, None]
+        std = ((((s - mean) * seen) ** 2).sum(-1) / n).sqrt()
+        stats.append(LayerStats(
+            entropy=row_entropy(w).mean(dim=(0, 2)),
+            max_weight=w.amax(-1).mean(dim=(0, 2)),
+            score_std=std[..., n > 1].mean(dim=(0, 2)),  # a row with one key has no spread
+        ))
+    return stats
+
+
+def qk_grad_norms(model: GPT) -> list[tuple[float, float]] | None:
+    """(|grad W_q|, |grad W_k|) per layer, 2-norms of the fused qkv weight's first two thirds;
+    None before any backward pass."""
+    out = []
+    for block in model.blocks:
+        grad = block.attn.qkv.weight.grad
+        if grad is None:
+            return None
+        g_q, g_k, _ = grad.float().chunk(3, dim=0)
+        out.append((g_q.norm().item(), g_k.norm().item()))
+    return out

@@ -1,0 +1,68 @@
+"""scripts/report.py on a real two-run sweep, and the values it reads (causal eval, diagnostics)."""
+
+import pytest
+
+from conftest import TINY, run_script, scalars_by_step
+
+PNGS = ["loss.png", "entropy.png", "saturation.png", "score_std.png", "grad_qk.png"]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """causal on and off, both also scored with the mask (causal_eval=true)."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    p = run_script("train.py", "-m", *TINY, "trainer.max_steps=30", "trainer.val_check_interval=15",
+                   "causal_eval=true", "model.attention.causal=true,false",
+                   f"data.cache_dir={tmp / 'cache'}", f"hydra.sweep.dir={tmp / 'sweep'}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    runs = {d.name.split("causal=")[1].split(",")[0]: d for d in (tmp / "sweep").iterdir()
+            if d.is_dir()}
+    return tmp / "sweep", runs
+
+
+def test_causal_eval_equals_val_loss_for_a_causal_model_only(sweep):
+    _, runs = sweep
+    causal_val = scalars_by_step(runs["True"], "val/loss")
+    assert causal_val and scalars_by_step(runs["True"], "val/loss_causal_eval") == causal_val
+    open_val = scalars_by_step(runs["False"], "val/loss")
+    open_eval = scalars_by_step(runs["False"], "val/loss_causal_eval")
+    assert open_eval.keys() == open_val.keys()
+    assert all(abs(open_eval[s] - open_val[s]) > 1e-4 for s in open_val)
+
+
+def test_diagnostics_are_logged_every_n_steps_and_at_the_end(sweep):
+    _, runs = sweep
+    entropy = scalars_by_step(runs["True"], "attention/entropy/layer_1")
+    assert sorted(entropy) == [0, 10, 20, 30]  # smoke: diagnostics_every=10, 30 steps
+    uniform = scalars_by_step(runs["True"], "attention/entropy_uniform")
+    assert all(0 < entropy[s] <= uniform[s] + 1e-6 for s in entropy)
+    for tag in ("max_weight/layer_0", "score_std/layer_0", "entropy/layer_0/head_1"):
+        assert scalars_by_step(runs["True"], f"attention/{tag}"), tag
+    grads = scalars_by_step(runs["False"], "attention/grad_wq/layer_0")
+    assert sorted(grads) == [0, 10, 20] and all(g > 0 for g in grads.values())
+
+
+def test_report_writes_the_table_and_plots(sweep, tmp_path):
+    sweep_dir, runs = sweep
+    p = run_script("report.py", str(sweep_dir), "--out", str(tmp_path))
+    assert p.returncode == 0, p.stderr[-2000:]
+    text = (tmp_path / "report.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines()
+            if line.startswith("| causal=")}
+    assert set(rows) == {"causal=true", "causal=false"}  # labelled by what differs
+    for name, run in runs.items():
+        cells = [c.strip() for c in rows[f"causal={name.lower()}"].split("|")[1:-1]]
+        val = scalars_by_step(run, "val/loss")
+        assert cells[3] == f"{val[max(val)]:.3f}"  # the last validation
+        assert cells[1] == "16"  # d_head = emb_dim 32 / 2 heads
+        assert cells[4] != "–"  # causal_eval=true: both runs have it
+    for png in PNGS:
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+        assert f"({png})" in text
+    assert "## Samples" in text and "The for statement" in text
+
+
+def test_report_on_a_folder_without_runs_is_a_one_line_error(tmp_path):
+    p = run_script("report.py", str(tmp_path))
+    assert p.returncode != 0 and p.stderr.startswith("error: no TensorBoard event files")
+    assert "Traceback" not in p.stderr
