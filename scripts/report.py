@@ -153,7 +153,7 @@ def per_layer_plot(runs: list[Run], names: list[str], ylabels: list[str], path: 
             ax.set_xlabel("step")
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
@@ -174,7 +174,7 @@ def loss_plot(runs: list[Run], path: Path) -> None:
         ax.grid(alpha=0.3)
     ax_v.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 

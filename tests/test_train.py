@@ -152,12 +152,15 @@ def test_experiment_configs_are_small_diffs():
 
 def test_multirun_writes_one_named_run_per_value(tmp_path):
     sweep = tmp_path / "sweep"
+    corpus = tmp_path / "my corpus" / "a.txt"  # a path in an override: still one folder per run
+    corpus.parent.mkdir()
+    corpus.write_text("The for statement is used to iterate over a sequence. " * 100)
     p = run_script("train.py", "-m", *TINY, "trainer.max_steps=6", "trainer.val_check_interval=3",
                    f"data.cache_dir={tmp_path}", "model.attention.scale=true,false",
-                   f"hydra.sweep.dir={sweep}")
+                   "data=text", f"data.path='{corpus}'", f"hydra.sweep.dir={sweep}")
     assert p.returncode == 0, p.stderr[-2000:]
     runs = sorted(d.name for d in sweep.iterdir() if list(d.glob("events.out.tfevents.*")))
-    assert len(runs) == 2
+    assert len(runs) == 2 and all("my corpus_a.txt" in r for r in runs)
     assert "model.attention.scale=False" in runs[0] and "model.attention.scale=True" in runs[1]
     assert "cache_dir" not in runs[0]  # plumbing keys stay out of the names
 
@@ -206,3 +209,10 @@ def test_head_dim_sweep_repeats_scale_on_and_off_per_head_dimension():
     jobs = sweep_jobs("head_dim_sweep")
     grid = sorted((j.model.emb_dim // j.model.n_heads, j.model.attention.scale) for j in jobs)
     assert grid == [(d, s) for d in (16, 64, 256) for s in (False, True)]
+
+
+def test_sweep_folder_names_keep_paths_in_values_flat():
+    from tinygpt.config import folder_name
+
+    name = folder_name("data.path=../corpus/a.txt,model.n_heads=4")
+    assert name == "data.path=.._corpus_a.txt,model.n_heads=4" and "/" not in name

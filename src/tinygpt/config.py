@@ -6,6 +6,7 @@ ConfigStore as `train_schema`, which configs/train.yaml lists first in its defau
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from tinygpt.model import AttentionConfig
 
@@ -136,6 +137,13 @@ def register_configs() -> None:
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="generate_schema", node=GenerateConfig)
     cs.store(name="export_schema", node=ExportConfig)
+    OmegaConf.register_new_resolver("folder_name", folder_name, replace=True)
+
+
+def folder_name(text: str) -> str:
+    """A sweep job's folder name from its overrides: a path in a value (data.path=../a/b.txt)
+    would otherwise make nested folders, one run spread over several levels."""
+    return re.sub(r"[/\\]+", "_", text)
 
 
 def holds_run(path: Path) -> bool:
