@@ -206,7 +206,8 @@ def _val_every(trainer: L.Trainer) -> int:
 
 @rank_zero_only
 def report(run_dir, trainer, dm, gpt_cfg, precision, train_loss, val_loss, sample) -> None:
-    logdir = run_dir.parent if HydraConfig.get().mode.name == "MULTIRUN" else run_dir
+    sweep = HydraConfig.get().mode.name == "MULTIRUN"
+    logdir = run_dir.parent if sweep else run_dir
     lines = [
         f"trained {trainer.global_step} steps ({gpt_cfg.n_layers} layers x {gpt_cfg.emb_dim}, "
         f"{precision}) on {dm.name}: {len(dm.train_ids):,} train / {len(dm.val_ids):,} val tokens",
@@ -216,6 +217,7 @@ def report(run_dir, trainer, dm, gpt_cfg, precision, train_loss, val_loss, sampl
         f"run directory: {run_dir}",
         f"checkpoints:   {run_dir / 'checkpoints'}",
         f"tensorboard:   tensorboard --logdir {logdir}",
+        f"sweep report:  python scripts/report.py {logdir}" if sweep else "",
     ]
     print("\n" + "\n".join(line for line in lines if line))
 

@@ -15,6 +15,7 @@ def sweep(tmp_path_factory):
                    "causal_eval=true", "model.attention.causal=true,false",
                    f"data.cache_dir={tmp / 'cache'}", f"hydra.sweep.dir={tmp / 'sweep'}")
     assert p.returncode == 0, p.stderr[-3000:]
+    assert f"python scripts/report.py {tmp / 'sweep'}" in p.stdout  # each job says how to report
     runs = {d.name.split("causal=")[1].split(",")[0]: d for d in (tmp / "sweep").iterdir()
             if d.is_dir()}
     return tmp / "sweep", runs

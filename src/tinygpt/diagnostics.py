@@ -48,7 +48,7 @@ def attention_stats(model: GPT, idx: Tensor) -> list[LayerStats]:
     model.eval()
     try:
         with torch.no_grad(), attention_overrides(model, backend="manual"):
-            _, weights = model(idx, return_weights=True)
+            _, weights = model.hidden(idx, return_weights=True)  # the LM head is not needed
             scores = [a.scores(*a.project(inputs[i])[:2]) for i, a in enumerate(attns)]
     finally:
         for h in hooks:
