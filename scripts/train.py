@@ -74,9 +74,13 @@ def pretrained(cfg: DictConfig) -> GPT | None:
     return model
 
 
+class RunFailed(Exception):
+    """A run that ended with a one-line `error:` already printed."""
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
-    sys.exit(code)
+    raise RunFailed(code)
 
 
 def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
@@ -223,11 +227,16 @@ def report(run_dir, trainer, dm, gpt_cfg, precision, train_loss, val_loss, sampl
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | None:
     try:
-        return train(cfg)
-    except ValueError as e:  # the library's way of saying the input is wrong
-        fail(str(e))
+        try:
+            return train(cfg)
+        except ValueError as e:  # the library's way of saying the input is wrong
+            fail(str(e))
+    except RunFailed as e:
+        if HydraConfig.get().mode.name == "MULTIRUN":
+            return None  # the sweep goes on; SweepStatus exits non-zero once all jobs ran
+        sys.exit(e.args[0])
 
 
 if __name__ == "__main__":

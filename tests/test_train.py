@@ -165,6 +165,19 @@ def test_multirun_writes_one_named_run_per_value(tmp_path):
     assert "cache_dir" not in runs[0]  # plumbing keys stay out of the names
 
 
+def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    p = run_script("train.py", "-m", *TINY, "trainer.max_steps=4", "trainer.val_check_interval=2",
+                   f"data.cache_dir={tmp_path}", "model.n_heads=3,2", f"hydra.sweep.dir={sweep}")
+    assert p.returncode == 2
+    lines = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert "not divisible by n_heads=3" in lines[0]  # the job's own line, as it ended
+    assert lines[-1].startswith("error: 1 of 2 jobs failed: experiment=smoke,model.n_heads=3,")
+    assert "Traceback" not in p.stderr
+    assert [d.name for d in sweep.iterdir() if list(d.glob("events.out.tfevents.*"))] == [
+        "experiment=smoke,model.n_heads=2,trainer.max_steps=4,trainer.val_check_interval=2"]
+
+
 @pytest.mark.parametrize(
     "override,needle",
     [("model.attenton.scale=false", "attenton"), ("model.n_layers=four", "n_layers")],

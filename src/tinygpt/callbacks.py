@@ -62,6 +62,11 @@ class TokensPerSecond(L.Callback):
         self._t0 = None
 
 
+def stopped_on_nan(pl_module: L.LightningModule) -> bool:
+    """Training stopped on a NaN loss: a forward pass may give NaN weights and probabilities."""
+    return getattr(pl_module, "nonfinite_step", None) is not None
+
+
 class SampleText(L.Callback):
     """At each validation, logs a continuation of a fixed prompt under `samples/`."""
 
@@ -74,6 +79,8 @@ class SampleText(L.Callback):
     @rank_zero_only
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.logger is None:
+            return
+        if stopped_on_nan(pl_module):
             return
         tok = pl_module.tokenizer
         prompt_ids = tok.encode(self.prompt) or [tok.eot_token or 0]
@@ -106,7 +113,7 @@ class AttentionMaps(L.Callback):
 
     @rank_zero_only
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.logger is None:
+        if trainer.sanity_checking or trainer.logger is None or stopped_on_nan(pl_module):
             return
         x = trainer.datamodule.val_set[0][0][: self.num_tokens][None].to(pl_module.device)
         model = pl_module.model

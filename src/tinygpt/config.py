@@ -175,3 +175,23 @@ class RunDirGuard(Callback):
                       "or leave hydra.run.dir / hydra.sweep.dir to pick a new directory)",
                       file=sys.stderr)
                 sys.exit(2)
+
+
+class SweepStatus(Callback):
+    """Lets a sweep run every job even when one fails (its `error:` line is printed as it ends),
+    then exits non-zero with a count, so one diverging configuration does not cost the rest."""
+
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+        self.jobs = 0
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        self.jobs += 1
+        if job_return.status.name == "COMPLETED" and job_return.return_value is None:
+            self.failed.append(Path(config.hydra.runtime.output_dir).name)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.failed:
+            print(f"error: {len(self.failed)} of {self.jobs} jobs failed: "
+                  f"{'; '.join(self.failed)} (their error lines are above)", file=sys.stderr)
+            sys.exit(2)
