@@ -10,7 +10,6 @@ score_std.png, grad_qk.png. Runs are labelled by the overrides that tell them ap
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import sys
 from pathlib import Path
@@ -55,15 +54,15 @@ class Run:
         steps = sorted(values)
         return steps, [values[s] for s in steps]
 
-    def last(self, tag: str) -> float:
+    def last(self, tag: str) -> float | None:
         _, values = self.series(tag)
-        return values[-1] if values else math.nan
+        return values[-1] if values else None
 
     def layers(self) -> int:
         return sum(1 for t in self.scalars if t.startswith("attention/entropy/layer_")
                    and t.count("/") == 2)
 
-    def layer_mean(self, name: str, tail: float = 0.0) -> float:
+    def layer_mean(self, name: str, tail: float = 0.0) -> float | None:
         """Mean over layers of attention/<name>/layer_i: its last value (tail=0), or its mean
         over the last `tail` fraction of the logged steps (1.0: all of them)."""
         out = []
@@ -72,7 +71,7 @@ class Run:
             if values:
                 kept = values[-max(1, round(tail * len(values))):]
                 out.append(sum(kept) / len(kept))
-        return sum(out) / len(out) if out else math.nan
+        return sum(out) / len(out) if out else None
 
     def head_dim(self) -> int | None:
         m = self.config.model if self.config is not None else None
@@ -102,14 +101,15 @@ def label_runs(runs: list[Run]) -> None:
         r.label = " ".join(f"{short[k]}={v.lower()}" for k, v in parts) or r.path.name
 
 
-def fmt(x: float, digits: int = 3) -> str:
-    return "–" if x is None or math.isnan(x) else f"{x:.{digits}f}"
+def fmt(x: float | None, digits: int = 3) -> str:
+    """'–' where a run logged nothing; 'nan' where it logged NaN (it diverged)."""
+    return "–" if x is None else f"{x:.{digits}f}"
 
 
-def train_tail(run: Run) -> float:
+def train_tail(run: Run) -> float | None:
     _, values = run.series("train/loss")
     tail = values[-TRAIN_TAIL:]
-    return sum(tail) / len(tail) if tail else math.nan
+    return sum(tail) / len(tail) if tail else None
 
 
 def table(runs: list[Run]) -> str:

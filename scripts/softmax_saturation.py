@@ -4,8 +4,8 @@
 
 For each d_k, a query scores `keys` keys with q.k (unscaled) or q.k/sqrt(d_k) (scaled). The
 unscaled scores spread like sqrt(d_k), the softmax turns one-hot, and its Jacobian (the factor
-every gradient to W_q and W_k passes through) goes to zero. Prints a table and writes
-softmax_saturation.png.
+every gradient to W_q and W_k passes through) goes to zero. Prints a table, the score lead at which
+the renormalised causal mask breaks, and writes softmax_saturation.png.
 """
 
 from __future__ import annotations
@@ -41,6 +41,20 @@ def softmax_stats(d_k: int, keys: int, rows: int, scaled: bool, seed: int = 0,
         sums["jacobian"] += torch.linalg.matrix_norm(jac).sum().item()
         sums["saturated"] += (p.amax(-1) > 0.99).float().sum().item()
     return {k: v / rows for k, v in sums.items()}
+
+
+def renorm_breaking_gap(dtype: torch.dtype = torch.float32) -> float:
+    """The smallest lead of a future score over the only visible one at which the seed's mask
+    (softmax over all, zero the future, renormalise) gives NaN: exp underflows to 0, then 0/0."""
+    def breaks(gap: float) -> bool:
+        w = torch.softmax(torch.tensor([0.0, gap], dtype=dtype), dim=-1)[:1]
+        return bool(torch.isnan(w / w.sum()).any())
+
+    lo, hi = 0.0, 1000.0
+    for _ in range(40):  # bisection to well below 0.01
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if breaks(mid) else (mid, hi)
+    return hi
 
 
 def table(results: dict[tuple[int, bool], dict[str, float]], keys: int) -> str:
@@ -93,6 +107,8 @@ def main() -> None:
     results = {(d, scaled): softmax_stats(d, args.keys, args.rows, scaled, args.seed)
                for d in args.dims for scaled in (False, True)}
     print(table(results, args.keys))
+    print(f"The renormalised mask turns a row into 0/0 = NaN once a future score leads the visible "
+          f"ones by {renorm_breaking_gap():.1f} (float32); the -inf mask never reads them.")
     args.out.mkdir(parents=True, exist_ok=True)
     plot(results, args.out / "softmax_saturation.png")
     print(f"\nwrote {args.out / 'softmax_saturation.png'}")

@@ -1,8 +1,9 @@
 import math
 
 import pytest
+import torch
 
-from softmax_saturation import softmax_stats
+from softmax_saturation import renorm_breaking_gap, softmax_stats
 
 
 def test_unscaled_scores_spread_like_sqrt_d_and_saturate_the_softmax():
@@ -16,3 +17,9 @@ def test_scaled_scores_keep_unit_spread_and_soft_weights_at_any_d():
         s = softmax_stats(d, keys=32, rows=200, scaled=True)
         assert 0.85 < s["score_std"] < 1.1 and s["max_weight"] < 0.3 and s["saturated"] == 0
 
+
+
+def test_renorm_mask_breaks_where_float32_exp_underflows():
+    gap = renorm_breaking_gap()
+    assert 100 < gap < 110  # exp(-gap) is below float32's smallest subnormal, 1.4e-45
+    assert renorm_breaking_gap(torch.float64) > 700
