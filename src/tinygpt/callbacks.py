@@ -78,9 +78,7 @@ class SampleText(L.Callback):
 
     @rank_zero_only
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.logger is None:
-            return
-        if stopped_on_nan(pl_module):
+        if trainer.sanity_checking or trainer.logger is None or stopped_on_nan(pl_module):
             return
         tok = pl_module.tokenizer
         prompt_ids = tok.encode(self.prompt) or [tok.eot_token or 0]
