@@ -6,7 +6,8 @@
 Both train the book's GPTModel shape (4 layers x 128, GPT-2 vocabulary, context 128, dropout
 0.1) on the same batches of the embedded corpus, in the same order, for the same number of
 tokens; then both are scored on the same held-out windows. The peer runs its own
-`train_model_simple` loop with the book's chapter-5 optimizer (AdamW, lr 4e-4, wd 0.1).
+`train_model_simple` loop with the book's chapter-5 optimizer (AdamW, lr 4e-4, wd 0.1), in
+float32; ours runs in whatever `trainer.precision=auto` picks on this machine.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tinygpt.callbacks import TokensPerSecond
 from tinygpt.data import TextDataModule
 from tinygpt.lit import LitGPT
 from tinygpt.model import GPTConfig
+from tinygpt.precision import resolve_precision
 from tinygpt.tokenizer import tokenizer_state
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,13 +74,13 @@ class _Tok:
         return self._t.decode(ids)
 
 
-def ours(batches: list, val: list, seed: int, dm: TextDataModule) -> dict:
+def ours(batches: list, val: list, seed: int, dm: TextDataModule, precision: str) -> dict:
     torch.manual_seed(seed)
     cfg = GPTConfig(vocab_size=50257, pad_vocab_multiple=64, **SHAPE)
     lit = LitGPT(model=asdict(cfg), tokenizer=tokenizer_state(dm.tokenizer))
     with tempfile.TemporaryDirectory() as tmp:
         trainer = L.Trainer(
-            accelerator="cpu", devices=1, precision="bf16-mixed", max_steps=len(batches),
+            accelerator="cpu", devices=1, precision=precision, max_steps=len(batches),
             gradient_clip_val=1.0, logger=TensorBoardLogger(tmp, name="", version=""),
             callbacks=[TokensPerSecond()], enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False, log_every_n_steps=10, limit_val_batches=0,
@@ -110,12 +112,14 @@ def main() -> None:
     val = list(dm.val_dataloader())
     tokens = args.steps * 16 * 128
 
+    choice = resolve_precision("auto", "cpu")
     p = peer(batches, val, args.seed)
-    o = ours(batches, val, args.seed, dm)
+    o = ours(batches, val, args.seed, dm, choice.precision)
     result = {
         "steps": args.steps, "tokens": tokens,
         "peer_llms_from_scratch": p | {"tokens_per_sec": tokens / p["seconds"]},
-        "ours_default": o | {"tokens_per_sec": tokens / o["seconds"]},
+        "ours_default": o | {"tokens_per_sec": tokens / o["seconds"],
+                             "precision": choice.precision, "why": choice.reason},
         "throughput_ratio": p["seconds"] / o["seconds"],
         "val_loss_gap": o["val_loss"] - p["val_loss"],
         "command": f"python scripts/bench_peers.py --steps {args.steps}",

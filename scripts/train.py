@@ -10,7 +10,6 @@ from typing import NoReturn
 
 import hydra
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -36,20 +35,10 @@ from tinygpt.data import TextDataModule
 from tinygpt.hf import load_hf_gpt2
 from tinygpt.lit import LitGPT
 from tinygpt.model import GPT, AttentionConfig, GPTConfig
+from tinygpt.precision import resolve_precision
 from tinygpt.tokenizer import tokenizer_state
 
 register_configs()
-
-
-def resolve_precision(precision: str, accelerator: str) -> str:
-    """`auto`: bf16-mixed where the device runs bf16 matmuls natively, else 32-true."""
-    if precision != "auto":
-        return precision
-    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    cpu_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-    cpu_amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-    return "bf16-mixed" if (cpu_bf16 or cpu_amx) else "32-true"
 
 
 def model_config(cfg: DictConfig, vocab_size: int) -> GPTConfig:
@@ -152,8 +141,9 @@ def train(cfg: DictConfig) -> float:
     callbacks = [best, TokensPerSecond(), sampler, AttentionMaps(cfg.attention_map_tokens),
                  AttentionDiagnostics(cfg.diagnostics_every), saver]
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    rank_zero_info(f"precision {precision.precision} ({precision.reason})")
     trainer: L.Trainer = instantiate(
-        cfg.trainer, precision=precision, logger=logger, callbacks=callbacks,
+        cfg.trainer, precision=precision.precision, logger=logger, callbacks=callbacks,
         default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()],
     )
     batch = split_batch(cfg, trainer)
@@ -214,7 +204,9 @@ def report(run_dir, trainer, dm, gpt_cfg, precision, train_loss, val_loss, sampl
     logdir = run_dir.parent if sweep else run_dir
     lines = [
         f"trained {trainer.global_step} steps ({gpt_cfg.n_layers} layers x {gpt_cfg.emb_dim}, "
-        f"{precision}) on {dm.name}: {len(dm.train_ids):,} train / {len(dm.val_ids):,} val tokens",
+        f"{precision.precision}) on {dm.name}: {len(dm.train_ids):,} train / "
+        f"{len(dm.val_ids):,} val tokens",
+        f"precision: {precision.precision} ({precision.reason})",
         f"final train loss {train_loss:.3f}, val loss {val_loss:.3f} nats "
         f"(add-one unigram baseline {dm.unigram_baseline():.3f})",
         f"sample: {sample!r}" if sample else "",

@@ -5,16 +5,25 @@ import torch
 from conftest import run_script
 from tinygpt.generate import generate
 from tinygpt.model import GPT, GPTConfig
+from tinygpt.precision import NATIVE_BF16_RATIO
 
 
 def test_bench_quick_mode_writes_table_and_json(tmp_path):
     p = run_script("bench.py", "--quick", "--out", str(tmp_path))
     assert p.returncode == 0, p.stderr[-3000:]
     r = json.loads((tmp_path / "benchmarks.json").read_text())
-    assert r["training"]["Lightning (LitGPT, our default)"]["tokens_per_sec"] > 0
+    precision = r["default_precision"]["precision"]  # what precision=auto picks on this machine
+    dtype = {"bf16-mixed": "bf16", "32-true": "float32"}[precision]
+    assert r["training"][f"Lightning (LitGPT, our default: {dtype})"]["tokens_per_sec"] > 0
+    assert r["training"][f"raw {dtype} + sliced CE (our default)"]["tokens_per_sec"] > 0
+    assert r["mfu"]["peak_dtype"] == dtype  # MFU against the peak of the precision in use
+    native = r["bf16_probe"]["speedup"] >= NATIVE_BF16_RATIO
+    bf16_row = r["training"]["raw bf16 autocast, full CE"]
+    assert ("skipped" not in bf16_row) == native  # timed only where bf16 is not emulated
     assert set(r["attention_fwd_bwd"]) == {"64", "128"}
     md = (tmp_path / "benchmarks.md").read_text()
     assert "python scripts/bench.py --quick" in md and "| raw float32 eager" in md
+    assert f"Default path: `{precision}`" in md
 
 
 def test_bench_gpu_section_code_runs(tmp_path):

@@ -42,6 +42,7 @@ def test_training_logs_every_contract_tag_and_loss_goes_down(tiny_run):
     assert ppl[-1].value == pytest.approx(torch.tensor(val[-1].value).exp().item(), rel=1e-4)
     out = (tiny_run / "stdout.txt").read_text()
     assert "tensorboard --logdir" in out and "unigram baseline" in out
+    assert "precision: 32-true (set by trainer.precision)" in out  # smoke pins it; auto says why
 
 
 def test_hparams_tab_holds_config_and_final_val_loss(tiny_run):
