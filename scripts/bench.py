@@ -486,8 +486,9 @@ def write(R: dict, out: Path) -> None:
                   f"float32's own step-to-step noise (std) {c['step_to_step_noise']:.4f}.\n")
     L_ += [f"## Memory\n\nPeak resident memory of a default training run: "
            f"{R['train_run_peak_rss_mib']:.0f} MiB.\n",
-           f"bf16 probe (what precision=auto measures): float32 {pr['float32_gflops']:.0f}, "
-           f"bf16 {pr['bf16_gflops']:.0f} GFLOP/s ({pr['speedup']:.2f}x).\n"]
+           "bf16 probe (what precision=auto measures, one thread): "
+           f"float32 {pr['float32_gflops']:.0f}, bf16 {pr['bf16_gflops']:.0f} GFLOP/s "
+           f"({pr['speedup']:.2f}x).\n"]
     (out / "benchmarks.md").write_text("# Benchmarks\n\n" + "\n".join(L_))
     print("\n".join(L_))
 

@@ -39,7 +39,7 @@ def matmul_gflops(dtype: torch.dtype, m: int, k: int, n: int, budget_s: float = 
 
 @dataclass(frozen=True)
 class Bf16Probe:
-    """Measured matmul rates on this CPU, in GFLOP/s."""
+    """Measured single-thread matmul rates on this CPU, in GFLOP/s."""
 
     float32_gflops: float
     bf16_gflops: float
@@ -62,8 +62,16 @@ class Bf16Probe:
 @lru_cache(maxsize=1)
 def probe_cpu_bf16() -> Bf16Probe:
     """Time PROBE_SHAPE in float32 and bf16 on this CPU (well under a second, once per process)."""
-    return Bf16Probe(matmul_gflops(torch.float32, *PROBE_SHAPE),
-                     matmul_gflops(torch.bfloat16, *PROBE_SHAPE))
+    # On one thread: a multithreaded float32 matmul slows down 30x when another process holds
+    # the cores (its threads wait for each other), which would skew the ratio; one thread sees
+    # the instruction set, not the load.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return Bf16Probe(matmul_gflops(torch.float32, *PROBE_SHAPE),
+                         matmul_gflops(torch.bfloat16, *PROBE_SHAPE))
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,7 @@ class PrecisionChoice:
 def cpu_precision(probe: Bf16Probe) -> PrecisionChoice:
     """bf16-mixed where the probe measured bf16 clearly faster, else 32-true."""
     rates = (f"bf16 matmuls {probe.speedup:.2f}x float32 on this CPU "
-             f"({probe.bf16_gflops:.0f} vs {probe.float32_gflops:.0f} GFLOP/s)")
+             f"({probe.bf16_gflops:.0f} vs {probe.float32_gflops:.0f} GFLOP/s on one thread)")
     if probe.fast:
         return PrecisionChoice("bf16-mixed", f"auto: {rates}")
     need = f"bf16 needs {FAST_BF16_SPEEDUP}x"
