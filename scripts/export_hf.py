@@ -7,35 +7,22 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import hydra
+from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-from tinygpt.checkpoint import load_checkpoint
-from tinygpt.config import register_configs
-from tinygpt.hf import save_hf_gpt2
+from tinygpt.errors import UsageError
+from tinygpt.hf import ExportConfig, export_checkpoint
 
-register_configs()
-
-
-def export(cfg: DictConfig) -> Path:
-    model, tok = load_checkpoint(cfg.ckpt)
-    if tok.name != "gpt2":
-        raise ValueError(f"the checkpoint uses the {tok.name} tokenizer; Hugging Face GPT-2 "
-                         "needs GPT-2's (train with data.tokenizer=gpt2)")
-    out = Path(cfg.out)
-    if out.exists() and any(out.iterdir()) and not cfg.overwrite:
-        raise ValueError(f"{out} is not empty (choose another out=, or set overwrite=true)")
-    save_hf_gpt2(model, out)
-    return out
+ConfigStore.instance().store(name="export_schema", node=ExportConfig)
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="export_hf")
 def main(cfg: DictConfig) -> None:
     try:
-        print(f"wrote {export(cfg)}")
-    except ValueError as e:
+        print(f"wrote {export_checkpoint(cfg.ckpt, cfg.out, cfg.overwrite)}")
+    except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

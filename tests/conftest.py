@@ -1,47 +1,122 @@
+"""Shared fixtures. Tests call the library in-process (`train_run`); `run_script` starts a real
+entry point only where the process boundary is what a test checks (signals, exit codes, DDP)."""
+
+import contextlib
+import io
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from tinygpt.config import compose_train
+from tinygpt.train import train
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest -n 2: each worker (and the scripts it starts) on one thread, so two workers share
+    # the cores instead of fighting over them (a matmul's threads stall while the other runs).
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 # The seconds-long config (configs/experiment/smoke.yaml), quiet.
-TINY = ["experiment=smoke", "trainer.enable_progress_bar=false"]
-
-
-def run_script(script: str, *args: str, cwd: Path | None = None, timeout: int = 300,
-               env: dict | None = None):
-    """Run scripts/<script> in a subprocess, as a user would; returns the CompletedProcess."""
-    env = os.environ | {"PYTHONUNBUFFERED": "1"} | (env or {})
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), *args],
-        capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT, env=env,
-    )
-
-
-def scalars_by_step(run_dir: Path, tag: str) -> dict[int, float]:
-    """tag's values by step over every event file of a run directory, oldest file first, so a
-    resumed run's value for a step wins (EventAccumulator on the folder would purge steps)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    out: dict[int, float] = {}
-    for f in sorted(run_dir.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime):
-        ea = EventAccumulator(str(f), size_guidance={"scalars": 0})
-        ea.Reload()
-        if tag in ea.Tags()["scalars"]:  # SIGKILL may have lost a file's buffer
-            out.update({e.step: e.value for e in ea.Scalars(tag)})
-    return out
+SMOKE = ["experiment=smoke", "trainer.enable_progress_bar=false"]
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
-    """One tiny training run through the real entry point, shared by the tests that read it."""
-    tmp = tmp_path_factory.mktemp("run")
-    run_dir = tmp / "run"
-    p = run_script("train.py", *TINY, f"data.cache_dir={tmp / 'cache'}", f"hydra.run.dir={run_dir}")
-    assert p.returncode == 0, p.stderr[-3000:]
-    (run_dir / "stdout.txt").write_text(p.stdout)
+def smoke() -> list[str]:
+    """The overrides of a seconds-long run that exercises everything."""
+    return list(SMOKE)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One token cache for the whole session: each corpus is tokenised once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def run_script():
+    """Run scripts/<script> in a subprocess, as a user would; returns the CompletedProcess."""
+
+    def run(script: str, *args: str, cwd: Path | None = None, timeout: int = 300,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+        env = os.environ | {"PYTHONUNBUFFERED": "1"} | (env or {})
+        return subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / script), *args],
+            capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT, env=env,
+        )
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def popen_train():
+    """scripts/train.py started in the background (for signals); stdout and stderr piped."""
+
+    def start(*args: str, **kw) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *args],
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, **kw)
+
+    return start
+
+
+def wait_until(predicate, timeout: float = 120.0, what: str = "condition") -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def wait_for():
+    """Poll a condition until it holds, or fail the test naming it."""
+    return wait_until
+
+
+def smoke_train(cache: Path, run_dir: Path, *overrides: str, callbacks=None):
+    """train() in this process on the smoke config; returns (result, what it printed)."""
+    cfg = compose_train(*SMOKE, f"data.cache_dir={cache}", *overrides)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        result = train(cfg, run_dir, callbacks=callbacks)
+    return result, out.getvalue()
+
+
+@pytest.fixture
+def train_run(cache_dir, tmp_path):
+    """Train in-process on the smoke config plus overrides, into tmp_path/run by default."""
+
+    def run(*overrides: str, run_dir: Path | None = None, callbacks=None):
+        return smoke_train(cache_dir, run_dir or tmp_path / "run", *overrides,
+                           callbacks=callbacks)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def train_into(cache_dir):
+    """train_into(run_dir, *overrides): an in-process smoke run into a directory of your choice
+    (for module- and session-scoped fixtures)."""
+
+    def run(run_dir: Path, *overrides: str, callbacks=None):
+        return smoke_train(cache_dir, run_dir, *overrides, callbacks=callbacks)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, cache_dir) -> Path:
+    """One smoke run, in-process, shared by the tests that only read what it wrote."""
+    run_dir = tmp_path_factory.mktemp("run") / "run"
+    _, printed = smoke_train(cache_dir, run_dir)
+    (run_dir / "stdout.txt").write_text(printed)
     return run_dir

@@ -1,21 +1,12 @@
-"""Every input a user can get wrong ends in one line `error: <what> (<how to fix>)`, a non-zero
-exit and no traceback, through the real entry points; nothing the user had is touched."""
+"""Every input a user can get wrong is a UsageError that says what to fix; the entry points
+turn it into one line `error: <what> (<how to fix>)`, exit code 2 and no traceback; nothing the
+user had is touched."""
 
 import pytest
 import torch
 
-from conftest import TINY, run_script
-
-
-def assert_one_error_line(p, needle: str) -> str:
-    assert p.returncode != 0, p.stdout[-1000:]
-    assert "Traceback" not in p.stderr, p.stderr[-3000:]
-    errors = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, p.stderr[-3000:]
-    line = errors[0]
-    assert needle in line, line
-    assert "(" in line and line.rstrip().endswith(")"), f"no how-to-fix part: {line}"
-    return line
+from tinygpt.errors import UsageError
+from tinygpt.generate import complete
 
 
 def corpus(tmp_path, content: bytes | None) -> str:
@@ -40,67 +31,98 @@ TRAIN_CASES = {
     "val fraction above 1": (lambda t: ["data.val_fraction=1.5"], "val_fraction"),
     "emb_dim not divisible by n_heads": (lambda t: ["model.n_heads=3"], "divisible"),
     "renorm with sdpa": (lambda t: ["model.attention.mask_impl=renorm"], "manual backend"),
-    "unknown tokenizer": (lambda t: ["data.tokenizer=bert"], "unknown data.tokenizer"),
-    "unknown corpus": (lambda t: ["data.name=wikipedia"], "unknown corpus"),
-    "unknown non-finite policy": (lambda t: ["on_nonfinite=maybe"], "on_nonfinite"),
     "checkpoint missing": (lambda t: [f"ckpt_path={t / 'none.ckpt'}"], "does not exist"),
     "nothing to resume": (lambda t: ["resume=true"], "no last.ckpt"),
+    "batch not divisible by accumulation": (
+        lambda t: ["data.batch_size=7", "trainer.accumulate_grad_batches=2"], "multiple of"),
 }
 
 
+def assert_says_how_to_fix(e: pytest.ExceptionInfo, needle: str) -> None:
+    text = str(e.value)
+    assert needle in text, text
+    assert "(" in text and text.rstrip().endswith(")"), f"no how-to-fix part: {text}"
+    assert "\n" not in text
+
+
 @pytest.mark.parametrize("case", TRAIN_CASES)
-def test_train_bad_input(case, tmp_path, monkeypatch):
+def test_train_bad_input(case, tmp_path, train_run, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # resume=true looks under ./outputs too
     args, needle = TRAIN_CASES[case]
-    run_dir = tmp_path / "run"
-    p = run_script("train.py", *TINY, *args(tmp_path), f"data.cache_dir={tmp_path / 'cache'}",
-                   f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    assert_one_error_line(p, needle)
-    assert not (run_dir / "checkpoints").exists()
+    with pytest.raises(UsageError) as e:
+        train_run(*args(tmp_path))
+    assert_says_how_to_fix(e, needle)
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_train_truncated_or_foreign_checkpoint(tiny_run, tmp_path):
-    good = tiny_run / "checkpoints" / "last.ckpt"
+def assert_one_error_line(p, needle: str) -> str:
+    assert p.returncode == 2, p.stdout[-1000:] + p.stderr[-2000:]
+    assert "Traceback" not in p.stderr, p.stderr[-3000:]
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, p.stderr[-3000:]
+    assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+def test_entry_points_print_one_error_line_and_exit_2(tmp_path, run_script, smoke, smoke_run):
+    # The mapping from UsageError to the user's one line, once per entry point.
+    p = run_script("train.py", *smoke, "data=text", f"data.path={tmp_path / 'none.txt'}",
+                   f"data.cache_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_error_line(p, "no text file")
+    p = run_script("generate.py", f"ckpt={smoke_run / 'checkpoints' / 'last.ckpt'}", "top_k=0")
+    assert_one_error_line(p, "top_k")
+    p = run_script("export_hf.py", f"ckpt={smoke_run / 'checkpoints' / 'last.ckpt'}",
+                   f"out={tmp_path / 'hf'}")
+    assert_one_error_line(p, "needs GPT-2's")
+
+
+def test_train_truncated_or_foreign_checkpoint(smoke_run, tmp_path, train_run):
+    good = smoke_run / "checkpoints" / "last.ckpt"
     cut = tmp_path / "cut.ckpt"
     cut.write_bytes(good.read_bytes()[:5000])
-    common = [*TINY, f"data.cache_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}"]
-    assert_one_error_line(run_script("train.py", *common, f"ckpt_path={cut}"), "cannot read")
-    line = assert_one_error_line(
-        run_script("train.py", *common, "model.emb_dim=64", f"ckpt_path={good}"), "another model")
-    assert "emb_dim=32 (this run: 64)" in line
+    with pytest.raises(UsageError, match="cannot read"):
+        train_run(f"ckpt_path={cut}")
+    with pytest.raises(UsageError, match="another model") as e:
+        train_run("model.emb_dim=64", f"ckpt_path={good}")
+    assert "emb_dim=32 (this run: 64)" in str(e.value)
 
 
-def test_run_directory_with_a_run_is_never_clobbered(tiny_run):
-    before = {p: p.stat().st_mtime_ns for p in tiny_run.rglob("*") if p.is_file()}
-    p = run_script("train.py", *TINY, f"hydra.run.dir={tiny_run}")
+def test_run_directory_with_a_run_is_never_clobbered(smoke_run, run_script, smoke):
+    before = {p: p.stat().st_mtime_ns for p in smoke_run.rglob("*") if p.is_file()}
+    p = run_script("train.py", *smoke, f"hydra.run.dir={smoke_run}")
     assert_one_error_line(p, "already holds a training run")
-    after = {p: p.stat().st_mtime_ns for p in tiny_run.rglob("*") if p.is_file()}
+    after = {p: p.stat().st_mtime_ns for p in smoke_run.rglob("*") if p.is_file()}
     assert after == before
 
 
 GENERATE_CASES = {
-    "empty prompt": (["prompt="], "prompt is empty"),
-    "prompt longer than the context": (["prompt=" + "a" * 40], "longer than the model's context"),
-    "prompt outside a char vocabulary": (["prompt='\u00e6\u00f8\u00e5'"], "not in the vocabulary"),
-    "negative temperature": (["temperature=-1"], "temperature"),
-    "top_k out of range": (["top_k=0"], "top_k"),
-    "top_p out of range": (["top_p=1.5"], "top_p"),
-    "max_new_tokens zero": (["max_new_tokens=0"], "max_new_tokens"),
+    "empty prompt": (dict(prompt=""), "prompt is empty"),
+    "prompt longer than the context": (dict(prompt="a" * 40), "longer than the model's context"),
+    "prompt outside a char vocabulary": (dict(prompt="\u00e6\u00f8"), "not in the vocabulary"),
+    "negative temperature": (dict(temperature=-1), "temperature"),
+    "top_k out of range": (dict(top_k=0), "top_k"),
+    "top_p out of range": (dict(top_p=1.5), "top_p"),
+    "max_new_tokens zero": (dict(max_new_tokens=0), "max_new_tokens"),
 }
 
 
 @pytest.mark.parametrize("case", GENERATE_CASES)
-def test_generate_bad_input(case, tiny_run):
-    args, needle = GENERATE_CASES[case]
-    p = run_script("generate.py", f"ckpt={tiny_run / 'checkpoints' / 'last.ckpt'}", *args)
-    assert_one_error_line(p, needle)
+def test_generate_bad_input(case, smoke_run):
+    kw, needle = GENERATE_CASES[case]
+    args = dict(prompt="The", max_new_tokens=5) | kw
+    with pytest.raises(UsageError) as e:
+        complete(str(smoke_run / "checkpoints" / "last.ckpt"), **args)
+    assert_says_how_to_fix(e, needle)
 
 
-def test_generate_missing_truncated_or_foreign_checkpoint(tiny_run, tmp_path):
-    assert_one_error_line(run_script("generate.py", f"ckpt={tmp_path / 'x.ckpt'}"),
-                          "does not exist")
+def test_generate_missing_truncated_or_foreign_checkpoint(smoke_run, tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        complete(str(tmp_path / "x.ckpt"), "The", 5)
     cut = tmp_path / "cut.ckpt"
-    cut.write_bytes((tiny_run / "checkpoints" / "last.ckpt").read_bytes()[:5000])
-    assert_one_error_line(run_script("generate.py", f"ckpt={cut}"), "cannot read")
+    cut.write_bytes((smoke_run / "checkpoints" / "last.ckpt").read_bytes()[:5000])
+    with pytest.raises(UsageError, match="cannot read"):
+        complete(str(cut), "The", 5)
     other = tmp_path / "weights.ckpt"
     torch.save({"weights": torch.zeros(3)}, other)
-    assert_one_error_line(run_script("generate.py", f"ckpt={other}"), "does not hold")
+    with pytest.raises(UsageError, match="does not hold"):
+        complete(str(other), "The", 5)

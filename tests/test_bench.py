@@ -2,19 +2,18 @@ import json
 
 import torch
 
-from conftest import run_script
+from tinygpt.bench import gpu_section, run, write
 from tinygpt.generate import generate
 from tinygpt.model import GPT, GPTConfig
 from tinygpt.precision import NATIVE_BF16_RATIO
 
 
 def test_bench_quick_mode_writes_table_and_json(tmp_path):
-    p = run_script("bench.py", "--quick", "--out", str(tmp_path))
-    assert p.returncode == 0, p.stderr[-3000:]
+    write(run(quick=True), tmp_path)
     r = json.loads((tmp_path / "benchmarks.json").read_text())
     precision = r["default_precision"]["precision"]  # what precision=auto picks on this machine
     dtype = {"bf16-mixed": "bf16", "32-true": "float32"}[precision]
-    assert r["training"][f"Lightning (LitGPT, our default: {dtype})"]["tokens_per_sec"] > 0
+    assert r["training"][f"Lightning (our default: {dtype})"]["tokens_per_sec"] > 0
     assert r["training"][f"raw {dtype} + sliced CE (our default)"]["tokens_per_sec"] > 0
     assert r["mfu"]["peak_dtype"] == dtype  # MFU against the peak of the precision in use
     native = r["bf16_probe"]["speedup"] >= NATIVE_BF16_RATIO
@@ -26,11 +25,9 @@ def test_bench_quick_mode_writes_table_and_json(tmp_path):
     assert f"Default path: `{precision}`" in md
 
 
-def test_bench_gpu_section_code_runs(tmp_path):
+def test_bench_gpu_section_code_runs():
     # the GPU section's code, on the CPU with a toy shape (no GPU is needed to check it runs)
-    p = run_script("bench.py", "--gpu", "--gpu-device", "cpu", "--quick", "--out", str(tmp_path))
-    assert p.returncode == 0, p.stderr[-3000:]
-    r = json.loads((tmp_path / "benchmarks_gpu.json").read_text())
+    r = gpu_section("cpu", quick=True)
     assert r["tokens_per_sec"] > 0 and r["tflops"] > 0
 
 

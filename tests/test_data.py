@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from tinygpt.data import TextDataModule, TokenWindows, encode_cached, load_text, unigram_baseline
+from tinygpt.data import (
+    DataConfig,
+    TextDataModule,
+    TokenWindows,
+    encode_cached,
+    load_text,
+    unigram_baseline,
+)
+from tinygpt.errors import UsageError
 from tinygpt.tokenizer import get_tokenizer
 
 
@@ -81,7 +89,7 @@ def test_sampler_resumes_mid_epoch_and_moves_to_the_next():
 
 
 def test_data_module_splits_contiguously(tmp_path):
-    dm = TextDataModule(tokenizer="char", context_length=16, cache_dir=str(tmp_path))
+    dm = TextDataModule(DataConfig(tokenizer="char", cache_dir=str(tmp_path)), context_length=16)
     dm.load()
     n = len(dm.train_ids) + len(dm.val_ids)
     assert len(dm.val_ids) == int(n * 0.1)
@@ -93,14 +101,19 @@ def test_data_module_splits_contiguously(tmp_path):
 def test_corpus_too_short_for_windows(tmp_path):
     f = tmp_path / "tiny.txt"
     f.write_text("just a few words here", encoding="utf-8")
-    dm = TextDataModule(name="text", path=str(f), context_length=64, cache_dir=str(tmp_path))
-    with pytest.raises(ValueError, match="too short"):
+    dm = TextDataModule(DataConfig(name="text", path=str(f), cache_dir=str(tmp_path)),
+                        context_length=64)
+    with pytest.raises(UsageError, match="too short"):
         dm.load()
 
 
-def test_bad_val_fraction():
-    with pytest.raises(ValueError, match="val_fraction"):
-        TextDataModule(val_fraction=1.0)
+def test_bad_val_fraction_and_unknown_choices():
+    with pytest.raises(UsageError, match="val_fraction"):
+        TextDataModule(DataConfig(val_fraction=1.0), context_length=16)
+    with pytest.raises(UsageError, match="data.name='wikipedia' is unknown .*python_docs"):
+        TextDataModule(DataConfig(name="wikipedia"), context_length=16)
+    with pytest.raises(UsageError, match="data.tokenizer='bert' is unknown .*gpt2, char"):
+        TextDataModule(DataConfig(tokenizer="bert"), context_length=16)
 
 
 def test_unigram_baseline_of_uniform_text_is_log_vocab():

@@ -4,30 +4,32 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY, run_script, scalars_by_step
-from test_reliability import wait_for
 from tinygpt.checkpoint import read_checkpoint
+from tinygpt.data import split_batch
+from tinygpt.errors import UsageError
+from tinygpt.events import scalars_by_step
 
+ROOT = Path(__file__).resolve().parents[1]
 # Dropout off: with it, each rank draws its own masks and no two runs could agree exactly.
-BASE = [*TINY, "model.drop_rate=0", "trainer.log_every_n_steps=1", "save_every_n_steps=10"]
+BASE = ["experiment=smoke", "trainer.enable_progress_bar=false", "model.drop_rate=0",
+        "trainer.log_every_n_steps=1", "save_every_n_steps=10"]
 DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
 TOL = 1e-4  # float32 sums of the same numbers in another order (all-reduce vs one batch)
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, run_script, cache_dir, train_into):
+    """The same run on one process (in-process) and on two (a real DDP launch)."""
     tmp = tmp_path_factory.mktemp("ddp")
-    out = {}
-    for name, extra in (("one", []), ("two", DDP)):
-        p = run_script("train.py", *BASE, *extra, f"data.cache_dir={tmp / 'cache'}",
-                       f"hydra.run.dir={tmp / name}")
-        assert p.returncode == 0, p.stderr[-3000:]
-        out[name] = tmp / name
-    out["tmp"] = tmp
-    return out
+    train_into(tmp / "one", *BASE[2:])
+    p = run_script("train.py", *BASE, *DDP, f"data.cache_dir={cache_dir}",
+                   f"hydra.run.dir={tmp / 'two'}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    return {"one": tmp / "one", "two": tmp / "two", "tmp": tmp, "cache": cache_dir}
 
 
 @pytest.mark.slow
@@ -48,9 +50,10 @@ def test_two_processes_train_the_same_model_as_one(runs):
 
 
 @pytest.mark.slow
-def test_two_process_run_killed_and_resumed_continues_the_per_step_loss(runs):
+def test_two_process_run_killed_and_resumed_continues_the_per_step_loss(runs, run_script,
+                                                                        wait_for):
     run = runs["tmp"] / "killed"
-    common = [*BASE, *DDP, f"data.cache_dir={runs['tmp'] / 'cache'}", f"hydra.run.dir={run}"]
+    common = [*BASE, *DDP, f"data.cache_dir={runs['cache']}", f"hydra.run.dir={run}"]
     proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *common],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # its own group: both ranks die together
@@ -71,26 +74,20 @@ def test_two_process_run_killed_and_resumed_continues_the_per_step_loss(runs):
     assert all(abs(resumed[s] - straight[s]) < 1e-6 for s in resumed)
 
 
-def test_global_batch_must_split_evenly(tmp_path):
-    p = run_script("train.py", *TINY, *DDP, "data.batch_size=7", f"data.cache_dir={tmp_path}",
-                   f"hydra.run.dir={tmp_path / 'run'}")
-    assert p.returncode != 0 and "Traceback" not in p.stderr
-    assert "error: data.batch_size=7" in p.stderr and "multiple of devices" in p.stderr
+def test_global_batch_must_split_evenly():
+    assert split_batch(16, world_size=2, accumulate=2) == 4
+    with pytest.raises(UsageError, match="data.batch_size=7 .* multiple of devices"):
+        split_batch(7, world_size=2, accumulate=1)
 
 
 def test_fsdp_config_builds_a_block_wrapping_strategy():
-    from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
     from lightning.pytorch.strategies import FSDPStrategy
 
-    from conftest import ROOT
-    from tinygpt.config import register_configs
+    from tinygpt.config import compose_train
     from tinygpt.model import Block
 
-    register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["trainer=fsdp", "trainer.devices=8",
-                                                      "trainer.num_nodes=2"])
+    cfg = compose_train("trainer=fsdp", "trainer.devices=8", "trainer.num_nodes=2")
     strategy = instantiate(cfg.trainer.strategy)
     assert isinstance(strategy, FSDPStrategy)
     assert strategy.kwargs["auto_wrap_policy"]._module_classes == {Block}

@@ -6,9 +6,10 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from conftest import TINY, run_script
 from tinygpt.checkpoint import load_checkpoint
-from tinygpt.generate import generate
+from tinygpt.data import DataConfig, TextDataModule
+from tinygpt.events import scalars_by_step
+from tinygpt.generate import complete, generate
 from tinygpt.hf import load_hf_gpt2, save_hf_gpt2
 from tinygpt.model import GPT, AttentionConfig, GPTConfig
 
@@ -88,27 +89,18 @@ def test_config_gpt2_cannot_represent_is_refused(tmp_path):
         load_hf_gpt2(tmp_path)
 
 
-def test_training_from_gpt2_weights_starts_from_their_loss(tmp_path):
+def test_training_from_gpt2_weights_starts_from_their_loss(tmp_path, train_run):
     hf = tmp_path / "hf"
     hf_model(hf)
-    common = [*TINY, "data.tokenizer=gpt2", "model.drop_rate=0.0", "trainer.max_steps=3",
-              "trainer.val_check_interval=3",
-              "trainer.log_every_n_steps=1", "optim.lr=1e-4", f"data.cache_dir={tmp_path}"]
-    p = run_script("train.py", *common, f"model.init_from={hf}", f"hydra.run.dir={tmp_path / 'a'}")
-    assert p.returncode == 0, p.stderr[-2000:]
-    model, _ = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.ckpt")
+    result, _ = train_run("data.tokenizer=gpt2", "model.drop_rate=0.0", "trainer.max_steps=3",
+                          "trainer.val_check_interval=3", "trainer.log_every_n_steps=1",
+                          "optim.lr=1e-4", f"model.init_from={hf}")
+    model, _ = load_checkpoint(result.last_checkpoint)
     assert model.cfg.emb_dim == 32 and model.cfg.context_length == 64  # the file's shape
-
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    ea = EventAccumulator(str(tmp_path / "a"))
-    ea.Reload()
-    first = ea.Scalars("train/loss")[0].value
+    first = scalars_by_step(result.run_dir, "train/loss")[0]
     # the loaded weights' own loss on the first batch, computed independently
-    from tinygpt.data import TextDataModule
-
-    dm = TextDataModule(tokenizer="gpt2", context_length=32, batch_size=8, stride=None,
-                        cache_dir=str(tmp_path), seed=1337)
+    dm = TextDataModule(DataConfig(tokenizer="gpt2", batch_size=8, stride=None),
+                        context_length=32, seed=1337)
     dm.load()
     x, y = next(iter(dm.train_dataloader()))
     with torch.no_grad():
@@ -116,9 +108,7 @@ def test_training_from_gpt2_weights_starts_from_their_loss(tmp_path):
     assert first == pytest.approx(expected, rel=1e-4)
 
 
-def test_generate_script_reads_a_hf_directory(tmp_path):
+def test_generate_reads_a_hf_directory(tmp_path):
     hf_model(tmp_path)
-    p = run_script("generate.py", f"ckpt={tmp_path}", "prompt=The for statement",
-                   "max_new_tokens=5", "temperature=0")
-    assert p.returncode == 0, p.stderr[-2000:]
-    assert p.stdout.startswith("The for statement")
+    text = complete(str(tmp_path), "The for statement", max_new_tokens=5, temperature=0)
+    assert text.startswith("The for statement") and len(text) > len("The for statement")

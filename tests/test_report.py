@@ -2,16 +2,20 @@
 
 import pytest
 
-from conftest import TINY, run_script, scalars_by_step
+from tinygpt.errors import UsageError
+from tinygpt.events import scalars_by_step
+from tinygpt.report import write_report
 
 PNGS = ["loss.png", "entropy.png", "saturation.png", "score_std.png", "grad_qk.png"]
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    """causal on and off, both also scored with the mask (causal_eval=true)."""
+def sweep(tmp_path_factory, run_script, smoke):
+    """causal on and off, both also scored with the mask (causal_eval=true): a real multirun,
+    since Hydra's sweep folders and overrides.yaml are what the report reads."""
     tmp = tmp_path_factory.mktemp("sweep")
-    p = run_script("train.py", "-m", *TINY, "trainer.max_steps=30", "trainer.val_check_interval=15",
+    p = run_script("train.py", "-m", *smoke, "trainer.max_steps=30",
+                   "trainer.val_check_interval=15",
                    "causal_eval=true", "model.attention.causal=true,false",
                    f"data.cache_dir={tmp / 'cache'}", f"hydra.sweep.dir={tmp / 'sweep'}")
     assert p.returncode == 0, p.stderr[-3000:]
@@ -45,9 +49,7 @@ def test_diagnostics_are_logged_every_n_steps_and_at_the_end(sweep):
 
 def test_report_writes_the_table_and_plots(sweep, tmp_path):
     sweep_dir, runs = sweep
-    p = run_script("report.py", str(sweep_dir), "--out", str(tmp_path))
-    assert p.returncode == 0, p.stderr[-2000:]
-    text = (tmp_path / "report.md").read_text()
+    text = write_report(sweep_dir, tmp_path).read_text()
     rows = {line.split("|")[1].strip(): line for line in text.splitlines()
             if line.startswith("| causal=")}
     assert set(rows) == {"causal=true", "causal=false"}  # labelled by what differs
@@ -63,7 +65,9 @@ def test_report_writes_the_table_and_plots(sweep, tmp_path):
     assert "## Samples" in text and "The for statement" in text
 
 
-def test_report_on_a_folder_without_runs_is_a_one_line_error(tmp_path):
-    p = run_script("report.py", str(tmp_path))
+def test_report_on_a_folder_without_runs_is_a_one_line_error(tmp_path, run_script):
+    with pytest.raises(UsageError, match="no TensorBoard event files"):
+        write_report(tmp_path, tmp_path)
+    p = run_script("report.py", str(tmp_path))  # the script's own mapping of it
     assert p.returncode != 0 and p.stderr.startswith("error: no TensorBoard event files")
     assert "Traceback" not in p.stderr

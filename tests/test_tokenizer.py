@@ -41,5 +41,5 @@ def test_char_tokenizer_round_trip_and_state():
 
 
 def test_unknown_tokenizer():
-    with pytest.raises(ValueError, match="unknown tokenizer"):
+    with pytest.raises(ValueError, match="data.tokenizer=.bert. is unknown"):
         get_tokenizer("bert")

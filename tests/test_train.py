@@ -1,22 +1,28 @@
-"""End-to-end: the real scripts/train.py and scripts/generate.py with a tiny config."""
+"""tinygpt.train: a whole run in-process (train(cfg) on the smoke config), and the config schema;
+scripts/train.py itself only where its process is what is tested (sweeps, exit codes)."""
 
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from lightning.pytorch.callbacks import Callback
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TINY, run_script
+from tinygpt.config import compose_train
+from tinygpt.events import scalars_by_step
+from tinygpt.model import GPT
 
-CONFIGS = str(__import__("conftest").ROOT / "configs")
 CONTRACT_SCALARS = [
-    "train/loss", "val/loss", "val/ppl", "train/lr", "grad_norm/total", "train/tokens_per_sec",
-    "grad_norm/blocks.0.attn.qkv.weight", "grad_norm/tok_emb.weight",
+    "train/loss", "val/loss", "val/ppl", "train/lr/decay", "grad_norm/total",
+    "train/tokens_per_sec", "train/mfu", "grad_norm/blocks.0.attn.qkv.weight",
+    "grad_norm/tok_emb.weight",
 ]
 
 
@@ -26,8 +32,8 @@ def events(run_dir):
     return ea
 
 
-def test_training_logs_every_contract_tag_and_loss_goes_down(tiny_run):
-    ea = events(tiny_run)
+def test_training_logs_every_contract_tag_and_loss_goes_down(smoke_run):
+    ea = events(smoke_run)
     tags = ea.Tags()
     for tag in CONTRACT_SCALARS:
         assert tag in tags["scalars"], tag
@@ -40,39 +46,43 @@ def test_training_logs_every_contract_tag_and_loss_goes_down(tiny_run):
     val = ea.Scalars("val/loss")
     ppl = ea.Scalars("val/ppl")
     assert ppl[-1].value == pytest.approx(torch.tensor(val[-1].value).exp().item(), rel=1e-4)
-    out = (tiny_run / "stdout.txt").read_text()
+    assert [e.step for e in val][-1] == 39  # the final weights are validated (step 40's end)
+    assert all(0 < e.value <= 1 for e in ea.Scalars("train/mfu"))
+    out = (smoke_run / "stdout.txt").read_text()
     assert "tensorboard --logdir" in out and "unigram baseline" in out
     assert "precision: 32-true (set by trainer.precision)" in out  # smoke pins it; auto says why
 
 
-def test_hparams_tab_holds_config_and_final_val_loss(tiny_run):
-    ea = events(tiny_run)
+def test_hparams_tab_holds_config_and_final_val_loss(smoke_run):
+    ea = events(smoke_run)
     assert "hp/val_loss" in ea.Tags()["scalars"]
     final = ea.Scalars("hp/val_loss")[-1].value
     assert final == pytest.approx(ea.Scalars("val/loss")[-1].value, rel=1e-5)
     plugin = ea.PluginTagToContent("hparams")
     assert "_hparams_/session_start_info" in plugin
-    assert b"model/attention/scale" in plugin["_hparams_/session_start_info"]
+    info = plugin["_hparams_/session_start_info"]
+    assert b"model/attention/scale" in info and b"trainer/max_steps" in info
+    assert b"trainer/inference_mode" not in info  # Lightning's defaults are not repeated
 
 
-def test_checkpoint_exists_and_generate_prints_text(tiny_run):
-    ckpts = sorted((tiny_run / "checkpoints").glob("*.ckpt"))
-    names = [c.name for c in ckpts]
+def test_one_event_file_per_run(smoke_run):
+    assert len(list(smoke_run.glob("events.out.tfevents.*"))) == 1
+
+
+def test_checkpoint_exists_and_generate_prints_text(smoke_run, run_script):
+    names = [c.name for c in (smoke_run / "checkpoints").glob("*.ckpt")]
     assert "last.ckpt" in names and any(n.startswith("best") for n in names)
-    p = run_script("generate.py", f"ckpt={tiny_run / 'checkpoints' / 'last.ckpt'}",
+    p = run_script("generate.py", f"ckpt={smoke_run / 'checkpoints' / 'last.ckpt'}",
                    "prompt=The for", "max_new_tokens=20", "seed=1")
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("The for") and len(p.stdout.strip()) > len("The for") + 5
 
 
-def test_resume_from_checkpoint_continues_step_count(tiny_run, tmp_path):
-    run_dir = tmp_path / "resumed"
-    p = run_script("train.py", *TINY, "trainer.max_steps=50", f"data.cache_dir={tmp_path}",
-                   f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}",
-                   f"hydra.run.dir={run_dir}")
-    assert p.returncode == 0, p.stderr[-2000:]
-    steps = [e.step for e in events(run_dir).Scalars("train/loss")]
-    assert min(steps) >= 40 and "trained 50 steps" in p.stdout
+def test_resume_from_checkpoint_continues_step_count(smoke_run, train_run):
+    result, printed = train_run("trainer.max_steps=50",
+                                f"ckpt_path={smoke_run / 'checkpoints' / 'last.ckpt'}")
+    steps = scalars_by_step(result.run_dir, "train/loss")
+    assert min(steps) >= 40 and result.steps == 50 and "trained 50 steps" in printed
 
 
 def free_port() -> int:
@@ -81,10 +91,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_tensorboard_server_serves_the_run_scalars(tiny_run):
+def test_tensorboard_server_serves_the_run_scalars(smoke_run):
     port = free_port()
     tb = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(tiny_run), "--host",
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(smoke_run), "--host",
          "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -104,12 +114,9 @@ def test_tensorboard_server_serves_the_run_scalars(tiny_run):
         tb.wait(timeout=20)
 
 
-def compose_train(*overrides):
-    from train import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
+def model_of(*overrides) -> GPT:
+    node = OmegaConf.to_object(compose_train(*overrides).model)
+    return GPT(node.gpt_config(vocab_size=50))
 
 
 @pytest.mark.parametrize(
@@ -122,21 +129,14 @@ def compose_train(*overrides):
     ],
 )
 def test_each_toggle_reaches_the_attention_module(override, attr, value):
-    from tinygpt.model import GPT
-    from train import model_config
-
     extra = ["model.attention.backend=manual"] if "renorm" in override else []
-    cfg = compose_train(override, *extra)
-    model = GPT(model_config(cfg, vocab_size=50))
+    model = model_of(override, *extra)
     assert all(getattr(b.attn, attr) == value for b in model.blocks)
 
 
 def test_causal_false_lets_position_t_see_t_plus_1():
-    from tinygpt.model import GPT
-    from train import model_config
-
     for causal in (True, False):
-        model = GPT(model_config(compose_train(f"model.attention.causal={causal}"), 50)).eval()
+        model = model_of(f"model.attention.causal={causal}").eval()
         x = torch.randint(0, 50, (1, 8))
         y = x.clone()
         y[0, 1] = (y[0, 1] + 1) % 50
@@ -151,46 +151,131 @@ def test_experiment_configs_are_small_diffs():
     assert compose_train("experiment=no_mask").model.attention.causal is False
 
 
-def test_multirun_writes_one_named_run_per_value(tmp_path):
+def test_the_tiny_shape_lives_in_one_place():
+    cfg = compose_train()
+    assert (cfg.model.n_layers, cfg.model.emb_dim, cfg.model.context_length) == (4, 128, 128)
+    gpt2 = compose_train("model=gpt2_124m").model  # GPTConfig's own defaults, plus qkv_bias
+    assert (gpt2.n_layers, gpt2.emb_dim, gpt2.qkv_bias) == (12, 768, True)
+
+
+def test_a_sweep_names_each_run_and_a_failing_job_does_not_stop_it(tmp_path, run_script,
+                                                                   smoke):
     sweep = tmp_path / "sweep"
     corpus = tmp_path / "my corpus" / "a.txt"  # a path in an override: still one folder per run
     corpus.parent.mkdir()
     corpus.write_text("The for statement is used to iterate over a sequence. " * 100)
-    p = run_script("train.py", "-m", *TINY, "trainer.max_steps=6", "trainer.val_check_interval=3",
-                   f"data.cache_dir={tmp_path}", "model.attention.scale=true,false",
-                   "data=text", f"data.path='{corpus}'", f"hydra.sweep.dir={sweep}")
-    assert p.returncode == 0, p.stderr[-2000:]
-    runs = sorted(d.name for d in sweep.iterdir() if list(d.glob("events.out.tfevents.*")))
-    assert len(runs) == 2 and all("my corpus_a.txt" in r for r in runs)
-    assert "model.attention.scale=False" in runs[0] and "model.attention.scale=True" in runs[1]
-    assert "cache_dir" not in runs[0]  # plumbing keys stay out of the names
-
-
-def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
-    sweep = tmp_path / "sweep"
-    p = run_script("train.py", "-m", *TINY, "trainer.max_steps=4", "trainer.val_check_interval=2",
-                   f"data.cache_dir={tmp_path}", "model.n_heads=3,2", f"hydra.sweep.dir={sweep}")
+    p = run_script("train.py", "-m", *smoke, "trainer.max_steps=4", "trainer.val_check_interval=2",
+                   f"data.cache_dir={tmp_path}", "data=text", f"data.path='{corpus}'",
+                   "model.n_heads=3,2", f"hydra.sweep.dir={sweep}")
     assert p.returncode == 2
     lines = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert "not divisible by n_heads=3" in lines[0]  # the job's own line, as it ended
-    assert lines[-1].startswith("error: 1 of 2 jobs failed: experiment=smoke,model.n_heads=3,")
+    assert lines[-1].startswith("error: 1 of 2 jobs failed: data.path=")
+    assert "n_heads=3" in lines[-1]
     assert "Traceback" not in p.stderr
-    assert [d.name for d in sweep.iterdir() if list(d.glob("events.out.tfevents.*"))] == [
-        "experiment=smoke,model.n_heads=2,trainer.max_steps=4,trainer.val_check_interval=2"]
+    runs = [d.name for d in sweep.iterdir() if list(d.glob("events.out.tfevents.*"))]
+    assert len(runs) == 1 and "model.n_heads=2" in runs[0]  # the other job's run ran
+    assert "my corpus_a.txt" in runs[0] and "/" not in runs[0]
+    assert "cache_dir" not in runs[0]  # plumbing keys stay out of the names
+
+
+def test_an_unknown_choice_fails_in_the_schema_listing_the_valid_ones(tmp_path, run_script):
+    t = time.time()
+    p = run_script("train.py", "model.attention.mask_impl=renrom", f"hydra.run.dir={tmp_path}/r")
+    assert p.returncode != 0
+    assert "Invalid value 'renrom', expected one of [neg_inf, renorm]" in p.stderr
+    assert not (tmp_path / "r").exists()  # failed before any run directory was made
+    assert time.time() - t < 60
 
 
 @pytest.mark.parametrize(
     "override,needle",
-    [("model.attenton.scale=false", "attenton"), ("model.n_layers=four", "n_layers")],
+    [("model.attenton.scale=false", "attenton"), ("model.n_layers=four", "n_layers"),
+     ("data.tokenizer=bert", "bert"), ("on_nonfinite=maybe", "maybe"),
+     ("trainer.max_stepz=3", "max_stepz")],
 )
-def test_misspelt_key_or_wrong_type_fails_fast(override, needle, tmp_path):
-    t = time.time()
-    p = run_script("train.py", override, f"hydra.run.dir={tmp_path / 'r'}")
-    assert p.returncode != 0
-    assert needle in p.stderr
-    assert not (tmp_path / "r").exists()  # failed before any run directory was made
-    assert time.time() - t < 60
+def test_misspelt_key_wrong_type_or_unknown_choice_fails_composing(override, needle):
+    with pytest.raises(ConfigCompositionException) as e:
+        compose_train(override)
+    assert needle in str(e.value) + str(e.value.__cause__)
 
+
+def test_every_trainer_argument_can_be_set(train_run):
+    # not in any YAML: the schema is Lightning's own signature
+    cfg = compose_train("trainer.max_time=00:00:01:00", "trainer.detect_anomaly=true",
+                        "trainer.limit_train_batches=0.5", "trainer.benchmark=false")
+    assert cfg.trainer.max_time == "00:00:01:00" and cfg.trainer.detect_anomaly is True
+    result, _ = train_run("trainer.max_time=00:00:01:00", "trainer.max_steps=5")
+    assert result.steps == 5
+
+
+class Spy(Callback):
+    """Records what the Trainer was configured with and whether anomaly detection was on."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.anomaly = torch.is_anomaly_enabled()
+        self.fast_dev_run = trainer.fast_dev_run
+        self.overfit_batches = trainer.overfit_batches
+
+
+def test_debug_fdr_runs_one_batch_and_saves_nothing(train_run):
+    spy = Spy()
+    result, printed = train_run("debug=fdr", callbacks=[spy])
+    assert spy.fast_dev_run and result.steps == 1 and result.last_checkpoint is None
+    assert not (result.run_dir / "checkpoints").exists()
+
+
+def test_debug_overfit_drives_the_loss_of_one_batch_down(train_run):
+    spy = Spy()
+    result, _ = train_run("debug=overfit", "trainer.max_steps=60", callbacks=[spy])
+    assert spy.overfit_batches == 1
+    losses = scalars_by_step(result.run_dir, "train/loss")
+    assert losses[max(losses)] < 0.5 * losses[min(losses)]
+
+
+def test_debug_profiler_prints_its_report(train_run, caplog):
+    caplog.set_level("INFO")
+    result, _ = train_run("debug=profiler", "trainer.max_steps=5")
+    assert result.steps == 5
+    assert "FIT Profiler Report" in caplog.text and "run_training_batch" in caplog.text
+
+
+def test_debug_anomaly_turns_on_autograd_anomaly_detection(train_run):
+    spy = Spy()
+    train_run("debug=anomaly", "trainer.max_steps=3", callbacks=[spy])
+    assert spy.anomaly
+
+
+def test_a_bug_shows_its_traceback_not_an_error_line(tmp_path, run_script, smoke):
+    # a ValueError from inside the library is a bug, not bad input: it must not look like one
+    faults = str(Path(__file__).parent / "faults")
+    p = run_script("train.py", *smoke, f"data.cache_dir={tmp_path}",
+                   f"hydra.run.dir={tmp_path / 'r'}",
+                   env={"TINYGPT_RAISE_IN_LOAD": "1", "PYTHONPATH": faults})
+    assert p.returncode != 0
+    assert "Traceback" in p.stderr and "ValueError: injected bug" in p.stderr
+    assert not any(line.startswith("error:") for line in p.stderr.splitlines())
+
+
+def test_a_plain_log_line_every_n_steps_when_stdout_is_not_a_terminal(train_run):
+    _, printed = train_run("trainer.enable_progress_bar=true")
+    lines = [line for line in printed.splitlines() if line.startswith("step ")]
+    assert lines[0].startswith("step 25/40  train loss ") and "tokens/s  eta " in lines[0]
+    assert lines[-1].startswith("step 40/40")
+    assert "validation at step 20: val/loss " in printed
+
+
+def test_a_terminal_shows_steps_not_epochs(train_run, monkeypatch):
+    monkeypatch.setattr("tinygpt.progress.on_terminal", lambda: True)
+    _, printed = train_run("trainer.enable_progress_bar=true")
+    bar = printed.replace("\r", "\n")  # tqdm redraws its line with carriage returns
+    assert "step: 100%" in bar and "40/40" in bar and "Epoch" not in bar
+
+
+def test_model_summary_counts_real_flops(train_run, capsys):
+    _, printed = train_run("trainer.enable_model_summary=true")
+    out = printed + capsys.readouterr().out
+    assert "Total FLOPs" in out and "Total FLOPs: 0 " not in out.replace("\n", " ")
 
 
 def sweep_jobs(experiment: str) -> list:
@@ -198,18 +283,12 @@ def sweep_jobs(experiment: str) -> list:
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from train import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"experiment={experiment}"],
-                      return_hydra_config=True)
-        assert cfg.hydra.mode.name == "MULTIRUN"  # the experiment is a sweep without -m
-        params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
-        (batch,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params),
-                                                None)
-        return [compose(config_name="train", overrides=[f"experiment={experiment}", *job])
-                for job in batch]
+    cfg = compose_train(f"experiment={experiment}", hydra=True)
+    assert cfg.hydra.mode.name == "MULTIRUN"  # the experiment is a sweep without -m
+    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
+    (batch,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params),
+                                            None)
+    return [compose_train(f"experiment={experiment}", *job) for job in batch]
 
 
 def test_attention_ablation_composes_to_the_2x2_grid():
@@ -226,7 +305,7 @@ def test_head_dim_sweep_repeats_scale_on_and_off_per_head_dimension():
 
 
 def test_sweep_folder_names_keep_paths_in_values_flat():
-    from tinygpt.config import folder_name
+    from tinygpt.hydra_callbacks import folder_name
 
     name = folder_name("data.path=../corpus/a.txt,model.n_heads=4")
     assert name == "data.path=.._corpus_a.txt,model.n_heads=4" and "/" not in name

@@ -10,13 +10,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import Enum
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-MASK_IMPLS = ("neg_inf", "renorm")
-BACKENDS = ("sdpa", "manual")
+from tinygpt.errors import UsageError, parse_choice
+
+
+class MaskImpl(str, Enum):
+    """How the causal mask is applied."""
+
+    neg_inf = "neg_inf"  # masked scores become -inf before the softmax
+    renorm = "renorm"  # softmax over all, zero the future, renormalise each row (the seed's way)
+
+
+class Backend(str, Enum):
+    """Which kernel computes attention."""
+
+    sdpa = "sdpa"  # PyTorch's fused scaled_dot_product_attention
+    manual = "manual"  # explicit matmul + softmax; can return the weights
 
 
 # --- 1. Simplified self-attention: no trainable weights -------------------------------------
@@ -137,22 +151,28 @@ class KVCache:
 
 def check_attention_options(
     d_out: int, num_heads: int, mask_impl: str, backend: str
-) -> None:
-    """Raise ValueError, saying what to change, for options no attention can run with."""
+) -> tuple[MaskImpl, Backend]:
+    """The options as enums; a UsageError, saying what to change, for ones no attention runs."""
     if num_heads < 1 or d_out % num_heads:
-        raise ValueError(
+        raise UsageError(
             f"emb_dim/d_out={d_out} is not divisible by n_heads={num_heads} "
             "(pick n_heads that divides it)"
         )
-    if mask_impl not in MASK_IMPLS:
-        raise ValueError(f"mask_impl={mask_impl!r} is unknown (use one of {', '.join(MASK_IMPLS)})")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r} is unknown (use one of {', '.join(BACKENDS)})")
-    if mask_impl == "renorm" and backend != "manual":
-        raise ValueError(
+    mask_impl = parse_choice(MaskImpl, mask_impl, "mask_impl")
+    backend = parse_choice(Backend, backend, "backend")
+    if mask_impl == MaskImpl.renorm and backend != Backend.manual:
+        raise UsageError(
             "mask_impl='renorm' needs the manual backend: sdpa cannot renormalise after softmax "
             "(set backend=manual, or mask_impl=neg_inf)"
         )
+    return mask_impl, backend
+
+
+def check_length(n: int, context_length: int) -> None:
+    """A sequence longer than the context has no positions (or mask rows) to use."""
+    if n > context_length:
+        raise UsageError(f"sequence of {n} tokens is longer than context_length={context_length} "
+                         "(crop the input or raise context_length)")
 
 
 class MultiHeadAttention(nn.Module):
@@ -174,11 +194,11 @@ class MultiHeadAttention(nn.Module):
         qkv_bias: bool = False,
         scale: bool = True,
         causal: bool = True,
-        mask_impl: str = "neg_inf",
-        backend: str = "sdpa",
+        mask_impl: MaskImpl | str = "neg_inf",
+        backend: Backend | str = "sdpa",
     ):
         super().__init__()
-        check_attention_options(d_out, num_heads, mask_impl, backend)
+        mask_impl, backend = check_attention_options(d_out, num_heads, mask_impl, backend)
         self.num_heads, self.head_dim = num_heads, d_out // num_heads
         self.context_length = context_length
         self.dropout = dropout
@@ -196,11 +216,7 @@ class MultiHeadAttention(nn.Module):
         """x: (B, T, d_in) -> (B, T, d_out); with return_weights also (B, heads, T, T_keys)."""
         B, T, _ = x.shape
         past = cache.length if cache is not None else 0
-        if past + T > self.context_length:
-            raise ValueError(
-                f"sequence of {past + T} tokens is longer than context_length="
-                f"{self.context_length} (crop the input or raise context_length)"
-            )
+        check_length(past + T, self.context_length)
         if return_weights and self.backend != "manual":
             raise ValueError("only backend='manual' can return attention weights (set it)")
 

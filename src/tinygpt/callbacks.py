@@ -1,65 +1,66 @@
-"""TensorBoard extras hung off the Trainer: throughput, text samples, attention maps and
-attention diagnostics, checkpoints on a schedule or a signal."""
+"""Callbacks hung off the Trainer: throughput and MFU, text samples, attention maps and
+attention diagnostics, the checkpoint of the final step or a signal."""
 
 from __future__ import annotations
 
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.callbacks import ThroughputMonitor
 from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.trainer.states import RunningStage
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from tinygpt.diagnostics import attention_stats, qk_grad_norms, uniform_entropy
-from tinygpt.generate import generate
-from tinygpt.model import attention_overrides
+from tinygpt.generate import SampleConfig, generate
+from tinygpt.model import attention_overrides, evaluating
+from tinygpt.precision import matmul_gflops
 
 
-class RunLogger(TensorBoardLogger):
-    """TensorBoardLogger that keeps one event file per run.
+class Throughput(ThroughputMonitor):
+    """Lightning's ThroughputMonitor with tokens as its items, logged as `train/tokens_per_sec`
+    (all devices) and `train/mfu` (the module's `flops_per_batch` per second over the peak).
 
-    Lightning finalises its logger when fit (or validate) ends, which closes the event file;
-    the training script still logs the final validation and the HPARAMS summary after that,
-    and a closed writer would open a second file. Here finalize only flushes; `close()` ends
-    the run.
+    The peak: `peak_tflops` if given, else Lightning's table for GPUs, else (CPUs, which the
+    table lacks) a measured dense matmul rate in the training dtype.
     """
 
-    def finalize(self, status: str) -> None:
-        if self._experiment is not None:
-            self.experiment.flush()
+    def __init__(self, window: int, peak_tflops: float | None = None):
+        super().__init__(batch_size_fn=lambda b: b[1].shape[0], length_fn=lambda b: b[1].numel(),
+                         window_size=max(2, window))
+        self.peak_tflops = peak_tflops
 
-    def close(self) -> None:
-        super().finalize("success")
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        peak = self.peak_tflops * 1e12 if self.peak_tflops else self.available_flops
+        if peak is None and trainer.strategy.root_device.type == "cpu":
+            dtype = torch.bfloat16 if trainer.precision.startswith("bf16") else torch.float32
+            peak = matmul_gflops(dtype, 1024, 1024, 1024, budget_s=0.2) * 1e9
+        self.available_flops = peak
+        for t in self._throughputs.values():
+            t.available_flops = peak
 
-
-class TokensPerSecond(L.Callback):
-    """Logs `train/tokens_per_sec` over the training batches since the last log step.
-
-    Intervals that contain a validation are dropped, so the figure is training speed alone.
-    """
-
-    def __init__(self) -> None:
-        self._t0: float | None = None
-        self._tokens = 0
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch: Any, batch_idx: int) -> None:
-        now = time.perf_counter()
-        if self._t0 is None:  # the first batch includes start-up costs; start timing after it
-            self._t0, self._tokens = now, 0
+    def _compute(self, trainer: L.Trainer, iter_num: int | None = None) -> None:
+        # Only training, and only the two numbers a reader wants, under the project's names.
+        if trainer.state.stage != RunningStage.TRAINING:
             return
-        self._tokens += batch[1].numel() * trainer.world_size
-        if (trainer.global_step % trainer.log_every_n_steps) == 0:
-            pl_module.log("train/tokens_per_sec", self._tokens / (now - self._t0))
-            self._t0, self._tokens = now, 0
+        if not trainer._logger_connector.should_update_logs:
+            return
+        m = self._throughputs[RunningStage.TRAINING].compute()
+        out = {}
+        if "device/items_per_sec" in m:
+            out["train/tokens_per_sec"] = m["device/items_per_sec"] * trainer.world_size
+        if "device/mfu" in m:
+            out["train/mfu"] = m["device/mfu"]
+        for logger in trainer.loggers:
+            logger.log_metrics(out, step=trainer.global_step)
 
-    def on_validation_end(self, trainer, pl_module) -> None:
-        self._t0 = None
+
 
 
 def stopped_on_nan(pl_module: L.LightningModule) -> bool:
@@ -70,21 +71,19 @@ def stopped_on_nan(pl_module: L.LightningModule) -> bool:
 class SampleText(L.Callback):
     """At each validation, logs a continuation of a fixed prompt under `samples/`."""
 
-    def __init__(self, prompt: str, max_new_tokens: int = 64, temperature: float = 0.8,
-                 top_k: int | None = 40, seed: int = 0):
-        self.prompt, self.max_new_tokens = prompt, max_new_tokens
-        self.temperature, self.top_k, self.seed = temperature, top_k, seed
+    def __init__(self, cfg: SampleConfig, seed: int = 0):
+        self.cfg, self.seed = cfg, seed
         self.last: str | None = None
 
     @rank_zero_only
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.logger is None or stopped_on_nan(pl_module):
             return
-        tok = pl_module.tokenizer
-        prompt_ids = tok.encode(self.prompt) or [tok.eot_token or 0]
+        tok, c = pl_module.tokenizer, self.cfg
+        prompt_ids = tok.encode(c.prompt) or [tok.eot_token or 0]
         idx = torch.tensor([prompt_ids], device=pl_module.device)
         gen = torch.Generator(device=pl_module.device).manual_seed(self.seed)
-        out = generate(pl_module.model, idx, self.max_new_tokens, self.temperature, self.top_k,
+        out = generate(pl_module.model, idx, c.max_new_tokens, c.temperature, c.top_k,
                        generator=gen)
         self.last = tok.decode(out[0].tolist())
         # Markdown would eat the text's newlines and indentation: show it as a code block.
@@ -115,11 +114,8 @@ class AttentionMaps(L.Callback):
             return
         x = trainer.datamodule.val_set[0][0][: self.num_tokens][None].to(pl_module.device)
         model = pl_module.model
-        was_training = model.training
-        model.eval()
-        with torch.no_grad(), attention_overrides(model, backend="manual"):
+        with evaluating(model), torch.no_grad(), attention_overrides(model, backend="manual"):
             _, weights = model(x, return_weights=True)
-        model.train(was_training)
         layers = sorted({0, len(weights) - 1})
         for i in layers:
             trainer.logger.experiment.add_image(
@@ -182,16 +178,23 @@ class AttentionDiagnostics(L.Callback):
         return metrics
 
 
-class LastCheckpoint(L.Callback):
-    """Writes `last.ckpt` every `every_n_steps`, at the final step, and on SIGINT/SIGTERM.
+def stop_without_validation(trainer: L.Trainer) -> None:
+    """End training after this step. (A stop otherwise validates first, which is what the final
+    step wants and a signal or a NaN does not.)"""
+    trainer.should_stop = True
+    trainer.limit_val_batches = 0
 
-    Always at the end of a training step, so a resumed run continues exactly (a checkpoint
-    taken after fit ends would shift the logged step numbers by one). On a signal the step
-    finishes, `last.ckpt` is written and training stops; a second signal interrupts at once.
+
+class FinalCheckpoint(L.Callback):
+    """Writes `last.ckpt` where ModelCheckpoint's step schedule does not reach: the final step
+    (when max_steps is not a multiple of its interval) and the step in which a SIGINT or SIGTERM
+    arrived. Then a signal stops training; a second one interrupts at once.
+
+    Always at the end of a training step, so a resumed run repeats every later step exactly.
     """
 
-    def __init__(self, path: str | Path, every_n_steps: int = 0):
-        self.path, self.every_n_steps = Path(path), every_n_steps
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
 
@@ -206,15 +209,19 @@ class LastCheckpoint(L.Callback):
         self.signum = signum
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch: Any, batch_idx: int) -> None:
-        step = trainer.global_step
-        final = 0 < trainer.max_steps <= step
-        periodic = self.every_n_steps > 0 and step % self.every_n_steps == 0
         if self.signum is not None:
+            stop_without_validation(trainer)
+        elif not 0 < trainer.max_steps <= trainer.global_step:
+            return
+        else:  # the final step: stopping here makes Lightning validate the final weights
             trainer.should_stop = True
-        if final or periodic or self.signum is not None:
+        if not trainer.fast_dev_run:  # Lightning's rule: a dev run saves nothing
             trainer.save_checkpoint(self.path, weights_only=False)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous.clear()
+        if trainer.max_steps <= 0 and self.signum is None and not trainer.fast_dev_run:
+            # an epoch-based run ended: the step schedule above could not see its end
+            trainer.save_checkpoint(self.path, weights_only=False)

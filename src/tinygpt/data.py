@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from tinygpt.tokenizer import TOKENIZERS, Tokenizer, get_tokenizer, tokenizer_state
+from tinygpt.errors import UsageError, parse_choice
+from tinygpt.files import atomic_write
+from tinygpt.tokenizer import Tokenizer, TokenizerName, get_tokenizer, tokenizer_state
 
 # Downloadable corpora: where they live and the sha256 of the exact bytes we train on.
 PRESETS = {
@@ -29,7 +33,28 @@ PRESETS = {
         "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f",
     ),
 }
-CORPORA = ("python_docs", "text", *PRESETS)
+
+
+class Corpus(str, Enum):
+    python_docs = "python_docs"  # Python's reference documentation, shipped with CPython
+    text = "text"  # your own: data.path names a file, a folder of .txt files or a glob
+    tinyshakespeare = "tinyshakespeare"  # downloaded once, sha256-checked
+    the_verdict = "the_verdict"  # downloaded once, sha256-checked
+
+
+@dataclass
+class DataConfig:
+    """Which text, how it is tokenised and windowed, and how it is batched."""
+
+    name: Corpus = Corpus.python_docs
+    path: str | None = None  # for name=text: a file, a folder of .txt files, or a glob
+    url: str | None = None  # for a download preset: a mirror instead of the default address
+    tokenizer: TokenizerName = TokenizerName.gpt2
+    batch_size: int = 16  # sequences per optimizer step over all devices (split across them)
+    val_fraction: float = 0.1
+    stride: int | None = 64  # tokens between training windows' starts (None: context_length)
+    num_workers: int = 0
+    cache_dir: str = "data/cache"
 
 
 def python_docs_text() -> str:
@@ -56,48 +81,43 @@ def download(name: str, cache_dir: str | Path, url: str | None = None, timeout: 
     dest = Path(cache_dir) / "corpora" / f"{name}.txt"
     if dest.exists():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(f".part{os.getpid()}")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
+        with urllib.request.urlopen(url, timeout=timeout) as r, atomic_write(dest) as f:
             digest = hashlib.sha256()
             while chunk := r.read(1 << 16):
                 digest.update(chunk)
                 f.write(chunk)
-        if digest.hexdigest() != sha256:
-            got = digest.hexdigest()
-            raise ValueError(
-                f"the download of {name} from {url} is corrupt: sha256 {got[:12]}... is not the "
-                f"pinned {sha256[:12]}... (try again later, or fetch the file yourself and use "
-                "data.name=text data.path=...)"
-            )
-        os.replace(tmp, dest)  # only a verified file ever carries the final name
+            if digest.hexdigest() != sha256:  # raised inside: the file never takes its name
+                got = digest.hexdigest()
+                raise UsageError(
+                    f"the download of {name} from {url} is corrupt: sha256 {got[:12]}... is not "
+                    f"the pinned {sha256[:12]}... (try again later, or fetch the file yourself "
+                    "and use data.name=text data.path=...)"
+                )
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", None) or e
-        raise ValueError(
+        raise UsageError(
             f"cannot download {name} from {url}: {reason} (offline? save the file yourself and "
             "use data.name=text data.path=/path/to/file.txt)"
         ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 
 def load_text(
-    name: str, path: str | None = None, cache_dir: str | Path = "data/cache", url: str | None = None
+    name: Corpus | str, path: str | None = None, cache_dir: str | Path = "data/cache",
+    url: str | None = None,
 ) -> str:
-    """The corpus as one string; raises ValueError with what to do if it cannot be read."""
-    if name == "python_docs":
+    """The corpus as one string; raises UsageError with what to do if it cannot be read."""
+    name = parse_choice(Corpus, name, "data.name")
+    if name == Corpus.python_docs:
         return python_docs_text()
-    if name in PRESETS:
-        return download(name, cache_dir, url).read_text(encoding="utf-8")
-    if name != "text":
-        raise ValueError(f"unknown corpus data.name={name!r} (use one of {', '.join(CORPORA)})")
+    if name.value in PRESETS:
+        return download(name.value, cache_dir, url).read_text(encoding="utf-8")
     if not path:
-        raise ValueError("data.name=text needs a file (set data.path=/path/to/file.txt)")
+        raise UsageError("data.name=text needs a file (set data.path=/path/to/file.txt)")
     files = text_files(path)
     if not files:
-        raise ValueError(
+        raise UsageError(
             f"no text file at data.path={path} (give a file, a folder of .txt files, or a glob)"
         )
     parts = []
@@ -105,11 +125,11 @@ def load_text(
         try:
             parts.append(f.read_text(encoding="utf-8"))
         except UnicodeDecodeError as e:
-            raise ValueError(f"{f} is not UTF-8 text: {e.reason} at byte {e.start} "
+            raise UsageError(f"{f} is not UTF-8 text: {e.reason} at byte {e.start} "
                              "(convert it, e.g. iconv -t utf-8)") from None
     text = "\n\n".join(parts)
     if not text.strip():
-        raise ValueError(f"the corpus at data.path={path} is empty (point it at a file with text)")
+        raise UsageError(f"the corpus at data.path={path} is empty (point it at a file with text)")
     return text
 
 
@@ -119,12 +139,9 @@ def encode_cached(text: str, tokenizer: Tokenizer, cache_dir: str | Path) -> np.
     dtype = np.uint16 if tokenizer.vocab_size <= 2**16 else np.uint32
     path = Path(cache_dir) / f"tokens-{tokenizer.name}-{key[:20]}.{np.dtype(dtype).name}"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
         ids = np.asarray(tokenizer.encode(text), dtype=dtype)
-        # Write aside and rename: a crash or a concurrent rank never leaves half a cache.
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        ids.tofile(tmp)
-        os.replace(tmp, path)
+        with atomic_write(path) as f:  # a crash or a concurrent rank never leaves half a cache
+            ids.tofile(f)
     if path.stat().st_size == 0:
         return np.zeros(0, dtype=dtype)
     return np.memmap(path, dtype=dtype, mode="r")
@@ -181,61 +198,56 @@ def unigram_baseline(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int
 
 
 class TextDataModule(L.LightningDataModule):
-    """Tokenised corpus split by a contiguous fraction into training and validation windows."""
+    """Tokenised corpus split by a contiguous fraction into training and validation windows.
 
-    def __init__(
-        self,
-        name: str = "python_docs",
-        path: str | None = None,
-        tokenizer: str = "gpt2",
-        context_length: int = 128,
-        batch_size: int = 16,
-        val_fraction: float = 0.1,
-        stride: int | None = None,
-        num_workers: int = 0,
-        cache_dir: str = "data/cache",
-        seed: int = 0,
-        url: str | None = None,
-    ):
+    `cfg.batch_size` is the global batch (sequences per optimizer step); `setup()` splits it over
+    the devices and accumulation steps the Trainer has, into `per_device_batch`.
+    """
+
+    def __init__(self, cfg: DataConfig, context_length: int, seed: int = 0):
         super().__init__()
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"data.val_fraction={val_fraction} must be between 0 and 1 (e.g. 0.1)")
-        if name not in CORPORA:
-            raise ValueError(f"unknown corpus data.name={name!r} (use one of {', '.join(CORPORA)})")
-        if tokenizer not in TOKENIZERS:
-            raise ValueError(
-                f"unknown data.tokenizer={tokenizer!r} (use one of {', '.join(TOKENIZERS)})"
-            )
-        self.name, self.path, self.tokenizer_name = name, path, tokenizer
-        self.context_length, self.batch_size = context_length, batch_size
-        self.val_fraction, self.num_workers, self.cache_dir = val_fraction, num_workers, cache_dir
-        self.stride = stride or context_length  # default: windows side by side, no overlap
-        self.seed, self.url = seed, url
+        if not 0.0 < cfg.val_fraction < 1.0:
+            raise UsageError(f"data.val_fraction={cfg.val_fraction} must be between 0 and 1 "
+                             "(e.g. 0.1)")
+        self.cfg, self.context_length, self.seed = cfg, context_length, seed
+        self.name = parse_choice(Corpus, cfg.name, "data.name").value
+        self.tokenizer_name = parse_choice(TokenizerName, cfg.tokenizer, "data.tokenizer")
+        self.stride = cfg.stride or context_length  # default: windows side by side, no overlap
+        self.per_device_batch = cfg.batch_size  # until setup() learns the world size
         self.tokenizer: Tokenizer | None = None
 
     def load(self) -> None:
         """Read, tokenise (or hit the cache) and split; safe to call more than once."""
         if self.tokenizer is not None:
             return
-        text = load_text(self.name, self.path, self.cache_dir, self.url)
+        c = self.cfg
+        text = load_text(self.name, c.path, c.cache_dir, c.url)
         tok = get_tokenizer(self.tokenizer_name, text=text)
-        ids = encode_cached(text, tok, self.cache_dir)
-        n_val = int(len(ids) * self.val_fraction)
+        ids = encode_cached(text, tok, c.cache_dir)
+        n_val = int(len(ids) * c.val_fraction)
         self.train_ids, self.val_ids = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
         self.train_set = TokenWindows(self.train_ids, self.context_length, self.stride)
         # Validation windows never overlap, so each token is scored once.
         self.val_set = TokenWindows(self.val_ids, self.context_length, self.context_length)
         need = 2 * (self.context_length + 1)
         if len(self.train_set) == 0 or len(self.val_set) == 0:
-            raise ValueError(
+            raise UsageError(
                 f"the corpus has {len(ids)} tokens: too short for one training and one validation "
-                f"window of {self.context_length + 1} tokens with val_fraction={self.val_fraction} "
+                f"window of {self.context_length + 1} tokens with val_fraction={c.val_fraction} "
                 f"(use a longer text, or lower model.context_length; need well over {need} tokens)"
             )
         self.tokenizer = tok
 
     def setup(self, stage: str | None = None) -> None:
         self.load()
+        if self.trainer is not None:
+            self.per_device_batch = split_batch(self.cfg.batch_size, self.trainer.world_size,
+                                                self.trainer.accumulate_grad_batches)
+            if self.trainer.world_size > 1 or self.trainer.accumulate_grad_batches > 1:
+                rank_zero_info(f"global batch {self.cfg.batch_size} sequences = "
+                               f"{self.trainer.world_size} device(s) x "
+                               f"{self.trainer.accumulate_grad_batches} accumulation step(s) x "
+                               f"{self.per_device_batch} sequences")
 
     def unigram_baseline(self) -> float:
         self.load()
@@ -244,9 +256,10 @@ class TextDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         t = self.trainer
         rank, world = (t.global_rank, t.world_size) if t is not None else (0, 1)
-        sampler = ResumableSampler(len(self.train_set), self.batch_size, self.seed, rank, world)
+        b = self.per_device_batch
+        sampler = ResumableSampler(len(self.train_set), b, self.seed, rank, world)
         if t is not None:  # resuming: skip exactly the samples the finished steps consumed
-            sampler.start = t.global_step * t.accumulate_grad_batches * self.batch_size
+            sampler.start = t.global_step * t.accumulate_grad_batches * b
         return self._loader(self.train_set, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
@@ -258,12 +271,22 @@ class TextDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: Dataset, sampler: Sampler | None = None) -> DataLoader:
         on_gpu = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        workers = self.cfg.num_workers
         return DataLoader(
-            dataset, batch_size=self.batch_size, sampler=sampler,
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-            pin_memory=on_gpu,
+            dataset, batch_size=self.per_device_batch, sampler=sampler,
+            num_workers=workers, persistent_workers=workers > 0, pin_memory=on_gpu,
             # A loader of its own draws its worker seed from this, not from the global RNG,
             # which training's dropout must find in the same state after a resume.
             generator=torch.Generator().manual_seed(self.seed),
         )
 
+
+def split_batch(batch_size: int, world_size: int, accumulate: int) -> int:
+    """Sequences per device and micro-step for a global batch of batch_size sequences."""
+    per_device, rest = divmod(batch_size, world_size * accumulate)
+    if rest or per_device == 0:
+        raise UsageError(
+            f"data.batch_size={batch_size} (sequences per step, all devices) is not a multiple "
+            f"of devices x accumulate_grad_batches = {world_size * accumulate} "
+            "(change one of them)")
+    return per_device

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from tinygpt.model import GPT, attention_overrides
+from tinygpt.model import GPT, attention_overrides, evaluating
 
 
 def row_entropy(weights: Tensor) -> Tensor:
@@ -44,16 +44,13 @@ def attention_stats(model: GPT, idx: Tensor) -> list[LayerStats]:
         a.register_forward_pre_hook(lambda _m, args, i=i: inputs.__setitem__(i, args[0]))
         for i, a in enumerate(attns)
     ]
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad(), attention_overrides(model, backend="manual"):
+        with evaluating(model), torch.no_grad(), attention_overrides(model, backend="manual"):
             _, weights = model.hidden(idx, return_weights=True)  # the LM head is not needed
             scores = [a.scores(*a.project(inputs[i])[:2]) for i, a in enumerate(attns)]
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
 
     T = idx.shape[1]
     stats = []

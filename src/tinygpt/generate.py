@@ -2,20 +2,47 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 from torch import Tensor
 
-from tinygpt.model import GPT
+from tinygpt.errors import UsageError
+from tinygpt.model import GPT, evaluating
+
+
+@dataclass
+class SampleConfig:
+    """A continuation: what the training run samples at each validation (`sample.*`)."""
+
+    prompt: str = "The for statement"
+    max_new_tokens: int = 64
+    temperature: float = 0.8
+    top_k: int | None = 40
+
+
+@dataclass
+class GenerateConfig(SampleConfig):
+    """scripts/generate.py's settings: a checkpoint (or a Hugging Face GPT-2 directory) and how
+    to sample from it."""
+
+    ckpt: str = "???"  # required
+    max_new_tokens: int = 200
+    top_p: float | None = None
+    seed: int = 0
+    use_cache: bool = True
+    device: str = "auto"
 
 
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    """Raise ValueError, saying what to change, for sampling settings that make no sense."""
+    """Raise UsageError, saying what to change, for sampling settings that make no sense."""
     if temperature < 0:
-        raise ValueError(f"temperature={temperature} is negative (use 0 for greedy, or > 0)")
+        raise UsageError(f"temperature={temperature} is negative (use 0 for greedy, or > 0)")
     if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k={top_k} must be at least 1 (or unset)")
+        raise UsageError(f"top_k={top_k} must be at least 1 (or unset)")
     if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p={top_p} must be in (0, 1] (or unset)")
+        raise UsageError(f"top_p={top_p} must be in (0, 1] (or unset)")
 
 
 def sample_next(
@@ -63,10 +90,8 @@ def generate(
     check_sampling(temperature, top_k, top_p)
     ctx = model.cfg.context_length
     use_cache = use_cache and model.cfg.attention.causal
-    was_training = model.training
-    model.eval()
     cache = None
-    try:
+    with evaluating(model):
         for _ in range(max_new_tokens):
             if not use_cache:
                 logits = model.next_logits(idx[:, -ctx:])
@@ -80,6 +105,34 @@ def generate(
             idx = torch.cat([idx, nxt], dim=1)
             if eos_token is not None and bool((nxt == eos_token).all()):
                 break
-    finally:
-        model.train(was_training)
     return idx
+
+
+def complete(ckpt: str, prompt: str, max_new_tokens: int, temperature: float = 1.0,
+             top_k: int | None = None, top_p: float | None = None, seed: int = 0,
+             use_cache: bool = True, device: str = "auto") -> str:
+    """The prompt and its continuation by a training checkpoint or a Hugging Face GPT-2
+    directory; UsageError for an unreadable checkpoint or an unusable prompt or setting."""
+    from tinygpt.checkpoint import load_checkpoint
+    from tinygpt.hf import load_hf_gpt2
+    from tinygpt.tokenizer import get_tokenizer
+
+    check_sampling(temperature, top_k, top_p)
+    if max_new_tokens < 1:
+        raise UsageError(f"max_new_tokens={max_new_tokens} is too small (set 1 or more)")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if Path(ckpt).is_dir():  # a Hugging Face GPT-2 directory
+        model, tok = load_hf_gpt2(ckpt).to(device).eval(), get_tokenizer("gpt2")
+    else:
+        model, tok = load_checkpoint(ckpt, map_location=device)
+    ids = tok.encode(prompt)
+    if not ids:
+        raise UsageError('the prompt is empty (give one, e.g. prompt="The for statement")')
+    if len(ids) > model.cfg.context_length:
+        raise UsageError(f"the prompt is {len(ids)} tokens, longer than the model's context of "
+                         f"{model.cfg.context_length} (shorten it)")
+    gen = torch.Generator(device=device).manual_seed(seed)
+    out = generate(model, torch.tensor([ids], device=device), max_new_tokens, temperature,
+                   top_k, top_p, eos_token=tok.eot_token, use_cache=use_cache, generator=gen)
+    return tok.decode(out[0].tolist())

@@ -7,11 +7,13 @@ Hugging Face stores GPT-2's projections as Conv1D, weights (in, out): ours are n
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from tinygpt.errors import UsageError
 from tinygpt.model import GPT, AttentionConfig, GPTConfig
 
 # HF names per block -> ours, and whether the tensor is a Conv1D weight (transposed).
@@ -29,9 +31,9 @@ _TOP = {"wte.weight": "tok_emb.weight", "wpe.weight": "pos_emb.weight",
 
 
 def config_from_hf(hf: dict) -> GPTConfig:
-    """A GPTConfig for a Hugging Face GPT-2 config.json; ValueError for what we cannot build."""
+    """A GPTConfig for a Hugging Face GPT-2 config.json; UsageError for what we cannot build."""
     if hf.get("model_type", "gpt2") != "gpt2":
-        raise ValueError(f"model_type={hf.get('model_type')!r} is not GPT-2 "
+        raise UsageError(f"model_type={hf.get('model_type')!r} is not GPT-2 "
                          "(give a GPT-2 directory)")
     checks = {
         "activation_function": (hf.get("activation_function", "gelu_new"), "gelu_new"),
@@ -44,7 +46,7 @@ def config_from_hf(hf: dict) -> GPTConfig:
     }
     for key, (value, ours) in checks.items():
         if value != ours:
-            raise ValueError(f"config.json has {key}={value}: this GPT only has {key}={ours} "
+            raise UsageError(f"config.json has {key}={value}: this GPT only has {key}={ours} "
                              "(use a standard GPT-2 checkpoint)")
     return GPTConfig(
         vocab_size=hf["vocab_size"], context_length=hf["n_positions"], emb_dim=hf["n_embd"],
@@ -59,7 +61,7 @@ def config_to_hf(cfg: GPTConfig) -> dict:
     if not (a.scale and a.causal):
         off = [name for name, on in (("scale", a.scale), ("causal", a.causal)) if not on]
         flags = ", ".join(f"{n}=false" for n in off)
-        raise ValueError(f"Hugging Face GPT-2 always scales and masks attention; this model has "
+        raise UsageError(f"Hugging Face GPT-2 always scales and masks attention; this model has "
                          f"{flags} (export a model trained with both)")
     return {
         "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
@@ -110,7 +112,7 @@ def load_hf_gpt2(directory: str | Path, attention: AttentionConfig | None = None
     """A GPT holding the weights of a local Hugging Face GPT-2 directory (config.json + weights)."""
     d = Path(directory)
     if not (d / "config.json").is_file():
-        raise ValueError(f"{d} holds no config.json (point at a Hugging Face GPT-2 directory)")
+        raise UsageError(f"{d} holds no config.json (point at a Hugging Face GPT-2 directory)")
     cfg = config_from_hf(json.loads((d / "config.json").read_text()))
     if attention is not None:
         cfg.attention = attention
@@ -121,13 +123,13 @@ def load_hf_gpt2(directory: str | Path, attention: AttentionConfig | None = None
     elif (d / "pytorch_model.bin").is_file():
         sd = torch.load(d / "pytorch_model.bin", map_location="cpu", weights_only=True)
     else:
-        raise ValueError(f"{d} holds neither model.safetensors nor pytorch_model.bin "
+        raise UsageError(f"{d} holds neither model.safetensors nor pytorch_model.bin "
                          "(save the model with save_pretrained)")
     model = GPT(cfg)
     try:
         model.load_state_dict(state_dict_from_hf(sd, cfg))
     except (KeyError, RuntimeError) as e:
-        raise ValueError(f"the weights in {d} do not match its config.json: "
+        raise UsageError(f"the weights in {d} do not match its config.json: "
                          f"{str(e).splitlines()[0]} (re-save the model)") from None
     return model
 
@@ -141,3 +143,28 @@ def save_hf_gpt2(model: GPT, directory: str | Path) -> None:
     d.mkdir(parents=True, exist_ok=True)
     save_file(state_dict_to_hf(model), str(d / "model.safetensors"), metadata={"format": "pt"})
     (d / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
+@dataclass
+class ExportConfig:
+    """scripts/export_hf.py's settings."""
+
+    ckpt: str = "???"  # required: a training checkpoint
+    out: str = "???"  # required: the directory to write
+    overwrite: bool = False
+
+
+def export_checkpoint(ckpt: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+    """A training checkpoint written as a Hugging Face GPT-2 directory; UsageError for what
+    GPT-2 cannot hold (another tokenizer, attention it cannot express) or a full `out`."""
+    from tinygpt.checkpoint import load_checkpoint
+
+    model, tok = load_checkpoint(ckpt)
+    if tok.name != "gpt2":
+        raise UsageError(f"the checkpoint uses the {tok.name} tokenizer; Hugging Face GPT-2 "
+                         "needs GPT-2's (train with data.tokenizer=gpt2)")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UsageError(f"{out} is not empty (choose another out=, or set overwrite=true)")
+    save_hf_gpt2(model, out)
+    return out

@@ -62,8 +62,10 @@ def linear_cross_entropy(
     Only the first n_valid rows of weight are classes (the rest is padding). Under autocast the
     matmuls run in the autocast dtype; softmax and the sums stay float32.
     """
+    n = weight.shape[0] if n_valid is None else n_valid
     dev = h.device.type
+    if not torch.amp.is_autocast_available(dev):  # e.g. the meta device FLOPs are counted on
+        return _LinearCrossEntropy.apply(h, weight, targets, h.dtype, n)
     dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
     with torch.autocast(dev, enabled=False):
-        n = weight.shape[0] if n_valid is None else n_valid
         return _LinearCrossEntropy.apply(h, weight, targets, dtype, n)

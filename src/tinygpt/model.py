@@ -5,12 +5,21 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from tinygpt.attention import KVCache, MultiHeadAttention, check_attention_options
+from tinygpt.attention import (
+    Backend,
+    KVCache,
+    MaskImpl,
+    MultiHeadAttention,
+    check_attention_options,
+    check_length,
+)
+from tinygpt.errors import UsageError, parse_choice
 from tinygpt.loss import linear_cross_entropy
 
 
@@ -20,15 +29,20 @@ class AttentionConfig:
 
     scale: bool = True
     causal: bool = True
-    mask_impl: str = "neg_inf"  # neg_inf | renorm
-    backend: str = "sdpa"  # sdpa | manual
+    mask_impl: MaskImpl = MaskImpl.neg_inf
+    backend: Backend = Backend.sdpa
+
+    def __post_init__(self) -> None:
+        # Strings (a checkpoint's hparams, a library call) become the enums the schema uses.
+        self.mask_impl = parse_choice(MaskImpl, self.mask_impl, "model.attention.mask_impl")
+        self.backend = parse_choice(Backend, self.backend, "model.attention.backend")
 
 
 @dataclass
 class GPTConfig:
     """The single source of the model's shape."""
 
-    vocab_size: int = 50257
+    vocab_size: int = 50257  # GPT-2's; a training run takes it from its tokenizer
     context_length: int = 1024
     emb_dim: int = 768
     n_heads: int = 12
@@ -38,7 +52,7 @@ class GPTConfig:
     tie_weights: bool = True
     # Round the embedding/head rows up to a multiple of this (64 suits matmul kernels); the
     # extra rows are never scored, trained or sampled.
-    pad_vocab_multiple: int = 1
+    pad_vocab_multiple: int = 64
     attention: AttentionConfig = field(default_factory=AttentionConfig)
 
     @property
@@ -51,15 +65,20 @@ class GPTConfig:
             self.attention = AttentionConfig(**self.attention)
 
     def validate(self) -> None:
-        """Raise ValueError, saying what to change, for a shape the model cannot be built with."""
+        """Raise UsageError, saying what to change, for a shape the model cannot be built with."""
         for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
             if getattr(self, name) < 1:
                 value = getattr(self, name)
-                raise ValueError(f"model.{name} must be a positive integer (got {value})")
+                raise UsageError(f"model.{name} must be a positive integer (got {value})")
         if not 0.0 <= self.drop_rate < 1.0:
-            raise ValueError(f"model.drop_rate must be in [0, 1) (got {self.drop_rate})")
+            raise UsageError(f"model.drop_rate must be in [0, 1) (got {self.drop_rate})")
         a = self.attention
         check_attention_options(self.emb_dim, self.n_heads, a.mask_impl, a.backend)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python values (choices as strings): what a checkpoint stores, and loads safely."""
+        return {k: {a: getattr(v, "value", v) for a, v in val.items()} if k == "attention" else val
+                for k, val in asdict(self).items()}
 
 
 class MLP(nn.Module):
@@ -130,10 +149,9 @@ class GPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def num_params(self, exclude_pos_emb: bool = False) -> int:
+    def num_params(self) -> int:
         """Parameters counted once each (a tied head is not counted twice)."""
-        n = sum(p.numel() for p in self.parameters())
-        return n - self.pos_emb.weight.numel() if exclude_pos_emb else n
+        return sum(p.numel() for p in self.parameters())
 
     def new_cache(self) -> list[KVCache]:
         """An empty KV cache, one entry per block."""
@@ -168,11 +186,7 @@ class GPT(nn.Module):
         """The final LayerNorm's output (B, T, emb_dim), the head's input."""
         T = idx.shape[1]
         past = cache[0].length if cache is not None else 0
-        if past + T > self.cfg.context_length:
-            raise ValueError(
-                f"sequence of {past + T} tokens is longer than context_length="
-                f"{self.cfg.context_length} (crop the input or raise context_length)"
-            )
+        check_length(past + T, self.cfg.context_length)  # before the position table is indexed
         pos = torch.arange(past, past + T, device=idx.device)
         x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))
         weights = []
@@ -180,6 +194,17 @@ class GPT(nn.Module):
             x, w = block(x, cache[i] if cache is not None else None, return_weights)
             weights.append(w)
         return self.ln_f(x), weights
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode (no dropout) inside the block, then whichever mode the model was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from functools import lru_cache
 from importlib import resources
 from typing import Protocol
@@ -9,7 +10,12 @@ from typing import Protocol
 import tiktoken
 from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 
-TOKENIZERS = ("gpt2", "char")
+from tinygpt.errors import UsageError, parse_choice
+
+
+class TokenizerName(str, Enum):
+    gpt2 = "gpt2"  # GPT-2's byte-level BPE, 50,257 tokens
+    char = "char"  # one token per distinct character of the corpus
 
 # The sha256 tiktoken pins for GPT-2's files; tiktoken checks them when it reads the files.
 VOCAB_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
@@ -45,9 +51,6 @@ class GPT2Tokenizer:
         # Corpus text is data: "<|endoftext|>" inside it is spelt out, not a control token.
         return self._enc.encode_ordinary(text)
 
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return self._enc.encode_ordinary_batch(texts)
-
     def decode(self, ids: list[int]) -> str:
         return self._enc.decode(ids)
 
@@ -81,7 +84,8 @@ class CharTokenizer:
     def __init__(self, chars: str):
         self.chars = "".join(sorted(set(chars)))
         if not self.chars:
-            raise ValueError("a character tokenizer needs a non-empty text for its vocabulary")
+            raise UsageError("a character tokenizer needs a non-empty text for its vocabulary "
+                             "(give it a corpus with text)")
         self.vocab_size = len(self.chars)
         self._stoi = {c: i for i, c in enumerate(self.chars)}
 
@@ -89,22 +93,21 @@ class CharTokenizer:
         try:
             return [self._stoi[c] for c in text]
         except KeyError as e:
-            raise ValueError(f"character {e.args[0]!r} is not in the vocabulary "
+            raise UsageError(f"character {e.args[0]!r} is not in the vocabulary "
                              "(use only characters of the training text)") from None
 
     def decode(self, ids: list[int]) -> str:
         return "".join(self.chars[i] for i in ids)
 
 
-def get_tokenizer(name: str, text: str | None = None) -> Tokenizer:
+def get_tokenizer(name: TokenizerName | str, text: str | None = None) -> Tokenizer:
     """"gpt2", or "char" with the text (or the saved characters) that defines its vocabulary."""
-    if name == "gpt2":
+    name = parse_choice(TokenizerName, name, "data.tokenizer")
+    if name == TokenizerName.gpt2:
         return GPT2Tokenizer()
-    if name == "char":
-        if text is None:
-            raise ValueError("get_tokenizer('char') needs text= to build its vocabulary")
-        return CharTokenizer(text)
-    raise ValueError(f"unknown tokenizer {name!r} (use one of {', '.join(TOKENIZERS)})")
+    if text is None:
+        raise ValueError("get_tokenizer('char') needs text= to build its vocabulary")
+    return CharTokenizer(text)
 
 
 def tokenizer_state(tok: Tokenizer) -> dict:

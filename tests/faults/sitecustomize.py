@@ -1,23 +1,13 @@
-"""Fault injection for the reliability tests, loaded only when a test puts this folder on
-PYTHONPATH: TINYGPT_NAN_AT_CALL=k makes the k-th training loss NaN."""
+"""Fault injection for tests that need a real process, loaded only when a test puts this folder
+on PYTHONPATH: TINYGPT_RAISE_IN_LOAD=1 makes loading the corpus raise a plain ValueError (a bug,
+not bad input)."""
 
 import os
 
-if "TINYGPT_NAN_AT_CALL" in os.environ:
-    import torch
+if os.environ.get("TINYGPT_RAISE_IN_LOAD"):
+    from tinygpt.data import TextDataModule
 
-    from tinygpt.model import GPT
+    def _broken_load(self):
+        raise ValueError("injected bug")
 
-    _at = int(os.environ["TINYGPT_NAN_AT_CALL"])
-    _real_loss = GPT.loss
-    _calls = {"n": 0}
-
-    def _loss(self, idx, targets):
-        loss = _real_loss(self, idx, targets)
-        if self.training:
-            _calls["n"] += 1
-            if _calls["n"] == _at:
-                return loss * torch.tensor(float("nan"))
-        return loss
-
-    GPT.loss = _loss
+    TextDataModule.load = _broken_load

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tinygpt.checkpoint import load_checkpoint
-from tinygpt.lit import LitGPT, lr_lambda
+from tinygpt.lightning_module import GPTLightningModule, lr_lambda
 
 MODEL = dict(vocab_size=30, context_length=8, emb_dim=16, n_heads=2, n_layers=2)
 TOK = {"name": "char", "chars": "abcdefghijklmnopqrstuvwxyz .,\n"}
@@ -19,12 +19,12 @@ def test_schedule_warms_up_linearly_then_decays_to_the_floor():
 
 
 def test_weight_decay_only_on_matrices_not_biases_norms_or_positions():
-    lit = LitGPT(model=MODEL, tokenizer=TOK)
+    lit = GPTLightningModule(model=MODEL, tokenizer=TOK)
 
     class FakeTrainer:
         estimated_stepping_batches = 100
 
-    lit.trainer = FakeTrainer()  # configure_optimizers reads the step count from it
+    lit._trainer = FakeTrainer()  # configure_optimizers reads the step count from it
     opt = lit.configure_optimizers()["optimizer"]
     decay, no_decay = opt.param_groups
     names = {id(p): n for n, p in lit.model.named_parameters()}
@@ -40,7 +40,7 @@ def save_ckpt(path, lit):
 
 
 def test_load_checkpoint_rebuilds_model_and_tokenizer(tmp_path):
-    lit = LitGPT(model=MODEL, tokenizer=TOK)
+    lit = GPTLightningModule(model=MODEL, tokenizer=TOK)
     save_ckpt(tmp_path / "a.ckpt", lit)
     model, tok = load_checkpoint(str(tmp_path / "a.ckpt"))
     x = torch.tensor([tok.encode("hello")])
@@ -56,7 +56,7 @@ def test_load_checkpoint_refuses_missing_truncated_and_code(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="does not exist"):
         load_checkpoint(str(tmp_path / "none.ckpt"))
-    lit = LitGPT(model=MODEL, tokenizer=TOK)
+    lit = GPTLightningModule(model=MODEL, tokenizer=TOK)
     save_ckpt(tmp_path / "a.ckpt", lit)
     data = (tmp_path / "a.ckpt").read_bytes()
     (tmp_path / "cut.ckpt").write_bytes(data[: len(data) // 2])
@@ -69,7 +69,7 @@ def test_load_checkpoint_refuses_missing_truncated_and_code(tmp_path, monkeypatc
 
 
 def test_load_checkpoint_of_another_shape_is_refused(tmp_path):
-    lit = LitGPT(model=MODEL, tokenizer=TOK)
+    lit = GPTLightningModule(model=MODEL, tokenizer=TOK)
     ckpt = {"hyper_parameters": dict(lit.hparams) | {"model": MODEL | {"emb_dim": 32}},
             "state_dict": lit.state_dict()}
     torch.save(ckpt, tmp_path / "x.ckpt")

@@ -1,19 +1,42 @@
-"""The LightningModule: training and validation steps, optimizer, schedule, logging."""
+"""The LightningModule that trains a GPT: steps, optimizer, schedule, what it logs."""
 
 from __future__ import annotations
 
 import math
 import random
+from dataclasses import asdict, dataclass, field
+from enum import Enum
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.throughput import measure_flops
 from lightning.pytorch.utilities import grad_norm, rank_zero_warn
 from torch import Tensor
 from torchmetrics import MeanMetric
 
+from tinygpt.callbacks import stop_without_validation
+from tinygpt.errors import parse_choice
 from tinygpt.model import GPT, GPTConfig, attention_overrides
 from tinygpt.tokenizer import Tokenizer, tokenizer_from_state
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warmup, then cosine decay to lr * min_lr_ratio."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+
+
+class NonFinite(str, Enum):
+    """What a NaN or inf training loss does."""
+
+    stop = "stop"  # end the run naming the step; the last good checkpoint stays
+    skip = "skip"  # drop the batch (counted in train/skipped_batches)
 
 
 def lr_lambda(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
@@ -24,39 +47,45 @@ def lr_lambda(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: floa
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-class LitGPT(L.LightningModule):
-    """Trains a `GPT` with next-token cross-entropy. Plain dict arguments keep checkpoints
-    self-contained: `LitGPT.load_from_checkpoint(path)` rebuilds model and tokenizer."""
+class GPTLightningModule(L.LightningModule):
+    """Trains a `GPT` with next-token cross-entropy.
+
+    Its hyperparameters are plain values (the model's config, the tokenizer's state, the optimizer
+    settings), so a checkpoint alone rebuilds model and tokenizer (`tinygpt.checkpoint`).
+    `grad_norm_every`: per-parameter gradient norms every N steps (0: never). `causal_eval`: also
+    score validation with the causal mask on (None: only for models trained without it).
+    """
 
     def __init__(
         self,
-        model: dict[str, Any],
+        model: GPTConfig | dict[str, Any],
         tokenizer: dict[str, Any],
-        lr: float = 1e-3,
-        weight_decay: float = 0.1,
-        betas: tuple[float, float] = (0.9, 0.95),
-        warmup_steps: int = 100,
-        min_lr_ratio: float = 0.1,
-        grad_norm_every: int = 50,
-        on_nonfinite: str = "stop",
+        optim: OptimConfig | dict[str, Any] | None = None,
+        grad_norm_every: int = 0,
+        on_nonfinite: NonFinite | str = NonFinite.stop,
         compile: bool = False,
         causal_eval: bool | None = None,
     ):
         super().__init__()
-        if on_nonfinite not in ("stop", "skip"):
-            raise ValueError(f"on_nonfinite={on_nonfinite!r} is unknown (use stop or skip)")
-        self.save_hyperparameters()
-        self.model = GPT(GPTConfig(**model))
-        self.val_loss = MeanMetric()
+        model = model if isinstance(model, GPTConfig) else GPTConfig(**model)
+        optim = optim if isinstance(optim, OptimConfig) else OptimConfig(**(optim or {}))
+        on_nonfinite = parse_choice(NonFinite, on_nonfinite, "on_nonfinite")
+        self.save_hyperparameters({
+            "model": model.to_dict(), "tokenizer": tokenizer, "optim": asdict(optim),
+            "grad_norm_every": grad_norm_every, "on_nonfinite": on_nonfinite.value,
+            "compile": compile, "causal_eval": causal_eval,
+        })
+        self.model = GPT(model)
+        self.optim = optim
         # A model trained without the mask, scored with it: how much of its loss came from
-        # seeing the future (`val/loss_causal_eval`). None: only for non-causal models.
-        if causal_eval is None:
-            causal_eval = not self.model.cfg.attention.causal
-        self.causal_eval = causal_eval
-        self.val_loss_causal = MeanMetric()
+        # seeing the future (`val/loss_causal_eval`).
+        self.causal_eval = not model.attention.causal if causal_eval is None else causal_eval
+        self.val_loss, self.val_loss_causal = MeanMetric(), MeanMetric()
         self.nonfinite_step: int | None = None  # set when a NaN/inf loss stopped training
         self.skipped_batches = 0  # batches dropped for a NaN/inf loss (on_nonfinite=skip)
         self._compile_checked = not compile
+        # One sequence: the model summary runs it to count FLOPs.
+        self.example_input_array = torch.zeros(1, model.context_length, dtype=torch.long)
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -66,6 +95,17 @@ class LitGPT(L.LightningModule):
 
     def forward(self, idx: Tensor) -> Tensor:
         return self.model(idx)
+
+    def setup(self, stage: str) -> None:
+        # FLOPs of one training step on this device's batch, counted on a weightless copy
+        # (meta device): ThroughputMonitor turns them into train/mfu.
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        batch = getattr(dm, "per_device_batch", 1)
+        T = self.model.cfg.context_length
+        with torch.device("meta"):
+            meta = GPT(self.model.cfg)
+            x = torch.zeros(batch, T, dtype=torch.long)
+        self.flops_per_batch = measure_flops(meta, lambda: meta.loss(x, x), lambda loss: loss)
 
     def configure_model(self) -> None:
         if self.hparams.compile and not self._compile_checked:
@@ -89,9 +129,9 @@ class LitGPT(L.LightningModule):
         loss = self._loss(batch)
         # One scalar read per step: the only way to keep a NaN from reaching the weights.
         if not torch.isfinite(loss):
-            if self.hparams.on_nonfinite == "stop":
+            if self.hparams.on_nonfinite == NonFinite.stop:
                 self.nonfinite_step = self.global_step
-                self.trainer.should_stop = True
+                stop_without_validation(self.trainer)
             else:
                 self.skipped_batches += 1
                 rank_zero_warn(f"loss is {loss.item()} at step {self.global_step}: batch skipped")
@@ -99,24 +139,28 @@ class LitGPT(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)  # the mean over all ranks
         if self.skipped_batches:
             self.log("train/skipped_batches", float(self.skipped_batches))
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self.val_loss.update(self._loss(batch), weight=batch[1].numel())
+        tokens = batch[1].numel()
+        self.val_loss.update(self._loss(batch), weight=tokens)
         if self.causal_eval:
             with attention_overrides(self.model, causal=True):
-                self.val_loss_causal.update(self._loss(batch), weight=batch[1].numel())
+                self.val_loss_causal.update(self._loss(batch), weight=tokens)
 
     def on_validation_epoch_end(self) -> None:
-        loss = self.val_loss.compute()  # token-weighted mean, reduced across ranks
-        self.val_loss.reset()
-        # sync_dist only quiets Lightning: MeanMetric.compute() already reduced across ranks.
-        self.log("val/loss", loss, prog_bar=True, sync_dist=True)
+        # The metric objects reduce across ranks (token-weighted) and reset after the epoch.
+        loss = self.val_loss.compute()
+        self.log("val/loss", self.val_loss, prog_bar=True)
+        # sync_dist only quiets Lightning: these derive from the reduced metric, equal on all ranks
         self.log("val/ppl", torch.exp(loss), sync_dist=True)
+        # The HPARAMS tab's metric columns (declared when the run logs its hyperparameters).
+        self.log("hp/val_loss", loss, sync_dist=True)
+        train_loss = self.trainer.callback_metrics.get("train/loss")
+        if train_loss is not None:
+            self.log("hp/train_loss", train_loss, sync_dist=True)
         if self.causal_eval:
-            self.log("val/loss_causal_eval", self.val_loss_causal.compute(), sync_dist=True)
-            self.val_loss_causal.reset()
+            self.log("val/loss_causal_eval", self.val_loss_causal)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Dropout draws from these; restoring them makes a resumed run repeat the same masks.
@@ -158,7 +202,7 @@ class LitGPT(L.LightningModule):
             self.log_dict({k.replace("grad_2.0_norm/", "grad_norm/"): v for k, v in norms.items()})
 
     def configure_optimizers(self) -> dict:
-        hp = self.hparams
+        o = self.optim
         # Decay the matrices of Linear layers and the token embedding (tied to the head); leave
         # biases, LayerNorm gains/shifts and the position table alone: shrinking those towards
         # zero has no regularising use and only fights the signal they carry.
@@ -167,15 +211,16 @@ class LitGPT(L.LightningModule):
             is_matrix = p.dim() >= 2 and not name.startswith("pos_emb")
             (decay if is_matrix else no_decay).append(p)
         groups = [
-            {"params": decay, "weight_decay": hp.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
+            {"params": decay, "weight_decay": o.weight_decay, "name": "decay"},
+            {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
         ]
         # foreach: a few batched kernels per step. (fused=True would be one, but Lightning refuses
         # gradient clipping with a fused optimizer under mixed precision.)
-        opt = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas), foreach=True)
+        opt = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), foreach=True)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_lambda(s, hp.warmup_steps, total, hp.min_lr_ratio)
+            opt, lambda s: lr_lambda(s, o.warmup_steps, total, o.min_lr_ratio)
         )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
+        # LearningRateMonitor logs it as train/lr/<group name>.
+        return {"optimizer": opt,
+                "lr_scheduler": {"scheduler": sched, "interval": "step", "name": "train/lr"}}

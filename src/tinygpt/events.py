@@ -1,0 +1,40 @@
+"""Reading a run's TensorBoard event files back: scalars by step, and the last text sample."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+EVENTS = "events.out.tfevents.*"
+
+
+@dataclass
+class RunEvents:
+    """Every scalar of a run directory by tag and step, and its last `samples/` text."""
+
+    scalars: dict[str, dict[int, float]] = field(default_factory=dict)
+    sample: str | None = None
+
+
+def read_events(run_dir: str | Path) -> RunEvents:
+    """All event files of run_dir, oldest first, so a resumed run's value for a step replaces
+    the first attempt's (EventAccumulator on the folder would purge those steps instead)."""
+    out = RunEvents()
+    files = sorted(Path(run_dir).glob(EVENTS), key=lambda p: p.stat().st_mtime)
+    for f in files:
+        ea = EventAccumulator(str(f), size_guidance={"scalars": 0, "tensors": 0})
+        ea.Reload()
+        for tag in ea.Tags()["scalars"]:  # a SIGKILL may have lost a file's buffer: no tags
+            out.scalars.setdefault(tag, {}).update({e.step: e.value for e in ea.Scalars(tag)})
+        for tag in ea.Tags()["tensors"]:
+            if tag.startswith("samples/"):  # add_text stores samples/text/text_summary
+                text = ea.Tensors(tag)[-1].tensor_proto.string_val[0].decode()
+                out.sample = text.replace("\n    ", "\n").removeprefix("    ")
+    return out
+
+
+def scalars_by_step(run_dir: str | Path, tag: str) -> dict[int, float]:
+    """One tag's values by step over every event file of a run directory."""
+    return read_events(run_dir).scalars.get(tag, {})

@@ -1,0 +1,85 @@
+"""Hydra callbacks (configs/train.yaml lists them): never clobber a run directory, and let a
+sweep finish every job when one fails."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+
+def folder_name(text: str) -> str:
+    """A sweep job's folder name from its overrides: a path in a value (data.path=../a/b.txt)
+    would otherwise make nested folders, one run spread over several levels."""
+    return re.sub(r"[/\\]+", "_", text)
+
+
+def holds_run(path: Path) -> bool:
+    """Whether a directory already holds a training run's checkpoints or TensorBoard events."""
+    return (path / "checkpoints").is_dir() or any(path.glob("events.out.tfevents.*"))
+
+
+def first_process() -> bool:
+    """Not a second rank of a multi-process run: Lightning's launcher and torchrun start those
+    with the first one's run directory, which that one may already have written to."""
+    return all(int(os.environ.get(k, 0)) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
+class RunDirGuard(Callback):
+    """Refuses to start a new run in a directory that holds another one (never clobber).
+
+    Hydra calls this before it writes anything into the run directory; resuming
+    (`ckpt_path=...` or `resume=true`) is allowed to continue a run in place.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check([Path(config.hydra.run.dir)], config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        self._check([sweep, *(p for p in sweep.glob("*") if p.is_dir())], config)
+
+    @staticmethod
+    def _check(dirs: list[Path], config: DictConfig) -> None:
+        if config.get("resume") or config.get("ckpt_path") or not first_process():
+            return
+        for d in dirs:
+            if holds_run(d):
+                print(f"error: {d} already holds a training run (resume it with resume=true, "
+                      "or leave hydra.run.dir / hydra.sweep.dir to pick a new directory)",
+                      file=sys.stderr)
+                sys.exit(2)
+
+
+@dataclass
+class JobFailed:
+    """What a sweep job returns when it ended with an `error:` line (already printed)."""
+
+    message: str
+
+
+class SweepStatus(Callback):
+    """Lets a sweep run every job even when one fails (the job returns `JobFailed`), then exits
+    non-zero with a count, so one diverging configuration does not cost the rest."""
+
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+        self.jobs = 0
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        self.jobs += 1
+        if job_return.status.name == "COMPLETED" and isinstance(job_return.return_value,
+                                                                  JobFailed):
+            self.failed.append(Path(config.hydra.runtime.output_dir).name)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.failed:
+            print(f"error: {len(self.failed)} of {self.jobs} jobs failed: "
+                  f"{'; '.join(self.failed)} (their error lines are above)", file=sys.stderr)
+            sys.exit(2)

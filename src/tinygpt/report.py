@@ -1,0 +1,205 @@
+"""A sweep's report from its TensorBoard events: a table and plots, one line per run.
+
+`write_report(sweep, out)` (what scripts/report.py runs) writes report.md (final losses,
+causal-eval loss, attention entropy and saturation, W_q/W_k gradient norms, each run's last
+sample) and loss.png, entropy.png, saturation.png, score_std.png, grad_qk.png. Runs are labelled
+by the overrides that tell them apart.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from tinygpt.errors import UsageError  # noqa: E402
+from tinygpt.events import EVENTS, read_events  # noqa: E402
+
+TRAIN_TAIL = 5  # train loss in the table: the mean of the last this-many logged values
+
+
+class Run:
+    """One job of a sweep: its directory, overrides, config and logged values."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        hydra_dir = path / ".hydra"
+        overrides = hydra_dir / "overrides.yaml"
+        self.overrides = list(OmegaConf.load(overrides)) if overrides.exists() else [path.name]
+        config = hydra_dir / "config.yaml"
+        self.config = OmegaConf.load(config) if config.exists() else None
+        events = read_events(path)
+        self.scalars, self.sample = events.scalars, events.sample
+        self.label = path.name
+
+    def series(self, tag: str) -> tuple[list[int], list[float]]:
+        values = self.scalars.get(tag, {})
+        steps = sorted(values)
+        return steps, [values[s] for s in steps]
+
+    def last(self, tag: str) -> float | None:
+        _, values = self.series(tag)
+        return values[-1] if values else None
+
+    def layers(self) -> int:
+        return sum(1 for t in self.scalars if t.startswith("attention/entropy/layer_")
+                   and t.count("/") == 2)
+
+    def layer_mean(self, name: str, tail: float = 0.0) -> float | None:
+        """Mean over layers of attention/<name>/layer_i: its last value (tail=0), or its mean
+        over the last `tail` fraction of the logged steps (1.0: all of them)."""
+        out = []
+        for i in range(self.layers()):
+            _, values = self.series(f"attention/{name}/layer_{i}")
+            if values:
+                kept = values[-max(1, round(tail * len(values))):]
+                out.append(sum(kept) / len(kept))
+        return sum(out) / len(out) if out else None
+
+    def head_dim(self) -> int | None:
+        m = self.config.model if self.config is not None else None
+        return m.emb_dim // m.n_heads if m is not None else None
+
+
+def find_runs(sweep: Path) -> list[Run]:
+    dirs = sorted({f.parent for f in sweep.rglob(EVENTS)})
+    runs = [Run(d) for d in dirs]
+    label_runs(runs)
+    # Natural order, so n_heads=4 comes before n_heads=16 and a pair differing in one switch
+    # sits together.
+    return sorted(runs, key=lambda r: [int(t) if t.isdigit() else t
+                                       for t in re.split(r"(\d+)", r.label)])
+
+
+def label_runs(runs: list[Run]) -> None:
+    """Label each run by its overrides minus those every run shares; keys shortened to their
+    last part where that stays unambiguous (model.attention.scale=false -> scale=false)."""
+    shared = set.intersection(*(set(r.overrides) for r in runs)) if len(runs) > 1 else set()
+    keys = [o.split("=", 1)[0] for r in runs for o in r.overrides if o not in shared]
+    short = {k: k.rsplit(".", 1)[-1] for k in keys}
+    if len(set(short.values())) < len(set(keys)):
+        short = {k: k for k in keys}
+    for r in runs:
+        parts = [o.split("=", 1) for o in r.overrides if o not in shared]
+        r.label = " ".join(f"{short[k]}={v.lower()}" for k, v in parts) or r.path.name
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    """'–' where a run logged nothing; 'nan' where it logged NaN (it diverged)."""
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def train_tail(run: Run) -> float | None:
+    _, values = run.series("train/loss")
+    tail = values[-TRAIN_TAIL:]
+    return sum(tail) / len(tail) if tail else None
+
+
+def table(runs: list[Run]) -> str:
+    head = ["run", "d_head", "train loss", "val loss", "val loss, causal eval",
+            "entropy (nats)", "entropy max", "max weight", "score std", "W_q grad norm",
+            "W_k grad norm"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in runs:
+        d = r.head_dim()
+        cells = [
+            r.label, str(d) if d else "–", fmt(train_tail(r)), fmt(r.last("val/loss")),
+            fmt(r.last("val/loss_causal_eval")), fmt(r.layer_mean("entropy"), 2),
+            fmt(r.last("attention/entropy_uniform"), 2), fmt(r.layer_mean("max_weight"), 2),
+            fmt(r.layer_mean("score_std"), 2),
+            *(f"{fmt(r.layer_mean(g, 1.0), 4)} ({fmt(r.layer_mean(g, 0.25), 4)})"
+              for g in ("grad_wq", "grad_wk")),
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def per_layer_plot(runs: list[Run], names: list[str], ylabels: list[str], path: Path,
+                   log: bool = False, uniform: bool = False) -> None:
+    """One row per quantity, one column per layer, one line per run."""
+    n_layers = max(r.layers() for r in runs) or 1
+    fig, axes = plt.subplots(len(names), n_layers, figsize=(3.6 * n_layers, 3.0 * len(names)),
+                             squeeze=False, sharex=True)
+    for row, (name, ylabel) in enumerate(zip(names, ylabels, strict=True)):
+        for i in range(n_layers):
+            ax = axes[row][i]
+            for k, r in enumerate(runs):
+                ax.plot(*r.series(f"attention/{name}/layer_{i}"), color=f"C{k}", label=r.label)
+                if uniform:
+                    ax.plot(*r.series("attention/entropy_uniform"), color=f"C{k}", ls=":", lw=1)
+            ax.set_title(f"layer {i}")
+            ax.set_ylabel(ylabel if i == 0 else "")
+            if log:
+                ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+        for ax in axes[-1]:
+            ax.set_xlabel("step")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def loss_plot(runs: list[Run], path: Path) -> None:
+    fig, (ax_t, ax_v) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for k, r in enumerate(runs):
+        ax_t.plot(*r.series("train/loss"), color=f"C{k}", lw=0.8, label=r.label)
+        ax_v.plot(*r.series("val/loss"), color=f"C{k}", marker="o", ms=3, label=r.label)
+        steps, values = r.series("val/loss_causal_eval")
+        if steps:
+            ax_v.plot(steps, values, color=f"C{k}", ls="--", marker="x", ms=4,
+                      label=f"{r.label}, causal eval")
+    ax_t.set_title("train loss")
+    ax_v.set_title("val loss (dashed: the same model scored with the mask)")
+    for ax in (ax_t, ax_v):
+        ax.set_xlabel("step")
+        ax.set_ylabel("nats")
+        ax.grid(alpha=0.3)
+    ax_v.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def write_report(sweep: Path, out: Path) -> Path:
+    """Write report.md and the plots for the sweep's runs into out; returns report.md's path."""
+    runs = find_runs(sweep)
+    if not runs:
+        raise UsageError(f"no TensorBoard event files under {sweep} (pass a run or sweep folder)")
+    out.mkdir(parents=True, exist_ok=True)
+    loss_plot(runs, out / "loss.png")
+    per_layer_plot(runs, ["entropy"], ["entropy (nats)"], out / "entropy.png", uniform=True)
+    per_layer_plot(runs, ["max_weight"], ["largest weight per row"], out / "saturation.png")
+    per_layer_plot(runs, ["score_std"], ["pre-softmax score std"], out / "score_std.png",
+                   log=True)
+    per_layer_plot(runs, ["grad_wq", "grad_wk"], ["W_q grad norm", "W_k grad norm"],
+                   out / "grad_qk.png", log=True)
+    samples = "\n\n".join(f"**{r.label}**\n\n```\n{r.sample}\n```" for r in runs if r.sample)
+    text = f"""# Sweep report: {sweep}
+
+{len(runs)} runs. Train loss: mean of the last {TRAIN_TAIL} logged values. Val loss: the last
+validation. Causal eval: the same weights scored with the causal mask on (non-causal runs).
+Entropy, max weight and score std: the final weights on a fixed validation batch, mean over
+layers and heads (entropy max: uniform attention over the keys each row sees). Gradient
+norms, before clipping, mean over layers: over all logged steps (over the last quarter).
+
+{table(runs)}
+
+![losses](loss.png)
+![attention entropy](entropy.png)
+![saturation](saturation.png)
+![score spread](score_std.png)
+![W_q and W_k gradient norms](grad_qk.png)
+
+## Samples at the last validation
+
+{samples}
+"""
+    path = out / "report.md"
+    path.write_text(text)
+    return path

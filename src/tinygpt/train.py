@@ -1,0 +1,187 @@
+"""A training run from a composed config: data, model, Trainer, fit, the summary.
+
+`scripts/train.py` is Hydra's entry point over `train()`; tests and notebooks call it in-process
+with `tinygpt.config.compose_train(...)`.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from tinygpt.callbacks import (
+    AttentionDiagnostics,
+    AttentionMaps,
+    FinalCheckpoint,
+    SampleText,
+    Throughput,
+)
+from tinygpt.checkpoint import check_resumable, resume_path
+from tinygpt.config import TrainConfig, TrainerConfig
+from tinygpt.data import TextDataModule
+from tinygpt.errors import UsageError
+from tinygpt.files import atomic_write
+from tinygpt.hf import load_hf_gpt2
+from tinygpt.lightning_module import GPTLightningModule
+from tinygpt.model import GPT
+from tinygpt.precision import PrecisionChoice, resolve_precision
+from tinygpt.progress import progress_callback
+from tinygpt.tokenizer import tokenizer_state
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, through `atomic_write`: a kill mid-write leaves the
+    previous `last.ckpt` loadable, never a truncated one."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        with atomic_write(path) as f:
+            torch.save(checkpoint, f)
+
+
+@dataclass
+class TrainResult:
+    """What a run ended with. `signal`: the signal that stopped it early, if one did."""
+
+    run_dir: Path
+    steps: int
+    train_loss: float
+    val_loss: float
+    last_checkpoint: Path | None
+    best_checkpoint: Path | None
+    precision: str
+    signal: int | None = None
+
+
+def train(cfg: DictConfig, run_dir: str | Path, sweep: bool = False,
+          callbacks: list[L.Callback] | None = None) -> TrainResult:
+    """Train as `cfg` says, writing events and checkpoints into run_dir. UsageError for what the
+    user can fix; `sweep` only changes the summary's pointers; `callbacks` are added to ours."""
+    run_dir = Path(run_dir)
+    s: TrainConfig = OmegaConf.to_object(cfg)  # typed: enums, dataclasses
+    s.model.gpt_config(vocab_size=1).validate()  # shape errors before any data is read
+    L.seed_everything(s.seed, workers=True, verbose=False)
+    ckpt_path = resume_path(s.ckpt_path, s.resume, run_dir)
+    init = pretrained(s)
+    dm = TextDataModule(s.data, context_length=s.model.context_length, seed=s.seed)
+    dm.load()
+    gpt_cfg = init.cfg if init else s.model.gpt_config(dm.tokenizer.vocab_size)
+    tok_state = tokenizer_state(dm.tokenizer)
+    if ckpt_path:
+        check_resumable(ckpt_path, gpt_cfg, tok_state)
+    module = GPTLightningModule(
+        gpt_cfg, tok_state, s.optim, grad_norm_every=s.grad_norm_every,
+        on_nonfinite=s.on_nonfinite, compile=s.compile, causal_eval=s.causal_eval)
+    if init is not None:
+        module.model.load_state_dict(init.state_dict())
+    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    rank_zero_info(f"precision {precision.precision} ({precision.reason})")
+    trainer, final, best = build_trainer(cfg, s, run_dir, precision, callbacks or [])
+    trainer.logger.log_hyperparams(hyperparameters(cfg),
+                                   {"hp/val_loss": math.nan, "hp/train_loss": math.nan})
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+    if module.nonfinite_step is not None:
+        kept = f"; the last good checkpoint is {final.path}" if final.path.exists() else ""
+        raise UsageError(f"the loss became NaN or inf at step {module.nonfinite_step}{kept} "
+                         "(lower optim.lr, or set on_nonfinite=skip to drop such batches)")
+    if trainer.interrupted:
+        raise UsageError("training was interrupted (resume it with resume=true)")
+    metrics = trainer.callback_metrics
+    result = TrainResult(
+        run_dir=run_dir, steps=trainer.global_step,
+        train_loss=float(metrics.get("train/loss", math.nan)),
+        val_loss=float(metrics.get("val/loss", math.nan)),
+        last_checkpoint=final.path if final.path.exists() else None,
+        best_checkpoint=Path(best.best_model_path) if best.best_model_path else None,
+        precision=precision.precision, signal=final.signum)
+    sample = next(c.last for c in trainer.callbacks if isinstance(c, SampleText))
+    summary(result, dm, gpt_cfg, precision, sample, sweep)
+    return result
+
+
+def pretrained(s: TrainConfig) -> GPT | None:
+    """The GPT-2 weights model.init_from names, checked against this run's data settings."""
+    if not s.model.init_from:
+        return None
+    if s.data.tokenizer != "gpt2":
+        raise UsageError(f"model.init_from needs GPT-2's tokenizer, not data.tokenizer="
+                         f"{s.data.tokenizer.value} (set data.tokenizer=gpt2)")
+    model = load_hf_gpt2(s.model.init_from, s.model.attention)
+    model.cfg.drop_rate = s.model.drop_rate  # dropout is a training choice, not the file's
+    if s.model.context_length > model.cfg.context_length:
+        raise UsageError(f"model.context_length={s.model.context_length} is longer than the "
+                         f"pretrained model's {model.cfg.context_length} "
+                         "(lower model.context_length)")
+    return model
+
+
+def build_trainer(cfg: DictConfig, s: TrainConfig, run_dir: Path, precision: PrecisionChoice,
+                  extra: list[L.Callback]) -> tuple[L.Trainer, FinalCheckpoint, ModelCheckpoint]:
+    """The Trainer from cfg.trainer, with the project's logger, checkpoints and callbacks."""
+    ckpt_dir = run_dir / "checkpoints"
+    final = FinalCheckpoint(ckpt_dir / "last.ckpt")
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best-{step}", monitor="val/loss",
+                           mode="min", save_top_k=1, auto_insert_metric_name=False)
+    log_every = cfg.trainer.log_every_n_steps or 50
+    callbacks = [
+        best, final, LearningRateMonitor(logging_interval="step"),
+        Throughput(window=log_every, peak_tflops=s.peak_tflops),
+        SampleText(s.sample, seed=s.seed), AttentionMaps(s.attention_map_tokens),
+        AttentionDiagnostics(s.diagnostics_every),
+        *progress_callback(cfg.trainer, every=5 * log_every), *extra,
+    ]
+    if s.save_every_n_steps > 0:  # last.ckpt on a schedule of steps, each replacing the one before
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1,
+                                         every_n_train_steps=s.save_every_n_steps,
+                                         enable_version_counter=False))
+    # Events straight into the run directory: in a sweep each job's folder is one TB run.
+    logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="",
+                               default_hp_metric=False)
+    trainer = instantiate(cfg.trainer, precision=precision.precision, logger=logger,
+                          callbacks=callbacks, default_root_dir=str(run_dir),
+                          plugins=[AtomicCheckpointIO()])
+    return trainer, final, best
+
+
+def hyperparameters(cfg: DictConfig) -> dict:
+    """The run's config for the HPARAMS tab; of the Trainer, only what differs from Lightning."""
+    params = OmegaConf.to_container(cfg, resolve=True)
+    defaults = {f.name: f.default for f in fields(TrainerConfig)}
+    params["trainer"] = {k: v for k, v in params["trainer"].items()
+                         if k != "_target_" and v != defaults.get(k)}
+    return params
+
+
+@rank_zero_only
+def summary(r: TrainResult, dm: TextDataModule, gpt_cfg, precision: PrecisionChoice,
+            sample: str | None, sweep: bool) -> None:
+    """The lines a run ends with: what was trained, how well, and where everything went."""
+    logdir = r.run_dir.parent if sweep else r.run_dir
+    lines = [
+        f"trained {r.steps} steps ({gpt_cfg.n_layers} layers x {gpt_cfg.emb_dim}) on {dm.name}: "
+        f"{len(dm.train_ids):,} train / {len(dm.val_ids):,} val tokens",
+        f"precision: {precision.precision} ({precision.reason})",
+        f"final train loss {r.train_loss:.3f}, val loss {r.val_loss:.3f} nats "
+        f"(add-one unigram baseline {dm.unigram_baseline():.3f})",
+        f"sample: {sample!r}" if sample else "",
+        f"run directory: {r.run_dir}",
+        f"checkpoints:   {r.run_dir / 'checkpoints'}",
+        f"tensorboard:   tensorboard --logdir {logdir}",
+        f"sweep report:  python scripts/report.py {logdir}" if sweep else "",
+    ]
+    print("\n" + "\n".join(line for line in lines if line))
+    if r.signal is not None:
+        print(f"stopped by {signal.Signals(r.signal).name} after step {r.steps}; saved "
+              f"{r.last_checkpoint}\nresume with: python scripts/train.py "
+              f"hydra.run.dir={r.run_dir} resume=true", file=sys.stderr)
