@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.errors import ConfigCompositionException
 from lightning.pytorch.callbacks import Callback
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -144,20 +143,6 @@ def test_causal_false_lets_position_t_see_t_plus_1():
         assert changed == (not causal)
 
 
-def test_experiment_configs_are_small_diffs():
-    cfg = compose_train("experiment=no_scale")
-    assert cfg.model.attention.scale is False
-    assert cfg.model.n_layers == compose_train().model.n_layers
-    assert compose_train("experiment=no_mask").model.attention.causal is False
-
-
-def test_the_tiny_shape_lives_in_one_place():
-    cfg = compose_train()
-    assert (cfg.model.n_layers, cfg.model.emb_dim, cfg.model.context_length) == (4, 128, 128)
-    gpt2 = compose_train("model=gpt2_124m").model  # GPTConfig's own defaults, plus qkv_bias
-    assert (gpt2.n_layers, gpt2.emb_dim, gpt2.qkv_bias) == (12, 768, True)
-
-
 def test_a_sweep_names_each_run_and_a_failing_job_does_not_stop_it(tmp_path, run_script,
                                                                    smoke):
     sweep = tmp_path / "sweep"
@@ -186,18 +171,6 @@ def test_an_unknown_choice_fails_in_the_schema_listing_the_valid_ones(tmp_path, 
     assert "Invalid value 'renrom', expected one of [neg_inf, renorm]" in p.stderr
     assert not (tmp_path / "r").exists()  # failed before any run directory was made
     assert time.time() - t < 60
-
-
-@pytest.mark.parametrize(
-    "override,needle",
-    [("model.attenton.scale=false", "attenton"), ("model.n_layers=four", "n_layers"),
-     ("data.tokenizer=bert", "bert"), ("on_nonfinite=maybe", "maybe"),
-     ("trainer.max_stepz=3", "max_stepz")],
-)
-def test_misspelt_key_wrong_type_or_unknown_choice_fails_composing(override, needle):
-    with pytest.raises(ConfigCompositionException) as e:
-        compose_train(override)
-    assert needle in str(e.value) + str(e.value.__cause__)
 
 
 def test_every_trainer_argument_can_be_set(train_run):
@@ -278,34 +251,3 @@ def test_model_summary_counts_real_flops(train_run, capsys):
     assert "Total FLOPs" in out and "Total FLOPs: 0 " not in out.replace("\n", " ")
 
 
-def sweep_jobs(experiment: str) -> list:
-    """The jobs Hydra's basic sweeper would launch for an experiment, each composed (no run)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    cfg = compose_train(f"experiment={experiment}", hydra=True)
-    assert cfg.hydra.mode.name == "MULTIRUN"  # the experiment is a sweep without -m
-    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
-    (batch,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params),
-                                            None)
-    return [compose_train(f"experiment={experiment}", *job) for job in batch]
-
-
-def test_attention_ablation_composes_to_the_2x2_grid():
-    jobs = sweep_jobs("attention_ablation")
-    grid = sorted((j.model.attention.scale, j.model.attention.causal) for j in jobs)
-    assert grid == [(False, False), (False, True), (True, False), (True, True)]
-    assert all(j.data.tokenizer == "char" and j.trainer.max_steps == 600 for j in jobs)
-
-
-def test_head_dim_sweep_repeats_scale_on_and_off_per_head_dimension():
-    jobs = sweep_jobs("head_dim_sweep")
-    grid = sorted((j.model.emb_dim // j.model.n_heads, j.model.attention.scale) for j in jobs)
-    assert grid == [(d, s) for d in (16, 64, 256) for s in (False, True)]
-
-
-def test_sweep_folder_names_keep_paths_in_values_flat():
-    from tinygpt.hydra_callbacks import folder_name
-
-    name = folder_name("data.path=../corpus/a.txt,model.n_heads=4")
-    assert name == "data.path=.._corpus_a.txt,model.n_heads=4" and "/" not in name

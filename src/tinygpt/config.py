@@ -106,3 +106,29 @@ def compose_train(*overrides: str, hydra: bool = False) -> DictConfig:
     register_configs()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name="train", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def config_keys() -> dict[str, str]:
+    """Every key of the default run's config and its default, as YAML would spell it (the
+    README's key table is checked against this); of the trainer, what differs from Lightning."""
+    tree = OmegaConf.to_container(compose_train(), resolve=True)
+    lightning = {f.name: f.default for f in fields(TrainerConfig)}
+    tree["trainer"] = {k: v for k, v in tree["trainer"].items()
+                       if k != "_target_" and v != lightning.get(k)}
+
+    def flat(d: dict, prefix: str = "") -> dict[str, str]:
+        out: dict[str, str] = {}
+        for k, v in d.items():
+            out |= flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: _yaml(v)}
+        return out
+
+    return flat(tree)
+
+
+def _yaml(v: Any) -> str:
+    v = getattr(v, "value", v)  # an enum: its name in the YAML
+    if v is None or isinstance(v, bool):
+        return {None: "null", True: "true", False: "false"}[v]
+    if isinstance(v, list):
+        return "[" + ", ".join(_yaml(x) for x in v) + "]"
+    return str(v)

@@ -1,0 +1,87 @@
+"""The config schema and configs/: composing, validating, one home per default, the README's
+key table."""
+
+import re
+from pathlib import Path
+
+import lightning as L
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from tinygpt.config import TrainerConfig, compose_train, config_keys
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_key_table_is_the_schema():
+    text = README.read_text().split("### Config keys", 1)[1].split("\n### ", 1)[0]
+    rows = dict(re.findall(r"^\| `([^`]+)` \| `([^`]*)` \|", text, flags=re.M))
+    assert rows == config_keys()
+
+
+def test_the_trainer_schema_is_lightnings_signature():
+    import inspect
+
+    params = set(inspect.signature(L.Trainer.__init__).parameters)
+    fields = set(TrainerConfig.__dataclass_fields__) - {"_target_"}
+    # the run supplies these as objects
+    assert params - fields == {"self", "logger", "callbacks", "plugins", "default_root_dir"}
+
+
+@pytest.mark.parametrize(
+    "override,needle",
+    [("model.attenton.scale=false", "attenton"), ("model.n_layers=four", "n_layers"),
+     ("data.tokenizer=bert", "bert"), ("on_nonfinite=maybe", "maybe"),
+     ("trainer.max_stepz=3", "max_stepz")],
+)
+def test_misspelt_key_wrong_type_or_unknown_choice_fails_composing(override, needle):
+    with pytest.raises(ConfigCompositionException) as e:
+        compose_train(override)
+    assert needle in str(e.value) + str(e.value.__cause__)
+
+
+def test_experiment_configs_are_small_diffs():
+    cfg = compose_train("experiment=no_scale")
+    assert cfg.model.attention.scale is False
+    assert cfg.model.n_layers == compose_train().model.n_layers
+    assert compose_train("experiment=no_mask").model.attention.causal is False
+
+
+def test_the_tiny_shape_lives_in_one_place():
+    cfg = compose_train()
+    assert (cfg.model.n_layers, cfg.model.emb_dim, cfg.model.context_length) == (4, 128, 128)
+    gpt2 = compose_train("model=gpt2_124m").model  # GPTConfig's own defaults, plus qkv_bias
+    assert (gpt2.n_layers, gpt2.emb_dim, gpt2.qkv_bias) == (12, 768, True)
+
+
+def sweep_jobs(experiment: str) -> list:
+    """The jobs Hydra's basic sweeper would launch for an experiment, each composed (no run)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    cfg = compose_train(f"experiment={experiment}", hydra=True)
+    assert cfg.hydra.mode.name == "MULTIRUN"  # the experiment is a sweep without -m
+    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
+    (batch,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params),
+                                            None)
+    return [compose_train(f"experiment={experiment}", *job) for job in batch]
+
+
+def test_attention_ablation_composes_to_the_2x2_grid():
+    jobs = sweep_jobs("attention_ablation")
+    grid = sorted((j.model.attention.scale, j.model.attention.causal) for j in jobs)
+    assert grid == [(False, False), (False, True), (True, False), (True, True)]
+    assert all(j.data.tokenizer == "char" and j.trainer.max_steps == 600 for j in jobs)
+
+
+def test_head_dim_sweep_repeats_scale_on_and_off_per_head_dimension():
+    jobs = sweep_jobs("head_dim_sweep")
+    grid = sorted((j.model.emb_dim // j.model.n_heads, j.model.attention.scale) for j in jobs)
+    assert grid == [(d, s) for d in (16, 64, 256) for s in (False, True)]
+
+
+def test_sweep_folder_names_keep_paths_in_values_flat():
+    from tinygpt.hydra_callbacks import folder_name
+
+    name = folder_name("data.path=../corpus/a.txt,model.n_heads=4")
+    assert name == "data.path=.._corpus_a.txt,model.n_heads=4" and "/" not in name
