@@ -1,4 +1,6 @@
 import json
+import tempfile
+from pathlib import Path
 
 import torch
 
@@ -42,7 +44,12 @@ def test_bf16_autocast_loss_close_to_float32():
     assert abs(low.item() - full.item()) < 0.02
 
 
-def test_compiled_trunk_matches_eager():
+def test_compiled_trunk_matches_eager(monkeypatch):
+    # A cache per CPU capability: inductor's shared cache hands a kernel built for AVX-512 to a
+    # process started with ATEN_CPU_CAPABILITY=avx2 (the AVX2 emulation), which then gives NaN.
+    isa = torch.backends.cpu.get_cpu_capability()
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR",
+                       str(Path(tempfile.gettempdir()) / f"tinygpt_inductor_{isa}"))
     torch.manual_seed(0)
     m = GPT(GPTConfig(vocab_size=100, context_length=16, emb_dim=32, n_heads=2, n_layers=2))
     x, y = torch.randint(0, 100, (2, 16)), torch.randint(0, 100, (2, 16))
