@@ -6,7 +6,7 @@ from tinygpt.errors import UsageError
 from tinygpt.events import scalars_by_step
 from tinygpt.report import write_report
 
-PNGS = ["loss.png", "entropy.png", "saturation.png", "score_std.png", "grad_qk.png"]
+PNGS = ["loss.png", "bpb.png", "entropy.png", "saturation.png", "score_std.png", "grad_qk.png"]
 
 
 @pytest.fixture(scope="module")
@@ -50,15 +50,19 @@ def test_diagnostics_are_logged_every_n_steps_and_at_the_end(sweep):
 def test_report_writes_the_table_and_plots(sweep, tmp_path):
     sweep_dir, runs = sweep
     text = write_report(sweep_dir, tmp_path).read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| run |"))
+    columns = [c.strip() for c in header.split("|")[1:-1]]
     rows = {line.split("|")[1].strip(): line for line in text.splitlines()
             if line.startswith("| causal=")}
     assert set(rows) == {"causal=true", "causal=false"}  # labelled by what differs
     for name, run in runs.items():
         cells = [c.strip() for c in rows[f"causal={name.lower()}"].split("|")[1:-1]]
-        val = scalars_by_step(run, "val/loss")
-        assert cells[3] == f"{val[max(val)]:.3f}"  # the last validation
-        assert cells[1] == "16"  # d_head = emb_dim 32 / 2 heads
-        assert cells[4] != "–"  # causal_eval=true: both runs have it
+        cell = dict(zip(columns, cells, strict=True))
+        val, bpb = scalars_by_step(run, "val/loss"), scalars_by_step(run, "val/bpb")
+        assert cell["val loss"] == f"{val[max(val)]:.3f}"  # the last validation
+        assert cell["val bpb"] == f"{bpb[max(bpb)]:.3f}"
+        assert cell["d_head"] == "16"  # emb_dim 32 / 2 heads
+        assert cell["val loss, causal eval"] != "–"  # causal_eval=true: both runs have it
     for png in PNGS:
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
         assert f"({png})" in text

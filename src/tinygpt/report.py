@@ -94,14 +94,15 @@ def fmt(x: float | None, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
-def train_tail(run: Run) -> float | None:
-    _, values = run.series("train/loss")
+def train_tail(run: Run, tag: str = "train/loss") -> float | None:
+    _, values = run.series(tag)
     tail = values[-TRAIN_TAIL:]
     return sum(tail) / len(tail) if tail else None
 
 
 def table(runs: list[Run]) -> str:
-    head = ["run", "d_head", "train loss", "val loss", "val loss, causal eval",
+    head = ["run", "d_head", "train loss", "val loss", "train bpb", "val bpb",
+            "val loss, causal eval",
             "entropy (nats)", "entropy max", "max weight", "score std", "W_q grad norm",
             "W_k grad norm"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -109,6 +110,7 @@ def table(runs: list[Run]) -> str:
         d = r.head_dim()
         cells = [
             r.label, str(d) if d else "–", fmt(train_tail(r)), fmt(r.last("val/loss")),
+            fmt(train_tail(r, "train/bpb")), fmt(r.last("val/bpb")),
             fmt(r.last("val/loss_causal_eval")), fmt(r.layer_mean("entropy"), 2),
             fmt(r.last("attention/entropy_uniform"), 2), fmt(r.layer_mean("max_weight"), 2),
             fmt(r.layer_mean("score_std"), 2),
@@ -145,6 +147,22 @@ def per_layer_plot(runs: list[Run], names: list[str], ylabels: list[str], path: 
     plt.close(fig)
 
 
+def bpb_plot(runs: list[Run], path: Path) -> None:
+    """Bits per byte, train and val: the loss that compares runs with different tokenizers."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for k, r in enumerate(runs):
+        ax.plot(*r.series("train/bpb"), color=f"C{k}", lw=0.6, alpha=0.5)
+        ax.plot(*r.series("val/bpb"), color=f"C{k}", marker="o", ms=3, label=r.label)
+    ax.set_title("bits per byte (thin: train batches; dots: validation)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("bits per byte")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def loss_plot(runs: list[Run], path: Path) -> None:
     fig, (ax_t, ax_v) = plt.subplots(1, 2, figsize=(11, 3.8))
     for k, r in enumerate(runs):
@@ -173,6 +191,7 @@ def write_report(sweep: Path, out: Path) -> Path:
         raise UsageError(f"no TensorBoard event files under {sweep} (pass a run or sweep folder)")
     out.mkdir(parents=True, exist_ok=True)
     loss_plot(runs, out / "loss.png")
+    bpb_plot(runs, out / "bpb.png")
     per_layer_plot(runs, ["entropy"], ["entropy (nats)"], out / "entropy.png", uniform=True)
     per_layer_plot(runs, ["max_weight"], ["largest weight per row"], out / "saturation.png")
     per_layer_plot(runs, ["score_std"], ["pre-softmax score std"], out / "score_std.png",
@@ -182,15 +201,17 @@ def write_report(sweep: Path, out: Path) -> Path:
     samples = "\n\n".join(f"**{r.label}**\n\n```\n{r.sample}\n```" for r in runs if r.sample)
     text = f"""# Sweep report: {sweep}
 
-{len(runs)} runs. Train loss: mean of the last {TRAIN_TAIL} logged values. Val loss: the last
-validation. Causal eval: the same weights scored with the causal mask on (non-causal runs).
-Entropy, max weight and score std: the final weights on a fixed validation batch, mean over
-layers and heads (entropy max: uniform attention over the keys each row sees). Gradient
-norms, before clipping, mean over layers: over all logged steps (over the last quarter).
+{len(runs)} runs. Train loss and bpb: mean of the last {TRAIN_TAIL} logged values. Val loss and
+bpb: the last validation. Bits per byte (bpb) are the loss over the bytes of the text, so runs
+with different tokenizers compare. Causal eval: the same weights scored with the causal mask on
+(non-causal runs). Entropy, max weight and score std: the final weights on a fixed validation
+batch, mean over layers and heads (entropy max: uniform attention over the keys each row sees).
+Gradient norms, before clipping, mean over layers: over all logged steps (over the last quarter).
 
 {table(runs)}
 
 ![losses](loss.png)
+![bits per byte](bpb.png)
 ![attention entropy](entropy.png)
 ![saturation](saturation.png)
 ![score spread](score_std.png)

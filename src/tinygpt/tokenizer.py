@@ -1,22 +1,32 @@
-"""Tokenizers behind one small interface: GPT-2 BPE (tiktoken, offline) and characters."""
+"""Tokenizers behind one small interface: GPT-2's BPE, a BPE trained on the corpus (both run by
+tiktoken, offline), and characters."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import warnings
 from enum import Enum
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Protocol
 
 import tiktoken
 from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 
 from tinygpt.errors import UsageError, parse_choice
+from tinygpt.files import atomic_write
 
 
 class TokenizerName(str, Enum):
     gpt2 = "gpt2"  # GPT-2's byte-level BPE, 50,257 tokens
+    bpe = "bpe"  # a byte-level BPE trained on the corpus' training text, data.vocab_size tokens
     char = "char"  # one token per distinct character of the corpus
 
+
+EOT = "<|endoftext|>"  # the one special token, as GPT-2 spells it
 # The sha256 tiktoken pins for GPT-2's files; tiktoken checks them when it reads the files.
 VOCAB_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
 ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
@@ -35,17 +45,18 @@ class Tokenizer(Protocol):
 
     def encode(self, text: str) -> list[int]: ...
     def decode(self, ids: list[int]) -> str: ...
+    def token_bytes(self) -> list[int]: ...
 
 
-class GPT2Tokenizer:
-    """GPT-2's byte-level BPE (50,257 tokens) through tiktoken, read from local files only."""
+class TiktokenTokenizer:
+    """A tiktoken Encoding: byte-level BPE with one special end-of-text token."""
 
-    name = "gpt2"
+    name = "tiktoken"
 
-    def __init__(self) -> None:
-        self._enc = _gpt2_encoding()
-        self.vocab_size = self._enc.n_vocab
-        self.eot_token: int | None = self._enc.eot_token
+    def __init__(self, enc: tiktoken.Encoding) -> None:
+        self._enc = enc
+        self.vocab_size = enc.n_vocab
+        self.eot_token: int | None = enc.eot_token
 
     def encode(self, text: str) -> list[int]:
         # Corpus text is data: "<|endoftext|>" inside it is spelt out, not a control token.
@@ -53,6 +64,21 @@ class GPT2Tokenizer:
 
     def decode(self, ids: list[int]) -> str:
         return self._enc.decode(ids)
+
+    def token_bytes(self) -> list[int]:
+        """UTF-8 bytes each token stands for (0 for the special token: it is no text)."""
+        special = set(self._enc.special_tokens_set)
+        return [0 if self._enc.decode_single_token_bytes(i).decode("latin-1") in special
+                else len(self._enc.decode_single_token_bytes(i)) for i in range(self.vocab_size)]
+
+
+class GPT2Tokenizer(TiktokenTokenizer):
+    """GPT-2's byte-level BPE (50,257 tokens), read from local files only."""
+
+    name = "gpt2"
+
+    def __init__(self) -> None:
+        super().__init__(_gpt2_encoding())
 
 
 @lru_cache(maxsize=1)
@@ -71,8 +97,71 @@ def _gpt2_encoding() -> tiktoken.Encoding:
         explicit_n_vocab=50257,
         pat_str=GPT2_PATTERN,
         mergeable_ranks=ranks,
-        special_tokens={"<|endoftext|>": 50256},
+        special_tokens={EOT: 50256},
     )
+
+
+class BPETokenizer(TiktokenTokenizer):
+    """A byte-level BPE trained on a corpus by rustbpe (nanochat's trainer), run by tiktoken.
+
+    The 256 bytes come first, then the merges in the order they were learnt; the end-of-text
+    token is the last id, as in GPT-2. `ranks` is tiktoken's own file format (a base64 token
+    and its rank per line), so a checkpoint stores the tokenizer as plain text.
+    """
+
+    name = "bpe"
+
+    def __init__(self, ranks: str, pattern: str) -> None:
+        self.ranks, self.pattern = ranks, pattern
+        merges = parse_ranks(ranks)
+        super().__init__(tiktoken.Encoding(name=f"bpe{len(merges) + 1}", pat_str=pattern,
+                                           mergeable_ranks=merges,
+                                           special_tokens={EOT: len(merges)}))
+
+
+def parse_ranks(text: str) -> dict[bytes, int]:
+    """tiktoken's `base64-token rank` lines as a dict; ValueError if they are not that."""
+    ranks = {base64.b64decode(tok, validate=True): int(rank)
+             for tok, rank in (line.split() for line in text.splitlines() if line)}
+    if sorted(ranks.values()) != list(range(len(ranks))) or len(ranks) < 256:
+        raise ValueError("ranks are not 0..n-1 over at least the 256 bytes")
+    return ranks
+
+
+def train_bpe(text: str, vocab_size: int) -> BPETokenizer:
+    """A BPE of vocab_size tokens (256 bytes, merges, end-of-text) learnt from text; fewer
+    merges, with a warning, where the text has no more pairs to merge."""
+    import rustbpe
+
+    if vocab_size < 256 + 1:
+        raise UsageError(f"data.vocab_size={vocab_size} is too small for a byte-level BPE: it "
+                         "needs the 256 bytes and the end-of-text token (use 257 or more, "
+                         "e.g. 4096)")
+    if len(set(text)) < 2:
+        raise UsageError("data.tokenizer=bpe needs a corpus with at least two different "
+                         "characters to learn merges from (give a longer text, or use "
+                         "data.tokenizer=char)")
+    trainer = rustbpe.Tokenizer()
+    trainer.train_from_iterator(iter([text]), vocab_size - 1)  # the last id: end-of-text
+    ranks = trainer.get_mergeable_ranks()
+    if len(ranks) + 1 < vocab_size:
+        warnings.warn(f"data.vocab_size={vocab_size}: the training text supports only "
+                      f"{len(ranks) + 1} tokens (no pair left to merge); using those",
+                      stacklevel=2)
+    lines = "\n".join(f"{base64.b64encode(bytes(tok)).decode()} {rank}" for tok, rank in ranks)
+    return BPETokenizer(lines + "\n", trainer.get_pattern())
+
+
+def cached_bpe(text: str, vocab_size: int, cache_dir: str | Path) -> BPETokenizer:
+    """train_bpe, once per (text, vocab_size): the second run reads it from cache_dir."""
+    key = hashlib.sha256(f"rustbpe-{vocab_size}\n".encode() + text.encode()).hexdigest()[:20]
+    path = Path(cache_dir) / f"bpe-{vocab_size}-{key}.json"
+    if path.exists():
+        return tokenizer_from_state(json.loads(path.read_text()))  # type: ignore[return-value]
+    tok = train_bpe(text, vocab_size)
+    with atomic_write(path) as f:
+        f.write(json.dumps(tokenizer_state(tok)).encode())
+    return tok
 
 
 class CharTokenizer:
@@ -99,22 +188,42 @@ class CharTokenizer:
     def decode(self, ids: list[int]) -> str:
         return "".join(self.chars[i] for i in ids)
 
+    def token_bytes(self) -> list[int]:
+        return [len(c.encode("utf-8")) for c in self.chars]
 
-def get_tokenizer(name: TokenizerName | str, text: str | None = None) -> Tokenizer:
-    """"gpt2", or "char" with the text (or the saved characters) that defines its vocabulary."""
+
+def get_tokenizer(name: TokenizerName | str, text: str | None = None,
+                  vocab_size: int | None = None, cache_dir: str | Path | None = None
+                  ) -> Tokenizer:
+    """"gpt2"; "char" with the text (or the saved characters) that defines its vocabulary; "bpe"
+    trained on text to vocab_size tokens (cached in cache_dir if given)."""
     name = parse_choice(TokenizerName, name, "data.tokenizer")
     if name == TokenizerName.gpt2:
         return GPT2Tokenizer()
     if text is None:
-        raise ValueError("get_tokenizer('char') needs text= to build its vocabulary")
-    return CharTokenizer(text)
+        raise ValueError(f"get_tokenizer({name.value!r}) needs text= to build its vocabulary")
+    if name == TokenizerName.char:
+        return CharTokenizer(text)
+    if vocab_size is None:
+        raise ValueError("get_tokenizer('bpe') needs vocab_size=")
+    return cached_bpe(text, vocab_size, cache_dir) if cache_dir else train_bpe(text, vocab_size)
 
 
 def tokenizer_state(tok: Tokenizer) -> dict:
-    """What a checkpoint must store to rebuild the same tokenizer."""
-    return {"name": tok.name, "chars": getattr(tok, "chars", None)}
+    """What a checkpoint must store to rebuild the same tokenizer (plain values only)."""
+    state = {"name": tok.name, "chars": getattr(tok, "chars", None)}
+    if isinstance(tok, BPETokenizer):
+        state |= {"ranks": tok.ranks, "pattern": tok.pattern}
+    return state
 
 
 def tokenizer_from_state(state: dict) -> Tokenizer:
-    """Rebuild a tokenizer saved by `tokenizer_state`."""
-    return get_tokenizer(state["name"], text=state.get("chars"))
+    """Rebuild a tokenizer saved by `tokenizer_state`; UsageError if the state is damaged."""
+    if state.get("name") != TokenizerName.bpe:
+        return get_tokenizer(state["name"], text=state.get("chars"))
+    try:
+        return BPETokenizer(state["ranks"], state["pattern"])
+    except Exception as e:  # truncated lines, bad base64, a broken pattern, a missing key
+        raise UsageError(f"the stored BPE tokenizer is corrupt ({type(e).__name__}: {e}; "
+                         "use another checkpoint, or delete the cached bpe-*.json to retrain "
+                         "it)") from None
