@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from tinygpt.config import register_configs
 from tinygpt.errors import UsageError
-from tinygpt.hydra_callbacks import JobFailed
+from tinygpt.hydra_callbacks import JobFailed, first_process
 from tinygpt.train import TrainResult, train
 
 register_configs()
@@ -24,7 +24,8 @@ def main(cfg: DictConfig) -> TrainResult | JobFailed:
     try:
         result = train(cfg, hc.runtime.output_dir, sweep=sweep)
     except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if first_process():  # every rank of a multi-process run stops with the same error
+            print(f"error: {e}", file=sys.stderr)
         if sweep:  # the sweep goes on; SweepStatus exits non-zero once every job ran
             return JobFailed(str(e))
         sys.exit(2)

@@ -112,7 +112,7 @@ def test_bad_val_fraction_and_unknown_choices():
         TextDataModule(DataConfig(val_fraction=1.0), context_length=16)
     with pytest.raises(UsageError, match="data.name='wikipedia' is unknown .*python_docs"):
         TextDataModule(DataConfig(name="wikipedia"), context_length=16)
-    with pytest.raises(UsageError, match="data.tokenizer='bert' is unknown .*gpt2, char"):
+    with pytest.raises(UsageError, match="data.tokenizer='bert' is unknown .*gpt2, bpe, char"):
         TextDataModule(DataConfig(tokenizer="bert"), context_length=16)
 
 
@@ -120,3 +120,49 @@ def test_unigram_baseline_of_uniform_text_is_log_vocab():
     ids = np.array([0, 1, 2, 3] * 100)
     # add-one smoothing over a vocabulary of 4 seen equally often: every token has p = 1/4
     assert unigram_baseline(ids, ids, 4) == pytest.approx(np.log(4))
+
+
+def test_bad_stride_is_refused():
+    with pytest.raises(UsageError, match="data.stride=0 must be at least 1"):
+        TextDataModule(DataConfig(stride=0), context_length=16)
+
+
+def test_the_cache_does_not_depend_on_the_working_directory(tmp_path, monkeypatch):
+    from tinygpt.data import cache_path
+
+    elsewhere = tmp_path / "scratch"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("TINYGPT_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_path() == tmp_path / "xdg" / "tinygpt"  # the user's cache folder
+    monkeypatch.setenv("TINYGPT_CACHE", str(tmp_path / "env"))
+    assert cache_path() == tmp_path / "env"  # the environment variable wins over it
+    assert cache_path("rel") == elsewhere / "rel"  # data.cache_dir wins over both, made absolute
+    dm = TextDataModule(DataConfig(tokenizer="char"), context_length=16)
+    dm.load()
+    assert not any(elsewhere.iterdir())  # nothing left in the folder the run started from
+    assert list((tmp_path / "env").glob("tokens-char-*"))
+
+
+BUILD = """
+import hashlib, sys
+from tinygpt.data import DataConfig, TextDataModule
+dm = TextDataModule(DataConfig(tokenizer="bpe", vocab_size=1024, cache_dir=sys.argv[1]), 64)
+dm.load()
+print(hashlib.sha256(dm.train_ids.tobytes() + dm.val_ids.tobytes()).hexdigest())
+"""
+
+
+def test_two_processes_building_the_same_cache_entry_at_once_both_get_it_whole(tmp_path):
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    procs = [subprocess.Popen([sys.executable, "-c", BUILD, str(cache)], text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert outs[0][0] == outs[1][0]  # the same tokens in both
+    names = sorted(p.name for p in cache.iterdir())
+    assert len(names) == 3 and not any(".tmp" in n for n in names), names  # bpe + 2 token files

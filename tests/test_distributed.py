@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,64 @@ def test_fsdp_config_builds_a_block_wrapping_strategy():
     assert isinstance(strategy, FSDPStrategy)
     assert strategy.kwargs["auto_wrap_policy"]._module_classes == {Block}
     assert cfg.trainer.devices == 8 and cfg.trainer.num_nodes == 2
+
+
+def nan_on_rank_1(at: int) -> dict:
+    faults = str(ROOT / "tests" / "faults")
+    return {"TINYGPT_NAN_AT_CALL": str(at), "TINYGPT_NAN_ON_RANK": "1", "PYTHONPATH": faults}
+
+
+@pytest.mark.slow
+def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step(tmp_path, run_script, cache_dir):
+    # Before the ranks agreed, rank 1 skipped backward while rank 0 waited in the gradient
+    # all-reduce: a hang until gloo's timeout (this subprocess timeout fails it first).
+    run = tmp_path / "run"
+    p = run_script("train.py", *BASE, *DDP, f"data.cache_dir={cache_dir}",
+                   f"hydra.run.dir={run}", env=nan_on_rank_1(13), timeout=180)
+    ended = time.time()
+    assert p.returncode == 2, p.stderr[-3000:]
+    injected = float(p.stderr.split("nan injected at ")[1].split()[0])
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "NaN or inf at step 12" in errors[0], p.stderr[-3000:]
+    ckpt = read_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert ckpt["global_step"] == 10  # the last good one, written by both ranks' agreement
+    print(f"a NaN on rank 1 ended both ranks' processes {ended - injected:.2f} s later")
+
+
+@pytest.mark.slow
+def test_a_nan_on_one_rank_is_skipped_on_every_rank(tmp_path, run_script, cache_dir):
+    run = tmp_path / "run"
+    p = run_script("train.py", *BASE, *DDP, "on_nonfinite=skip", f"data.cache_dir={cache_dir}",
+                   f"hydra.run.dir={run}", env=nan_on_rank_1(13), timeout=180)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert read_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 40
+    assert scalars_by_step(run, "train/skipped_batches")[39] == 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_a_preempted_process_group_stops_together_and_resumes_exactly(runs, run_script,
+                                                                      wait_for, signum):
+    run = runs["tmp"] / f"preempted-{signum}"
+    common = [*BASE, *DDP, f"data.cache_dir={runs['cache']}", f"hydra.run.dir={run}"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *common],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own group, as a scheduler sees it
+    last = run / "checkpoints" / "last.ckpt"
+    wait_for(lambda: last.exists() and read_checkpoint(last)["global_step"] >= 10,
+             what="a checkpoint at step 10")
+    os.killpg(proc.pid, signum)  # every rank at once
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, err[-3000:]
+    k = read_checkpoint(last)["global_step"]
+    assert 10 <= k < 40 and f"stopped by {signal.Signals(signum).name} after step {k}" in err
+    assert not [p for p in last.parent.iterdir() if ".tmp" in p.name]  # one whole last.ckpt
+    p = run_script("train.py", *common, "resume=true")
+    assert p.returncode == 0, p.stderr[-3000:]
+    straight = scalars_by_step(runs["two"], "train/loss")
+    resumed = scalars_by_step(run, "train/loss")
+    assert all(s in resumed for s in range(k, 40))
+    worst = max(abs(resumed[s] - straight[s]) for s in resumed)
+    assert worst < 1e-6
+    print(f"{signal.Signals(signum).name}: stopped after step {k}; resumed losses differ from "
+          f"an uninterrupted run by at most {worst:.1e}")

@@ -75,3 +75,26 @@ def test_load_checkpoint_of_another_shape_is_refused(tmp_path):
     torch.save(ckpt, tmp_path / "x.ckpt")
     with pytest.raises(ValueError, match="does not hold"):
         load_checkpoint(str(tmp_path / "x.ckpt"))
+
+
+def test_val_bpb_is_nats_over_the_bytes_of_the_targets():
+    import math
+
+    import lightning as L
+    import torch.nn.functional as F
+
+    chars = "ab\u00e9\u65e5 ."  # 1-, 2- and 3-byte characters: bytes per token differ
+    module = GPTLightningModule(MODEL | {"vocab_size": len(chars)},
+                                {"name": "char", "chars": chars})
+    torch.manual_seed(0)
+    x, y = torch.randint(0, len(chars), (2, 4, 8)).unbind(0)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    loader = torch.utils.data.DataLoader([(x, y)], batch_size=None)
+    metrics = trainer.validate(module, dataloaders=loader, verbose=False)[0]
+    with torch.no_grad():
+        nats = F.cross_entropy(module.model(x).flatten(0, 1), y.flatten(), reduction="sum")
+    nbytes = sum(len(sorted(set(chars))[t].encode("utf-8")) for t in y.flatten().tolist())
+    assert nbytes > y.numel()  # the multi-byte characters count
+    assert metrics["val/bpb"] == pytest.approx(nats.item() / nbytes / math.log(2), rel=1e-5)
+    assert metrics["val/loss"] == pytest.approx(nats.item() / y.numel(), rel=1e-5)

@@ -1,6 +1,7 @@
 """tinygpt.train: a whole run in-process (train(cfg) on the smoke config), and the config schema;
 scripts/train.py itself only where its process is what is tested (sweeps, exit codes)."""
 
+import json
 import socket
 import subprocess
 import sys
@@ -60,8 +61,8 @@ def test_hparams_tab_holds_config_and_final_val_loss(smoke_run):
     plugin = ea.PluginTagToContent("hparams")
     assert "_hparams_/session_start_info" in plugin
     info = plugin["_hparams_/session_start_info"]
-    assert b"model/attention/scale" in info and b"trainer/max_steps" in info
-    assert b"trainer/inference_mode" not in info  # Lightning's defaults are not repeated
+    assert b"model.attention.scale" in info and b"trainer.max_steps" in info
+    assert b"trainer.inference_mode" not in info  # Lightning's defaults are not repeated
 
 
 def test_one_event_file_per_run(smoke_run):
@@ -90,27 +91,61 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_tensorboard_server_serves_the_run_scalars(smoke_run):
+@pytest.fixture(scope="module")
+def tensorboard(smoke_run):
+    """A TensorBoard server on the folder above the smoke run, as the README says to start it;
+    yields a function that GETs (or POSTs JSON to) a path of its HTTP API."""
     port = free_port()
     tb = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(smoke_run), "--host",
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(smoke_run.parent), "--host",
          "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    try:
-        url = f"http://127.0.0.1:{port}/data/plugin/scalars/tags"
-        body = ""
-        deadline = time.time() + 60
-        while time.time() < deadline and "val/loss" not in body:
-            try:
-                body = urllib.request.urlopen(url, timeout=5).read().decode()
-            except OSError:
-                time.sleep(0.5)
-        for tag in ("train/loss", "val/loss", "grad_norm/total"):
-            assert tag in body
-    finally:
-        tb.terminate()
-        tb.wait(timeout=20)
+
+    def api(path: str, body: dict | None = None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
+                                     headers={"Content-Type": "application/json"})
+        return json.loads(urllib.request.urlopen(req, timeout=10).read().decode())
+
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if "val/loss" in json.dumps(api("/data/plugin/scalars/tags")):
+                break
+        except OSError:
+            time.sleep(0.5)
+    yield api
+    tb.terminate()
+    tb.wait(timeout=20)
+
+
+def test_tensorboard_serves_the_run_by_its_name(tensorboard, smoke_run):
+    assert tensorboard("/data/runs") == [smoke_run.name]  # its folder's name, not "."
+    tags = tensorboard("/data/plugin/scalars/tags")[smoke_run.name]
+    for tag in ("train/loss", "val/loss", "val/bpb", "grad_norm/total", "train/mfu"):
+        assert tag in tags
+
+
+def test_tensorboard_custom_scalars_open_on_the_losses(tensorboard, smoke_run):
+    layout = tensorboard("/data/plugin/custom_scalars/layout")
+    categories = [c["title"] for c in layout["category"]]
+    assert categories[0] == "1. losses" and categories[-1] == "3. attention"
+    losses = {c["title"]: c["multiline"]["tag"] for c in layout["category"][0]["chart"]}
+    assert losses["bits per byte (comparable across tokenizers)"] == ["^train/bpb$", "^val/bpb$"]
+    attention = [c["title"] for c in layout["category"][-1]["chart"]]
+    # one chart per quantity (a line per layer or head), not a card per head
+    assert len(attention) == 5 + 2 and "entropy per head, layer 1" in attention
+
+
+def test_tensorboard_hparams_lead_with_what_defines_a_run(tensorboard):
+    exp = tensorboard("/data/plugin/hparams/experiment", {"experimentName": ""})
+    hparams = [h["name"] for h in exp["hparamInfos"]]
+    metrics = [m["name"]["tag"] for m in exp["metricInfos"]]
+    assert {"hp/val_bpb", "hp/val_loss", "hp/train_loss"} <= set(metrics)
+    assert "data.tokenizer" in hparams and "model.n_layers" in hparams
+    assert len(hparams) < 30 and not any(h.startswith("trainer._target_") for h in hparams)
+    assert "data.cache_dir" not in hparams  # plumbing stays out
 
 
 def model_of(*overrides) -> GPT:

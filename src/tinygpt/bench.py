@@ -32,6 +32,7 @@ from tinygpt.generate import generate
 from tinygpt.lightning_module import GPTLightningModule
 from tinygpt.model import GPT, GPTConfig
 from tinygpt.precision import Bf16Probe, matmul_gflops, probe_cpu_bf16, resolve_precision
+from tinygpt.tokenizer import TokenizerName
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,6 +45,7 @@ class Setup:
     batch: int
     data: DataConfig
     quick: bool
+    bytes_per_token: float  # of the validation text: turns tokens/s into text per second
 
     @property
     def warm_reps(self) -> tuple[int, int]:
@@ -54,10 +56,12 @@ class Setup:
         return self.batch * self.cfg.context_length
 
 
-def default_setup(quick: bool) -> Setup:
-    """The default run's model, data and batch (configs/train.yaml); quick: a toy of it."""
-    c = compose_train()
-    data = DataConfig(**{k: c.data[k] for k in ("name", "path", "tokenizer", "stride")})
+def default_setup(quick: bool, *overrides: str) -> Setup:
+    """The default run's model, data and batch (configs/train.yaml, plus overrides); quick: a
+    toy of it."""
+    c = compose_train(*overrides)
+    data = DataConfig(**{k: c.data[k] for k in ("name", "path", "tokenizer", "vocab_size",
+                                                 "stride")})
     shape = {k: c.model[k] for k in ("context_length", "emb_dim", "n_heads", "n_layers")}
     batch = c.data.batch_size
     if quick:  # characters and a toy shape: checks that every measurement runs, in seconds
@@ -66,7 +70,9 @@ def default_setup(quick: bool) -> Setup:
         batch = 4
     dm = TextDataModule(data, context_length=shape["context_length"])
     dm.load()
-    return Setup(GPTConfig(vocab_size=dm.tokenizer.vocab_size, **shape), batch, data, quick)
+    val_bytes = sum(dm.tokenizer.token_bytes()[t] for t in dm.val_ids.tolist())
+    return Setup(GPTConfig(vocab_size=dm.tokenizer.vocab_size, **shape), batch, data, quick,
+                 bytes_per_token=val_bytes / len(dm.val_ids))
 
 
 def median_ms(fn, warmup: int, repeats: int) -> float:
@@ -305,6 +311,7 @@ def run(quick: bool = False) -> dict:
     for dtype, later in peaks(quick).items():
         R["peak_gflops"][dtype] = max(R["peak_gflops"][dtype], later, key=lambda r: r["gflops"])
     R |= summary(st, R)
+    R["text_throughput"] = text_throughput(st, choice.precision)
     R["attention_fwd_bwd"] = attention_table(st)
     R["generation"] = generation(st)
     R["loss_curves"] = loss_curves(st, probe)
@@ -403,6 +410,22 @@ def summary(st: Setup, R: dict) -> dict:
         "mfu": {"flops_per_step": flops, "achieved_gflops": achieved, "peak_dtype": dtype,
                 "mfu": achieved / R["peak_gflops"][dtype]["gflops"]},
     }
+
+
+def text_throughput(st: Setup, precision: str) -> dict:
+    """What a user waits for is text: the Lightning path's tokens/s and bytes/s with the
+    default tokenizer and with GPT-2's (the earlier default), at the same shape."""
+    gpt2 = st if st.data.tokenizer == "gpt2" else default_setup(st.quick, "tokenizer=gpt2")
+    out = {}
+    tok = TokenizerName(st.data.tokenizer).value
+    for name, s in ((f"default ({tok}, vocabulary {st.cfg.vocab_size})", st),
+                    (f"GPT-2 tokens (vocabulary {gpt2.cfg.vocab_size})", gpt2)):
+        ms = lightning_ms(s, precision)
+        tps = s.tokens / ms * 1000
+        out[name] = {"ms_per_step": ms, "tokens_per_sec": tps,
+                     "bytes_per_token": s.bytes_per_token,
+                     "bytes_per_sec": tps * s.bytes_per_token}
+    return out
 
 
 def attention_table(st: Setup) -> dict:

@@ -10,7 +10,6 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.callbacks import ThroughputMonitor
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.trainer.states import RunningStage
@@ -20,6 +19,7 @@ from tinygpt.diagnostics import attention_stats, qk_grad_norms, uniform_entropy
 from tinygpt.generate import SampleConfig, generate
 from tinygpt.model import attention_overrides, evaluating
 from tinygpt.precision import matmul_gflops
+from tinygpt.tensorboard import attention_figure, custom_scalars_layout, token_label
 
 
 class Throughput(ThroughputMonitor):
@@ -91,19 +91,9 @@ class SampleText(L.Callback):
         trainer.logger.experiment.add_text("samples/text", text, trainer.global_step)
 
 
-def weights_image(weights: torch.Tensor, pixels: int = 4) -> torch.Tensor:
-    """Attention weights (heads, T, T) -> one grey image (H, W), heads side by side."""
-    heads, T, _ = weights.shape
-    gap = torch.full((T, 1), 0.5)  # a grey line between heads
-    tiles = []
-    for h in range(heads):
-        tiles += [1.0 - weights[h].float().cpu(), gap]  # dark = strong attention
-    img = torch.cat(tiles[:-1], dim=1)
-    return F.interpolate(img[None, None], scale_factor=pixels, mode="nearest")[0, 0]
-
-
 class AttentionMaps(L.Callback):
-    """At each validation, logs the first and last layer's attention weights for a fixed input."""
+    """At each validation, logs the first and last layer's attention weights for a fixed input
+    as labelled heatmaps, one per head (`attention/layer_<i>`)."""
 
     def __init__(self, num_tokens: int = 32):
         self.num_tokens = num_tokens
@@ -116,12 +106,23 @@ class AttentionMaps(L.Callback):
         model = pl_module.model
         with evaluating(model), torch.no_grad(), attention_overrides(model, backend="manual"):
             _, weights = model(x, return_weights=True)
-        layers = sorted({0, len(weights) - 1})
-        for i in layers:
-            trainer.logger.experiment.add_image(
-                f"attention/layer_{i}", weights_image(weights[i][0]), trainer.global_step,
-                dataformats="HW",
-            )
+        tok = pl_module.tokenizer
+        labels = [token_label(tok.decode([t])) for t in x[0].tolist()]
+        for i in sorted({0, len(weights) - 1}):
+            fig = attention_figure(weights[i][0], labels,
+                                   f"layer {i} at step {trainer.global_step}")
+            trainer.logger.experiment.add_figure(f"attention/layer_{i}", fig,
+                                                 trainer.global_step, close=True)
+
+
+class TensorBoardLayout(L.Callback):
+    """Writes the Custom Scalars layout (`tinygpt.tensorboard`) once, when training starts."""
+
+    @rank_zero_only
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writer = getattr(trainer.logger, "experiment", None)
+        if hasattr(writer, "add_custom_scalars"):  # not under fast_dev_run's dummy logger
+            writer.add_custom_scalars(custom_scalars_layout(len(pl_module.model.blocks)))
 
 
 class AttentionDiagnostics(L.Callback):
@@ -178,6 +179,16 @@ class AttentionDiagnostics(L.Callback):
         return metrics
 
 
+def signal_on_any_rank(signum: int | None, trainer: L.Trainer) -> int | None:
+    """The signal some rank received (the largest number, if several), under a multi-process
+    strategy; this rank's own otherwise."""
+    if trainer.world_size == 1 or not torch.distributed.is_initialized():
+        return signum
+    flag = torch.tensor([signum or 0], device=trainer.strategy.root_device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return int(flag.item()) or None
+
+
 def stop_without_validation(trainer: L.Trainer) -> None:
     """End training after this step. (A stop otherwise validates first, which is what the final
     step wants and a signal or a NaN does not.)"""
@@ -187,20 +198,30 @@ def stop_without_validation(trainer: L.Trainer) -> None:
 
 class FinalCheckpoint(L.Callback):
     """Writes `last.ckpt` where ModelCheckpoint's step schedule does not reach: the final step
-    (when max_steps is not a multiple of its interval) and the step in which a SIGINT or SIGTERM
-    arrived. Then a signal stops training; a second one interrupts at once.
+    (when max_steps is not a multiple of its interval) and the step in which a SIGINT, SIGTERM
+    or SIGUSR1 (a scheduler's preemption notice) arrived. Then a signal stops training; a
+    second one interrupts at once. Under several processes the ranks agree, at the end of each
+    step, whether any of them got a signal, so all stop after the same step.
 
-    Always at the end of a training step, so a resumed run repeats every later step exactly.
+    At the end of that training step, so a resumed run repeats every later step exactly. A run
+    that ends otherwise (trainer.max_time, an epoch count) gets its last.ckpt as training ends.
+    A NaN stop writes nothing: the last good checkpoint stays.
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
+        self._saved_at: int | None = None
+
+    def _save(self, trainer: L.Trainer) -> None:
+        if not trainer.fast_dev_run:  # Lightning's rule: a dev run saves nothing
+            trainer.save_checkpoint(self.path, weights_only=False)
+            self._saved_at = trainer.global_step
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
+            for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
                 self._previous[s] = signal.signal(s, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -209,19 +230,18 @@ class FinalCheckpoint(L.Callback):
         self.signum = signum
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch: Any, batch_idx: int) -> None:
+        self.signum = signal_on_any_rank(self.signum, trainer)
         if self.signum is not None:
             stop_without_validation(trainer)
         elif not 0 < trainer.max_steps <= trainer.global_step:
             return
         else:  # the final step: stopping here makes Lightning validate the final weights
             trainer.should_stop = True
-        if not trainer.fast_dev_run:  # Lightning's rule: a dev run saves nothing
-            trainer.save_checkpoint(self.path, weights_only=False)
+        self._save(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous.clear()
-        if trainer.max_steps <= 0 and self.signum is None and not trainer.fast_dev_run:
-            # an epoch-based run ended: the step schedule above could not see its end
-            trainer.save_checkpoint(self.path, weights_only=False)
+        if self._saved_at != trainer.global_step and not stopped_on_nan(pl_module):
+            self._save(trainer)

@@ -19,11 +19,12 @@ from typing import Any
 import lightning as L
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from tinygpt.data import DataConfig
 from tinygpt.generate import SampleConfig
-from tinygpt.hydra_callbacks import folder_name
+from tinygpt.hydra_callbacks import folder_name, run_name
 from tinygpt.lightning_module import NonFinite, OptimConfig
 from tinygpt.model import GPTConfig
 
@@ -96,39 +97,58 @@ class TrainConfig:
 def register_configs() -> None:
     """Put the training schema in Hydra's ConfigStore (idempotent)."""
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
-    # the resolver that names sweep folders (configs/train.yaml)
+    # the resolvers that name run and sweep folders (configs/train.yaml)
     OmegaConf.register_new_resolver("folder_name", folder_name, replace=True)
+    OmegaConf.register_new_resolver("run_name", run_name, replace=True)
 
 
 def compose_train(*overrides: str, hydra: bool = False) -> DictConfig:
     """configs/train.yaml with overrides, composed as `scripts/train.py` would (no run): for
     tests, benchmarks and notebooks. `hydra=True` keeps the hydra node."""
     register_configs()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides), return_hydra_config=hydra)
+    # Inside a running Hydra app (scripts/train.py) Hydra is already set up: step aside for
+    # this composition and put it back after.
+    gh = GlobalHydra.instance()
+    running = gh.hydra if gh.is_initialized() else None
+    gh.clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return compose(config_name="train", overrides=list(overrides),
+                           return_hydra_config=hydra)
+    finally:
+        if running is not None:
+            gh.clear()
+            gh.initialize(running)
 
 
-def config_keys() -> dict[str, str]:
-    """Every key of the default run's config and its default, as YAML would spell it (the
-    README's key table is checked against this); of the trainer, what differs from Lightning."""
-    tree = OmegaConf.to_container(compose_train(), resolve=True)
+def flat_config(cfg: DictConfig) -> dict[str, Any]:
+    """A composed config as dotted keys and plain values; of the trainer, only what differs
+    from Lightning's defaults."""
+    tree = OmegaConf.to_container(cfg, resolve=True)
     lightning = {f.name: f.default for f in fields(TrainerConfig)}
     tree["trainer"] = {k: v for k, v in tree["trainer"].items()
                        if k != "_target_" and v != lightning.get(k)}
 
-    def flat(d: dict, prefix: str = "") -> dict[str, str]:
-        out: dict[str, str] = {}
+    def flat(d: dict, prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
         for k, v in d.items():
-            out |= flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: _yaml(v)}
+            out |= flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {
+                prefix + k: getattr(v, "value", v)}
         return out
 
     return flat(tree)
 
 
-def _yaml(v: Any) -> str:
-    v = getattr(v, "value", v)  # an enum: its name in the YAML
+def config_keys() -> dict[str, str]:
+    """Every key of the default run's config and its default, as YAML would spell it (the
+    README's key table is checked against this)."""
+    return {k: yaml_value(v) for k, v in flat_config(compose_train()).items()}
+
+
+def yaml_value(v: Any) -> str:
+    """A value as YAML spells it: null, true, [0.9, 0.95]."""
     if v is None or isinstance(v, bool):
         return {None: "null", True: "true", False: "false"}[v]
     if isinstance(v, list):
-        return "[" + ", ".join(_yaml(x) for x in v) + "]"
+        return "[" + ", ".join(yaml_value(x) for x in v) + "]"
     return str(v)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import math
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -50,11 +52,25 @@ class DataConfig:
     path: str | None = None  # for name=text: a file, a folder of .txt files, or a glob
     url: str | None = None  # for a download preset: a mirror instead of the default address
     tokenizer: TokenizerName = TokenizerName.gpt2
+    vocab_size: int = 4096  # for tokenizer=bpe: tokens it learns (256 bytes + merges + 1 special)
     batch_size: int = 16  # sequences per optimizer step over all devices (split across them)
     val_fraction: float = 0.1
     stride: int | None = 64  # tokens between training windows' starts (None: context_length)
     num_workers: int = 0
-    cache_dir: str = "data/cache"
+    # Downloads, token caches and trained tokenizers. null: $TINYGPT_CACHE, else the user's
+    # cache folder (~/.cache/tinygpt): the same wherever a run is started from.
+    cache_dir: str | None = None
+
+
+def cache_path(configured: str | Path | None = None) -> Path:
+    """Where downloads and token caches live: data.cache_dir, else $TINYGPT_CACHE, else
+    $XDG_CACHE_HOME/tinygpt (~/.cache/tinygpt); never relative to the working directory."""
+    if configured:
+        return Path(configured).expanduser().resolve()
+    if os.environ.get("TINYGPT_CACHE"):
+        return Path(os.environ["TINYGPT_CACHE"]).expanduser().resolve()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser().resolve() / "tinygpt"
 
 
 def python_docs_text() -> str:
@@ -104,7 +120,7 @@ def download(name: str, cache_dir: str | Path, url: str | None = None, timeout: 
 
 
 def load_text(
-    name: Corpus | str, path: str | None = None, cache_dir: str | Path = "data/cache",
+    name: Corpus | str, path: str | None = None, cache_dir: str | Path | None = None,
     url: str | None = None,
 ) -> str:
     """The corpus as one string; raises UsageError with what to do if it cannot be read."""
@@ -112,7 +128,7 @@ def load_text(
     if name == Corpus.python_docs:
         return python_docs_text()
     if name.value in PRESETS:
-        return download(name.value, cache_dir, url).read_text(encoding="utf-8")
+        return download(name.value, cache_path(cache_dir), url).read_text(encoding="utf-8")
     if not path:
         raise UsageError("data.name=text needs a file (set data.path=/path/to/file.txt)")
     files = text_files(path)
@@ -190,6 +206,12 @@ class ResumableSampler(Sampler[int]):
         return iter(perm[pos : self.epoch_len].tolist())
 
 
+def bits_per_byte(nats: float, nbytes: int) -> float:
+    """A summed loss in nats over the bytes of the text it predicted: comparable across
+    tokenizers, unlike nats per token."""
+    return nats / nbytes / math.log(2)
+
+
 def unigram_baseline(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int) -> float:
     """Validation cross-entropy (nats) of an add-one unigram model fit on the training ids."""
     counts = np.bincount(train_ids, minlength=vocab_size).astype(np.float64) + 1.0
@@ -209,6 +231,9 @@ class TextDataModule(L.LightningDataModule):
         if not 0.0 < cfg.val_fraction < 1.0:
             raise UsageError(f"data.val_fraction={cfg.val_fraction} must be between 0 and 1 "
                              "(e.g. 0.1)")
+        if cfg.stride is not None and cfg.stride < 1:
+            raise UsageError(f"data.stride={cfg.stride} must be at least 1 token (or null: "
+                             "windows side by side)")
         self.cfg, self.context_length, self.seed = cfg, context_length, seed
         self.name = parse_choice(Corpus, cfg.name, "data.name").value
         self.tokenizer_name = parse_choice(TokenizerName, cfg.tokenizer, "data.tokenizer")
@@ -221,18 +246,27 @@ class TextDataModule(L.LightningDataModule):
         if self.tokenizer is not None:
             return
         c = self.cfg
-        text = load_text(self.name, c.path, c.cache_dir, c.url)
-        tok = get_tokenizer(self.tokenizer_name, text=text)
-        ids = encode_cached(text, tok, c.cache_dir)
-        n_val = int(len(ids) * c.val_fraction)
-        self.train_ids, self.val_ids = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+        cache = cache_path(c.cache_dir)
+        text = load_text(self.name, c.path, cache, c.url)
+        # The text is split before it is tokenised: a trained BPE learns from the training part
+        # alone, and the validation part's bytes are known exactly (for bits per byte).
+        cut = len(text) - int(len(text) * c.val_fraction)
+        train_text, val_text = text[:cut], text[cut:]
+        # char: the alphabet of the whole text (a character only the validation part has must
+        # still be encodable); bpe: merges learnt from the training part only.
+        source = text if self.tokenizer_name == TokenizerName.char else train_text
+        tok = get_tokenizer(self.tokenizer_name, text=source, vocab_size=c.vocab_size,
+                            cache_dir=cache)
+        self.train_ids = encode_cached(train_text, tok, cache)
+        self.val_ids = encode_cached(val_text, tok, cache)
+        ids = len(self.train_ids) + len(self.val_ids)
         self.train_set = TokenWindows(self.train_ids, self.context_length, self.stride)
         # Validation windows never overlap, so each token is scored once.
         self.val_set = TokenWindows(self.val_ids, self.context_length, self.context_length)
         need = 2 * (self.context_length + 1)
         if len(self.train_set) == 0 or len(self.val_set) == 0:
             raise UsageError(
-                f"the corpus has {len(ids)} tokens: too short for one training and one validation "
+                f"the corpus has {ids} tokens: too short for one training and one validation "
                 f"window of {self.context_length + 1} tokens with val_fraction={c.val_fraction} "
                 f"(use a longer text, or lower model.context_length; need well over {need} tokens)"
             )
@@ -250,8 +284,14 @@ class TextDataModule(L.LightningDataModule):
                                f"{self.per_device_batch} sequences")
 
     def unigram_baseline(self) -> float:
+        """Validation loss (nats per token) of an add-one unigram model of the training tokens."""
         self.load()
         return unigram_baseline(self.train_ids, self.val_ids, self.tokenizer.vocab_size)
+
+    def unigram_bpb(self) -> float:
+        """The same baseline in bits per byte of the validation text."""
+        nbytes = np.asarray(self.tokenizer.token_bytes())[np.asarray(self.val_ids)].sum()
+        return bits_per_byte(self.unigram_baseline() * len(self.val_ids), nbytes)
 
     def train_dataloader(self) -> DataLoader:
         t = self.trainer

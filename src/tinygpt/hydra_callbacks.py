@@ -20,6 +20,12 @@ def folder_name(text: str) -> str:
     return re.sub(r"[/\\]+", "_", text)
 
 
+def run_name(time: str, overrides: str = "") -> str:
+    """A run's folder: its start time, then what it changed (`14-03-59_model.n_heads=16`), so
+    TensorBoard's run list says what each run is."""
+    return f"{time}_{folder_name(overrides)}" if overrides else time
+
+
 def holds_run(path: Path) -> bool:
     """Whether a directory already holds a training run's checkpoints or TensorBoard events."""
     return (path / "checkpoints").is_dir() or any(path.glob("events.out.tfevents.*"))

@@ -13,9 +13,10 @@ import torch
 from lightning.fabric.utilities.throughput import measure_flops
 from lightning.pytorch.utilities import grad_norm, rank_zero_warn
 from torch import Tensor
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, SumMetric
 
 from tinygpt.callbacks import stop_without_validation
+from tinygpt.data import bits_per_byte
 from tinygpt.errors import parse_choice
 from tinygpt.model import GPT, GPTConfig, attention_overrides
 from tinygpt.tokenizer import Tokenizer, tokenizer_from_state
@@ -37,6 +38,16 @@ class NonFinite(str, Enum):
 
     stop = "stop"  # end the run naming the step; the last good checkpoint stays
     skip = "skip"  # drop the batch (counted in train/skipped_batches)
+
+
+def all_ranks_agree(ok: bool, trainer: L.Trainer) -> bool:
+    """Whether `ok` holds on every rank: one all-reduce of a flag under a multi-process strategy,
+    nothing otherwise."""
+    if trainer.world_size == 1 or not torch.distributed.is_initialized():
+        return ok
+    flag = torch.tensor([1.0 if ok else 0.0], device=trainer.strategy.root_device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+    return bool(flag.item())
 
 
 def lr_lambda(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
@@ -81,6 +92,10 @@ class GPTLightningModule(L.LightningModule):
         # seeing the future (`val/loss_causal_eval`).
         self.causal_eval = not model.attention.causal if causal_eval is None else causal_eval
         self.val_loss, self.val_loss_causal = MeanMetric(), MeanMetric()
+        # Bits per byte: the summed loss over the bytes of the text its targets stand for.
+        self.val_nats, self.val_bytes = SumMetric(), SumMetric()
+        self.register_buffer("token_bytes", torch.tensor(self.tokenizer.token_bytes()),
+                             persistent=False)
         self.nonfinite_step: int | None = None  # set when a NaN/inf loss stopped training
         self.skipped_batches = 0  # batches dropped for a NaN/inf loss (on_nonfinite=skip)
         self._compile_checked = not compile
@@ -127,23 +142,46 @@ class GPTLightningModule(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
         loss = self._loss(batch)
-        # One scalar read per step: the only way to keep a NaN from reaching the weights.
-        if not torch.isfinite(loss):
+        # One scalar read per step: the only way to keep a NaN from reaching the weights. Every
+        # rank must take the same branch (a rank that skips backward while the others wait in
+        # the gradient all-reduce hangs them all), so they agree first.
+        if not all_ranks_agree(bool(torch.isfinite(loss)), self.trainer):
             if self.hparams.on_nonfinite == NonFinite.stop:
                 self.nonfinite_step = self.global_step
                 stop_without_validation(self.trainer)
             else:
                 self.skipped_batches += 1
-                rank_zero_warn(f"loss is {loss.item()} at step {self.global_step}: batch skipped")
-            return None  # Lightning skips backward and the optimizer step for this batch
+                rank_zero_warn(f"loss is not finite on some rank at step {self.global_step}: "
+                               "batch skipped")
+            return self._no_update()
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)  # the mean over all ranks
+        y = batch[1]
+        self.log("train/bpb", bits_per_byte(loss * y.numel(), self.token_bytes[y].sum()),
+                 sync_dist=True)
         if self.skipped_batches:
             self.log("train/skipped_batches", float(self.skipped_batches))
         return loss
 
+    def _no_update(self) -> Tensor:
+        """A loss whose backward changes nothing: zero gradients for every parameter (so each
+        rank takes part in DDP's all-reduce, where returning None would leave the others
+        waiting), which on_after_backward then drops, so the optimizer leaves the weights,
+        its moments and weight decay alone."""
+        self._drop_gradients = True
+        return sum((p * 0.0).sum() for p in self.model.parameters())
+
+    def on_after_backward(self) -> None:
+        if getattr(self, "_drop_gradients", False):
+            for p in self.model.parameters():
+                p.grad = None
+            self._drop_gradients = False
+
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        tokens = batch[1].numel()
-        self.val_loss.update(self._loss(batch), weight=tokens)
+        y = batch[1]
+        tokens, loss = y.numel(), self._loss(batch)
+        self.val_loss.update(loss, weight=tokens)
+        self.val_nats.update(loss * tokens)
+        self.val_bytes.update(self.token_bytes[y].sum())
         if self.causal_eval:
             with attention_overrides(self.model, causal=True):
                 self.val_loss_causal.update(self._loss(batch), weight=tokens)
@@ -154,7 +192,12 @@ class GPTLightningModule(L.LightningModule):
         self.log("val/loss", self.val_loss, prog_bar=True)
         # sync_dist only quiets Lightning: these derive from the reduced metric, equal on all ranks
         self.log("val/ppl", torch.exp(loss), sync_dist=True)
+        bpb = bits_per_byte(self.val_nats.compute(), self.val_bytes.compute())
+        self.val_nats.reset()
+        self.val_bytes.reset()
+        self.log("val/bpb", bpb, prog_bar=True, sync_dist=True)
         # The HPARAMS tab's metric columns (declared when the run logs its hyperparameters).
+        self.log("hp/val_bpb", bpb, sync_dist=True)
         self.log("hp/val_loss", loss, sync_dist=True)
         train_loss = self.trainer.callback_metrics.get("train/loss")
         if train_loss is not None:
@@ -184,6 +227,8 @@ class GPTLightningModule(L.LightningModule):
         gradient_clip_algorithm: str | None = None,
     ) -> None:
         # Clipping computes the total gradient norm anyway: log that one instead of a second.
+        if all(p.grad is None for p in self.model.parameters()):
+            return  # a skipped batch (see _no_update): nothing to clip or log
         if gradient_clip_algorithm not in (None, "norm"):
             return super().configure_gradient_clipping(
                 optimizer, gradient_clip_val, gradient_clip_algorithm)

@@ -84,7 +84,8 @@ class LineProgress(ProgressBar):
         if trainer.sanity_checking:
             return
         vals = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        text = "  ".join(f"{k} {v:.3f}" for k, v in sorted(vals.items()))
+        first = [k for k in ("val/loss", "val/bpb") if k in vals]
+        text = "  ".join(f"{k} {vals[k]:.3f}" for k in first + sorted(set(vals) - set(first)))
         self._say(trainer, f"validation at step {trainer.global_step}: {text}")
 
 

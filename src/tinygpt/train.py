@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import signal
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -26,10 +26,11 @@ from tinygpt.callbacks import (
     AttentionMaps,
     FinalCheckpoint,
     SampleText,
+    TensorBoardLayout,
     Throughput,
 )
 from tinygpt.checkpoint import check_resumable, resume_path
-from tinygpt.config import TrainConfig, TrainerConfig
+from tinygpt.config import TrainConfig, config_keys, flat_config, yaml_value
 from tinygpt.data import TextDataModule
 from tinygpt.errors import UsageError
 from tinygpt.files import atomic_write
@@ -58,6 +59,7 @@ class TrainResult:
     steps: int
     train_loss: float
     val_loss: float
+    val_bpb: float  # bits per byte of the validation text: comparable across tokenizers
     last_checkpoint: Path | None
     best_checkpoint: Path | None
     precision: str
@@ -88,8 +90,8 @@ def train(cfg: DictConfig, run_dir: str | Path, sweep: bool = False,
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     rank_zero_info(f"precision {precision.precision} ({precision.reason})")
     trainer, final, best = build_trainer(cfg, s, run_dir, precision, callbacks or [])
-    trainer.logger.log_hyperparams(hyperparameters(cfg),
-                                   {"hp/val_loss": math.nan, "hp/train_loss": math.nan})
+    trainer.logger.log_hyperparams(hyperparameters(cfg, precision.precision), {
+        "hp/val_bpb": math.nan, "hp/val_loss": math.nan, "hp/train_loss": math.nan})
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     if module.nonfinite_step is not None:
         kept = f"; the last good checkpoint is {final.path}" if final.path.exists() else ""
@@ -102,6 +104,7 @@ def train(cfg: DictConfig, run_dir: str | Path, sweep: bool = False,
         run_dir=run_dir, steps=trainer.global_step,
         train_loss=float(metrics.get("train/loss", math.nan)),
         val_loss=float(metrics.get("val/loss", math.nan)),
+        val_bpb=float(metrics.get("val/bpb", math.nan)),
         last_checkpoint=final.path if final.path.exists() else None,
         best_checkpoint=Path(best.best_model_path) if best.best_model_path else None,
         precision=precision.precision, signal=final.signum)
@@ -138,6 +141,7 @@ def build_trainer(cfg: DictConfig, s: TrainConfig, run_dir: Path, precision: Pre
         best, final, LearningRateMonitor(logging_interval="step"),
         Throughput(window=log_every, peak_tflops=s.peak_tflops),
         SampleText(s.sample, seed=s.seed), AttentionMaps(s.attention_map_tokens),
+        TensorBoardLayout(),
         AttentionDiagnostics(s.diagnostics_every),
         *progress_callback(cfg.trainer, every=5 * log_every), *extra,
     ]
@@ -154,26 +158,49 @@ def build_trainer(cfg: DictConfig, s: TrainConfig, run_dir: Path, precision: Pre
     return trainer, final, best
 
 
-def hyperparameters(cfg: DictConfig) -> dict:
-    """The run's config for the HPARAMS tab; of the Trainer, only what differs from Lightning."""
-    params = OmegaConf.to_container(cfg, resolve=True)
-    defaults = {f.name: f.default for f in fields(TrainerConfig)}
-    params["trainer"] = {k: v for k, v in params["trainer"].items()
-                         if k != "_target_" and v != defaults.get(k)}
-    return params
+# What the HPARAMS tab always shows of a run, in this order; then whatever else it changed.
+HPARAMS_FIRST = ("data.tokenizer", "data.vocab_size", "model.n_layers", "model.emb_dim",
+                 "model.n_heads", "model.context_length", "model.attention.scale",
+                 "model.attention.causal", "optim.lr", "data.batch_size", "trainer.max_steps",
+                 "seed")
+# Where and how a run works, not what it trains: left out of HPARAMS (and of run names).
+PLUMBING = {"data.cache_dir", "data.num_workers", "trainer.enable_progress_bar",
+            "trainer.enable_model_summary", "ckpt_path", "resume"}
+
+
+def hyperparameters(cfg: DictConfig, precision: str) -> dict:
+    """The HPARAMS columns of a run: a few that define any run, then every key that differs
+    from the default config (the full config is in the run's .hydra/config.yaml)."""
+    run, default = flat_config(cfg), config_keys()
+    changed = [k for k in run if k not in HPARAMS_FIRST and k not in PLUMBING
+               and yaml_value(run[k]) != default.get(k)]
+    first = [k for k in HPARAMS_FIRST if k != "data.vocab_size" or run["data.tokenizer"] == "bpe"]
+    return {k: run[k] for k in [*first, *changed]} | {"precision": precision}
+
+
+def tensorboard_logdir(run_dir: Path, sweep: bool) -> Path:
+    """Where to point TensorBoard so the run shows under its own name (its folder's), not `.`:
+    a sweep's folder, outputs/ for a run under it, else the run's parent folder."""
+    outputs = Path("outputs").resolve()
+    if sweep:
+        return run_dir.parent
+    if run_dir.resolve().is_relative_to(outputs):
+        return Path("outputs")
+    return run_dir.parent
 
 
 @rank_zero_only
 def summary(r: TrainResult, dm: TextDataModule, gpt_cfg, precision: PrecisionChoice,
             sample: str | None, sweep: bool) -> None:
     """The lines a run ends with: what was trained, how well, and where everything went."""
-    logdir = r.run_dir.parent if sweep else r.run_dir
+    logdir = tensorboard_logdir(r.run_dir, sweep)
     lines = [
         f"trained {r.steps} steps ({gpt_cfg.n_layers} layers x {gpt_cfg.emb_dim}) on {dm.name}: "
         f"{len(dm.train_ids):,} train / {len(dm.val_ids):,} val tokens",
         f"precision: {precision.precision} ({precision.reason})",
-        f"final train loss {r.train_loss:.3f}, val loss {r.val_loss:.3f} nats "
-        f"(add-one unigram baseline {dm.unigram_baseline():.3f})",
+        f"final train loss {r.train_loss:.3f}, val loss {r.val_loss:.3f} nats = "
+        f"{r.val_bpb:.3f} bits per byte (add-one unigram baseline {dm.unigram_baseline():.3f} "
+        f"nats = {dm.unigram_bpb():.3f} bpb)",
         f"sample: {sample!r}" if sample else "",
         f"run directory: {r.run_dir}",
         f"checkpoints:   {r.run_dir / 'checkpoints'}",

@@ -1,6 +1,9 @@
-"""Fault injection for tests that need a real process, loaded only when a test puts this folder
-on PYTHONPATH: TINYGPT_RAISE_IN_LOAD=1 makes loading the corpus raise a plain ValueError (a bug,
-not bad input)."""
+"""Fault injection for tests that need real processes, loaded only when a test puts this folder
+on PYTHONPATH.
+
+TINYGPT_RAISE_IN_LOAD=1: loading the corpus raises a plain ValueError (a bug, not bad input).
+TINYGPT_NAN_AT_CALL=k [TINYGPT_NAN_ON_RANK=r]: the k-th training loss is NaN (on rank r only).
+"""
 
 import os
 
@@ -11,3 +14,27 @@ if os.environ.get("TINYGPT_RAISE_IN_LOAD"):
         raise ValueError("injected bug")
 
     TextDataModule.load = _broken_load
+
+if os.environ.get("TINYGPT_NAN_AT_CALL"):
+    import torch
+
+    from tinygpt.model import GPT
+
+    _at, _calls, _real = int(os.environ["TINYGPT_NAN_AT_CALL"]), {"n": 0}, GPT.loss
+    _rank = int(os.environ.get("TINYGPT_NAN_ON_RANK", "-1"))
+
+    def _loss(self, idx, targets):
+        out = _real(self, idx, targets)
+        if not self.training or idx.device.type == "meta":  # not validation, not a FLOP count
+            return out
+        _calls["n"] += 1
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        if _calls["n"] == _at and _rank in (-1, rank):
+            import sys
+            import time
+
+            print(f"nan injected at {time.time()}", file=sys.stderr, flush=True)
+            return out * torch.tensor(float("nan"))
+        return out
+
+    GPT.loss = _loss
