@@ -67,17 +67,20 @@ def sweep_jobs(experiment: str) -> list:
     return [compose_train(f"experiment={experiment}", *job) for job in batch]
 
 
-def test_attention_ablation_composes_to_the_2x2_grid():
+def test_attention_ablation_composes_to_the_2x2_grid_on_three_seeds():
     jobs = sweep_jobs("attention_ablation")
-    grid = sorted((j.model.attention.scale, j.model.attention.causal) for j in jobs)
-    assert grid == [(False, False), (False, True), (True, False), (True, True)]
+    grid = sorted((j.model.attention.scale, j.model.attention.causal, j.seed) for j in jobs)
+    seeds = (1, 2, 3)
+    assert grid == [(s, c, seed) for s in (False, True) for c in (False, True) for seed in seeds]
     assert all(j.data.tokenizer == "char" and j.trainer.max_steps == 600 for j in jobs)
 
 
 def test_head_dim_sweep_repeats_scale_on_and_off_per_head_dimension():
     jobs = sweep_jobs("head_dim_sweep")
-    grid = sorted((j.model.emb_dim // j.model.n_heads, j.model.attention.scale) for j in jobs)
-    assert grid == [(d, s) for d in (16, 64, 256) for s in (False, True)]
+    grid = sorted((j.model.emb_dim // j.model.n_heads, j.model.attention.scale, j.seed)
+                  for j in jobs)
+    seeds = (1, 2, 3)
+    assert grid == [(d, s, seed) for d in (16, 64, 256) for s in (False, True) for seed in seeds]
 
 
 def test_sweep_folder_names_keep_paths_in_values_flat():

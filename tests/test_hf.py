@@ -8,6 +8,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from tinygpt.checkpoint import load_checkpoint
 from tinygpt.data import DataConfig, TextDataModule
+from tinygpt.errors import UsageError
 from tinygpt.events import scalars_by_step
 from tinygpt.generate import complete, generate
 from tinygpt.hf import load_hf_gpt2, save_hf_gpt2
@@ -112,3 +113,24 @@ def test_generate_reads_a_hf_directory(tmp_path):
     hf_model(tmp_path)
     text = complete(str(tmp_path), "The for statement", max_new_tokens=5, temperature=0)
     assert text.startswith("The for statement") and len(text) > len("The for statement")
+
+
+@pytest.mark.parametrize("kw,needle", [
+    (dict(positions="rope"), "positions=rope"), (dict(positions="alibi"), "positions=alibi"),
+    (dict(positions="none"), "positions=none"),
+    (dict(attention=AttentionConfig(qk_norm="rms")), "qk_norm=rms"),
+    (dict(attention=AttentionConfig(n_kv_heads=1)), "n_kv_heads=1"),
+    (dict(attention=AttentionConfig(window=4)), "window=4"),
+    (dict(attention=AttentionConfig(softcap=5.0, backend="manual")), "softcap=5.0"),
+    (dict(attention=AttentionConfig(scale_type="learned_head")), "scale_type=learned_head"),
+])
+def test_export_refuses_attention_gpt2_has_not(tmp_path, kw, needle):
+    model = GPT(GPTConfig(vocab_size=100, context_length=8, emb_dim=16, n_heads=2, n_layers=1,
+                          **kw))
+    with pytest.raises(UsageError, match=needle):
+        save_hf_gpt2(model, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    # grouped-query with one group per head is plain multi-head attention: it exports
+    save_hf_gpt2(GPT(GPTConfig(vocab_size=100, context_length=8, emb_dim=16, n_heads=2,
+                               n_layers=1, attention=AttentionConfig(n_kv_heads=2))),
+                 tmp_path / "ok")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.trainer.states import RunningStage
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
+from tinygpt.data import TokenWindows, bits_per_byte
 from tinygpt.diagnostics import attention_stats, qk_grad_norms, uniform_entropy
 from tinygpt.generate import SampleConfig, generate
 from tinygpt.model import attention_overrides, evaluating
@@ -115,6 +117,37 @@ class AttentionMaps(L.Callback):
                                                  trainer.global_step, close=True)
 
 
+class LongContextEval(L.Callback):
+    """At each validation, for positions that are not a learned table (rope, alibi, none): the
+    loss on validation windows `factor` times the training context, `val/loss_2x` and
+    `val/bpb_2x`. Does the model carry what it learnt to a longer context, or break?"""
+
+    def __init__(self, factor: int = 2, max_windows: int = 16):
+        self.factor, self.max_windows = factor, max_windows
+
+    @rank_zero_only
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        model = pl_module.model
+        if (trainer.sanity_checking or trainer.logger is None or stopped_on_nan(pl_module)
+                or model.cfg.positions == "learned" or isinstance(trainer.strategy, FSDPStrategy)):
+            return
+        T = self.factor * model.cfg.context_length
+        windows = TokenWindows(trainer.datamodule.val_ids, T, T)
+        n = min(len(windows), self.max_windows)
+        if n == 0:
+            return
+        x, y = (torch.stack(t).to(pl_module.device)
+                for t in zip(*(windows[i] for i in range(n)), strict=True))
+        with evaluating(model), torch.no_grad(), torch.autocast(pl_module.device.type,
+                                                                enabled=False):
+            loss = model.loss(x, y)
+        nbytes = pl_module.token_bytes[y].sum()
+        trainer.logger.log_metrics({f"val/loss_{self.factor}x": loss.item(),
+                                    f"val/bpb_{self.factor}x": bits_per_byte(
+                                        loss * y.numel(), nbytes).item()},
+                                   step=trainer.global_step)
+
+
 class TensorBoardLayout(L.Callback):
     """Writes the Custom Scalars layout (`tinygpt.tensorboard`) once, when training starts."""
 
@@ -123,6 +156,15 @@ class TensorBoardLayout(L.Callback):
         writer = getattr(trainer.logger, "experiment", None)
         if hasattr(writer, "add_custom_scalars"):  # not under fast_dev_run's dummy logger
             writer.add_custom_scalars(custom_scalars_layout(len(pl_module.model.blocks)))
+
+
+def generation_speed(model: torch.nn.Module, new_tokens: int = 64, batch: int = 4) -> float:
+    """Tokens per second of greedy generation with the KV cache, from a one-token prompt."""
+    idx = torch.zeros(batch, 1, dtype=torch.long, device=next(model.parameters()).device)
+    with torch.autocast(idx.device.type, enabled=False):
+        start = time.perf_counter()
+        generate(model, idx, new_tokens, temperature=0)
+        return batch * new_tokens / (time.perf_counter() - start)
 
 
 class AttentionDiagnostics(L.Callback):
@@ -141,6 +183,10 @@ class AttentionDiagnostics(L.Callback):
             # Sharded weights: a forward pass on one rank alone would wait for the others.
             rank_zero_warn("attention diagnostics are off under FSDP (diagnostics_every=0)")
             self.every_n_steps = 0
+        if trainer.is_global_zero and trainer.logger is not None:  # a constant of the shape
+            cfg = pl_module.model.cfg
+            trainer.logger.log_metrics(
+                {"attention/kv_cache_bytes_per_token": cfg.kv_cache_bytes_per_token()}, step=0)
 
     @rank_zero_only
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
@@ -154,9 +200,11 @@ class AttentionDiagnostics(L.Callback):
 
     @rank_zero_only
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # The final weights too, so a run's last point describes the model it ends with.
-        if self.every_n_steps and trainer.logger is not None:
+        # The final weights too, so a run's last point describes the model it ends with; and
+        # how fast they generate with their KV cache (what fewer kv heads should buy).
+        if self.every_n_steps and trainer.logger is not None and not stopped_on_nan(pl_module):
             metrics = self._attention_metrics(trainer, pl_module)
+            metrics["attention/generate_tokens_per_sec"] = generation_speed(pl_module.model)
             trainer.logger.log_metrics(metrics, step=trainer.global_step)
 
     def _attention_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
@@ -173,6 +221,7 @@ class AttentionDiagnostics(L.Callback):
                 f"attention/entropy/layer_{i}": st.entropy.mean().item(),
                 f"attention/max_weight/layer_{i}": st.max_weight.mean().item(),
                 f"attention/score_std/layer_{i}": st.score_std.mean().item(),
+                f"attention/max_score/layer_{i}": st.max_score,
             }
             metrics |= {f"attention/entropy/layer_{i}/head_{h}": e
                         for h, e in enumerate(st.entropy.tolist())}

@@ -31,6 +31,7 @@ class LayerStats:
     entropy: Tensor  # (heads,) row entropy, nats
     max_weight: Tensor  # (heads,) each row's largest weight: 1.0 is a saturated softmax
     score_std: Tensor  # (heads,) spread of a row's pre-softmax scores over the keys it sees
+    max_score: float  # the largest pre-softmax score the layer gives a key it sees (logit growth)
 
 
 def attention_stats(model: GPT, idx: Tensor) -> list[LayerStats]:
@@ -56,7 +57,9 @@ def attention_stats(model: GPT, idx: Tensor) -> list[LayerStats]:
     stats = []
     for a, w, s in zip(attns, weights, scores, strict=True):
         w, s = w.float(), s.float()
-        seen = a.mask[:T, :T] if a.causal else torch.ones(T, T, dtype=torch.bool, device=s.device)
+        seen = a.visible(0, T, T, s.device)
+        if seen is None:
+            seen = torch.ones(T, T, dtype=torch.bool, device=s.device)
         n = seen.sum(-1)  # keys each query row sees
         mean = (s * seen).sum(-1, keepdim=True) / n[:, None]
         std = ((((s - mean) * seen) ** 2).sum(-1) / n).sqrt()
@@ -64,18 +67,21 @@ def attention_stats(model: GPT, idx: Tensor) -> list[LayerStats]:
             entropy=row_entropy(w).mean(dim=(0, 2)),
             max_weight=w.amax(-1).mean(dim=(0, 2)),
             score_std=std[..., n > 1].mean(dim=(0, 2)),  # a row with one key has no spread
+            max_score=s.masked_fill(~seen, -torch.inf).max().item(),
         ))
     return stats
 
 
 def qk_grad_norms(model: GPT) -> list[tuple[float, float]] | None:
-    """(|grad W_q|, |grad W_k|) per layer, 2-norms of the fused qkv weight's first two thirds;
+    """(|grad W_q|, |grad W_k|) per layer, 2-norms of the fused qkv weight's query and key rows;
     None before any backward pass."""
     out = []
     for block in model.blocks:
-        grad = block.attn.qkv.weight.grad
+        a = block.attn
+        grad = a.qkv.weight.grad
         if grad is None:
             return None
-        g_q, g_k, _ = grad.float().chunk(3, dim=0)
+        kv = a.n_kv_heads * a.head_dim
+        g_q, g_k, _ = grad.float().split([a.num_heads * a.head_dim, kv, kv], dim=0)
         out.append((g_q.norm().item(), g_k.norm().item()))
     return out

@@ -63,6 +63,18 @@ def config_to_hf(cfg: GPTConfig) -> dict:
         flags = ", ".join(f"{n}=false" for n in off)
         raise UsageError(f"Hugging Face GPT-2 always scales and masks attention; this model has "
                          f"{flags} (export a model trained with both)")
+    gpt2 = AttentionConfig(scale=a.scale, causal=a.causal, mask_impl=a.mask_impl,
+                           backend=a.backend)  # what GPT-2 has; the seed's mask exports
+    beyond = [f"{k}={getattr(v, 'value', v)}" for k, v in vars(a).items()
+              if v != getattr(gpt2, k)]
+    if cfg.positions != "learned":
+        beyond.insert(0, f"positions={cfg.positions.value}")
+    if a.n_kv_heads == cfg.n_heads:  # grouped-query with as many groups as heads is plain MHA
+        beyond.remove(f"n_kv_heads={a.n_kv_heads}")
+    if beyond:
+        raise UsageError(f"Hugging Face GPT-2 has learned positions and plain multi-head "
+                         f"attention; this model has {', '.join(beyond)} (export a model "
+                         "trained without them)")
     return {
         "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
         "vocab_size": cfg.vocab_size,

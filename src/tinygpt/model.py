@@ -16,6 +16,9 @@ from tinygpt.attention import (
     KVCache,
     MaskImpl,
     MultiHeadAttention,
+    Positions,
+    QKNorm,
+    ScaleType,
     check_attention_options,
     check_length,
 )
@@ -31,11 +34,18 @@ class AttentionConfig:
     causal: bool = True
     mask_impl: MaskImpl = MaskImpl.neg_inf
     backend: Backend = Backend.sdpa
+    scale_type: ScaleType = ScaleType.inv_sqrt_d  # with scale=true: which factor
+    scale_value: float | None = None  # for scale_type=fixed: the factor
+    qk_norm: QKNorm = QKNorm.none
+    n_kv_heads: int | None = None  # key/value heads (null: n_heads; 1: multi-query)
+    window: int | None = None  # sliding window: each query sees its last `window` keys
+    softcap: float | None = None  # scores -> softcap * tanh(scores / softcap) (manual backend)
 
     def __post_init__(self) -> None:
         # Strings (a checkpoint's hparams, a library call) become the enums the schema uses.
-        self.mask_impl = parse_choice(MaskImpl, self.mask_impl, "model.attention.mask_impl")
-        self.backend = parse_choice(Backend, self.backend, "model.attention.backend")
+        for name, kind in (("mask_impl", MaskImpl), ("backend", Backend),
+                           ("scale_type", ScaleType), ("qk_norm", QKNorm)):
+            setattr(self, name, parse_choice(kind, getattr(self, name), f"model.attention.{name}"))
 
 
 @dataclass
@@ -53,6 +63,9 @@ class GPTConfig:
     # Round the embedding/head rows up to a multiple of this (64 suits matmul kernels); the
     # extra rows are never scored, trained or sampled.
     pad_vocab_multiple: int = 64
+    # learned (GPT-2's table, context_length caps the input), rope, alibi or none (NoPE)
+    positions: Positions = Positions.learned
+    rope_base: float = 10000.0
     attention: AttentionConfig = field(default_factory=AttentionConfig)
 
     @property
@@ -63,6 +76,7 @@ class GPTConfig:
     def __post_init__(self) -> None:
         if isinstance(self.attention, dict):  # e.g. rebuilt from a checkpoint's hparams
             self.attention = AttentionConfig(**self.attention)
+        self.positions = parse_choice(Positions, self.positions, "model.positions")
 
     def validate(self) -> None:
         """Raise UsageError, saying what to change, for a shape the model cannot be built with."""
@@ -72,13 +86,24 @@ class GPTConfig:
                 raise UsageError(f"model.{name} must be a positive integer (got {value})")
         if not 0.0 <= self.drop_rate < 1.0:
             raise UsageError(f"model.drop_rate must be in [0, 1) (got {self.drop_rate})")
-        a = self.attention
-        check_attention_options(self.emb_dim, self.n_heads, a.mask_impl, a.backend)
+        check_attention_options(self.emb_dim, self.n_heads, **self.attention_kwargs())
+
+    def attention_kwargs(self) -> dict[str, Any]:
+        """MultiHeadAttention's switches, from `attention` and `positions`."""
+        return asdict(self.attention) | {"positions": self.positions}
+
+    def kv_cache_bytes_per_token(self, element_bytes: int = 4) -> int:
+        """What generation keeps per token: keys and values of every layer's kv heads."""
+        kv_heads = self.attention.n_kv_heads or self.n_heads
+        return 2 * self.n_layers * kv_heads * (self.emb_dim // self.n_heads) * element_bytes
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python values (choices as strings): what a checkpoint stores, and loads safely."""
-        return {k: {a: getattr(v, "value", v) for a, v in val.items()} if k == "attention" else val
-                for k, val in asdict(self).items()}
+        def plain(v: Any) -> Any:
+            return {k: plain(x) for k, x in v.items()} if isinstance(v, dict) else getattr(
+                v, "value", v)
+
+        return plain(asdict(self))
 
 
 class MLP(nn.Module):
@@ -100,12 +125,11 @@ class Block(nn.Module):
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        a = cfg.attention
         self.ln1 = nn.LayerNorm(cfg.emb_dim)
         self.attn = MultiHeadAttention(
             cfg.emb_dim, cfg.emb_dim, cfg.context_length, cfg.n_heads,
-            dropout=cfg.drop_rate, qkv_bias=cfg.qkv_bias,
-            scale=a.scale, causal=a.causal, mask_impl=a.mask_impl, backend=a.backend,
+            dropout=cfg.drop_rate, qkv_bias=cfg.qkv_bias, rope_base=cfg.rope_base,
+            **cfg.attention_kwargs(),
         )
         self.ln2 = nn.LayerNorm(cfg.emb_dim)
         self.mlp = MLP(cfg)
@@ -128,7 +152,9 @@ class GPT(nn.Module):
         cfg.validate()
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.padded_vocab_size, cfg.emb_dim)
-        self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
+        # Only GPT-2's learned positions are a table; rope and alibi act inside attention.
+        learned = cfg.positions == Positions.learned
+        self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim) if learned else None
         self.drop = nn.Dropout(cfg.drop_rate)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.emb_dim)
@@ -186,9 +212,11 @@ class GPT(nn.Module):
         """The final LayerNorm's output (B, T, emb_dim), the head's input."""
         T = idx.shape[1]
         past = cache[0].length if cache is not None else 0
-        check_length(past + T, self.cfg.context_length)  # before the position table is indexed
-        pos = torch.arange(past, past + T, device=idx.device)
-        x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))
+        x = self.tok_emb(idx)
+        if self.pos_emb is not None:
+            check_length(past + T, self.cfg.context_length)  # the table has no rows beyond it
+            x = x + self.pos_emb(torch.arange(past, past + T, device=idx.device))
+        x = self.drop(x)
         weights = []
         for i, block in enumerate(self.blocks):
             x, w = block(x, cache[i] if cache is not None else None, return_weights)

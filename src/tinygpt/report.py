@@ -8,6 +8,7 @@ by the overrides that tell them apart.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -15,10 +16,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from tinygpt.config import compose_train, yaml_value  # noqa: E402
 from tinygpt.errors import UsageError  # noqa: E402
 from tinygpt.events import EVENTS, read_events  # noqa: E402
+from tinygpt.stats import Summary, verdict, welch_p  # noqa: E402
 
 TRAIN_TAIL = 5  # train loss in the table: the mean of the last this-many logged values
 
@@ -61,6 +64,13 @@ class Run:
                 out.append(sum(kept) / len(kept))
         return sum(out) / len(out) if out else None
 
+    def stopped_early(self) -> bool:
+        """Ended before its max_steps: a NaN stop (divergence) or an interruption."""
+        steps, _ = self.series("train/loss")
+        planned = self.config.trainer.max_steps if self.config is not None else None
+        return bool(steps and planned and planned > 0 and
+                    max(steps) + self.config.trainer.log_every_n_steps < planned)
+
     def head_dim(self) -> int | None:
         m = self.config.model if self.config is not None else None
         return m.emb_dim // m.n_heads if m is not None else None
@@ -78,7 +88,8 @@ def find_runs(sweep: Path) -> list[Run]:
 
 def label_runs(runs: list[Run]) -> None:
     """Label each run by its overrides minus those every run shares; keys shortened to their
-    last part where that stays unambiguous (model.attention.scale=false -> scale=false)."""
+    last part where that stays unambiguous (model.attention.scale=false -> scale=false). A
+    run's `setting` is the same minus its seed: the runs of one setting are its seeds."""
     shared = set.intersection(*(set(r.overrides) for r in runs)) if len(runs) > 1 else set()
     keys = [o.split("=", 1)[0] for r in runs for o in r.overrides if o not in shared]
     short = {k: k.rsplit(".", 1)[-1] for k in keys}
@@ -87,6 +98,37 @@ def label_runs(runs: list[Run]) -> None:
     for r in runs:
         parts = [o.split("=", 1) for o in r.overrides if o not in shared]
         r.label = " ".join(f"{short[k]}={v.lower()}" for k, v in parts) or r.path.name
+        r.setting = {k: v for k, v in parts if k != "seed"}
+        r.group = " ".join(f"{short[k]}={v.lower()}" for k, v in r.setting.items()) or "all"
+
+
+def by_setting(runs: list[Run]) -> dict[str, list[Run]]:
+    """The runs of each setting (its seeds), in the runs' order."""
+    groups: dict[str, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(r.group, []).append(r)
+    return groups
+
+
+def is_default(key: str, value: str, defaults: DictConfig) -> bool:
+    """Whether an override sets a key to the default run's value (1e-3 and 0.001 alike)."""
+    ours = yaml_value(getattr(OmegaConf.select(defaults, key), "value",
+                              OmegaConf.select(defaults, key)))
+    try:
+        return math.isclose(float(ours), float(value))
+    except (TypeError, ValueError):
+        return ours.lower() == value.lower()
+
+
+def baseline_of(setting: dict[str, str], settings: list[dict[str, str]], compare: set[str],
+                defaults: DictConfig) -> dict[str, str] | None:
+    """The setting a setting is tested against: the compared keys at their defaults, every
+    other key as it is (with no keys named, every key is compared)."""
+    for other in settings:
+        if all(is_default(k, v, defaults) if (not compare or k in compare) else v == setting[k]
+               for k, v in other.items()):
+            return other
+    return None
 
 
 def fmt(x: float | None, digits: int = 3) -> str:
@@ -119,6 +161,36 @@ def table(runs: list[Run]) -> str:
         ]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def seeds_table(runs: list[Run], compare: set[str]) -> str:
+    """Per setting over its seeds: mean ± std of the final val bpb, val loss and train bpb, and
+    Welch's t-test of the val bpb against the setting's baseline."""
+    groups = by_setting(runs)
+    settings = [g[0].setting for g in groups.values()]
+    defaults = compose_train()
+    head = ["setting", "seeds", "stopped early", "val bpb", "p vs baseline", "", "val loss",
+            "train bpb", "baseline"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    final = {name: Summary(tuple(r.last("val/bpb") for r in g if r.last("val/bpb") is not None))
+             for name, g in groups.items()}
+    for name, group in groups.items():
+        base = baseline_of(group[0].setting, settings, compare, defaults)
+        base_name = next((n for n, g in groups.items() if g[0].setting == base), None)
+        p = None if base_name in (None, name) else welch_p(final[name], final[base_name])
+        cells = [name, str(len(group)), str(sum(r.stopped_early() for r in group)),
+                 str(final[name]) if final[name].n else "–",
+                 "–" if p is None else f"{p:.3f}", verdict(p) if p is not None else "",
+                 summary_of(group, "val/loss"), summary_of(group, "train/bpb", tail=True),
+                 "(itself)" if base_name == name else (base_name or "–")]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def summary_of(group: list[Run], tag: str, tail: bool = False) -> str:
+    values = tuple(v for r in group if (v := train_tail(r, tag) if tail else r.last(tag))
+                   is not None)
+    return str(Summary(values)) if values else "–"
 
 
 def per_layer_plot(runs: list[Run], names: list[str], ylabels: list[str], path: Path,
@@ -184,20 +256,67 @@ def loss_plot(runs: list[Run], path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(sweep: Path, out: Path) -> Path:
-    """Write report.md and the plots for the sweep's runs into out; returns report.md's path."""
-    runs = find_runs(sweep)
-    if not runs:
-        raise UsageError(f"no TensorBoard event files under {sweep} (pass a run or sweep folder)")
-    out.mkdir(parents=True, exist_ok=True)
+def write_plots(runs: list[Run], out: Path) -> list[tuple[str, str]]:
+    """Every plot of the report, as (title, file name) pairs."""
     loss_plot(runs, out / "loss.png")
     bpb_plot(runs, out / "bpb.png")
     per_layer_plot(runs, ["entropy"], ["entropy (nats)"], out / "entropy.png", uniform=True)
     per_layer_plot(runs, ["max_weight"], ["largest weight per row"], out / "saturation.png")
     per_layer_plot(runs, ["score_std"], ["pre-softmax score std"], out / "score_std.png",
                    log=True)
+    per_layer_plot(runs, ["max_score"], ["largest pre-softmax score"], out / "max_score.png")
     per_layer_plot(runs, ["grad_wq", "grad_wk"], ["W_q grad norm", "W_k grad norm"],
                    out / "grad_qk.png", log=True)
+    plots = [("losses", "loss.png"), ("bits per byte", "bpb.png"),
+             ("attention entropy", "entropy.png"), ("saturation", "saturation.png"),
+             ("score spread", "score_std.png"), ("largest score", "max_score.png"),
+             ("W_q and W_k gradient norms", "grad_qk.png")]
+    if any(len(g) > 1 for g in by_setting(runs).values()):
+        seeds_plot(runs, out / "seeds.png")
+        plots.insert(0, ("val bpb over seeds", "seeds.png"))
+    return plots
+
+
+def seeds_plot(runs: list[Run], path: Path) -> None:
+    """Validation bpb per setting: the mean over its seeds, shaded between min and max."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for k, (name, group) in enumerate(by_setting(runs).items()):
+        curves = [dict(zip(*r.series("val/bpb"), strict=True)) for r in group]
+        steps = sorted(set.intersection(*(set(c) for c in curves)))
+        values = [[c[s] for c in curves] for s in steps]
+        ax.plot(steps, [sum(v) / len(v) for v in values], color=f"C{k}", marker="o", ms=3,
+                label=f"{name} ({len(group)} seeds)")
+        ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values],
+                        color=f"C{k}", alpha=0.2)
+    ax.set_title("validation bits per byte: mean over seeds, shaded min-max")
+    ax.set_xlabel("step")
+    ax.set_ylabel("bits per byte")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def write_report(sweep: Path, out: Path, compare: set[str] | None = None) -> Path:
+    """Write report.md and the plots for the sweep's runs into out; returns report.md's path.
+    `compare`: the keys whose default value is each setting's baseline (None: all)."""
+    runs = find_runs(sweep)
+    if not runs:
+        raise UsageError(f"no TensorBoard event files under {sweep} (pass a run or sweep folder)")
+    out.mkdir(parents=True, exist_ok=True)
+    plots = "\n".join(f"![{title}]({name})" for title, name in write_plots(runs, out))
+    seeds = ""
+    if any(len(g) > 1 for g in by_setting(runs).values()):
+        seeds = f"""## Across seeds
+
+Mean ± standard deviation over each setting's seeds (final values); p: Welch's t-test of the val
+bpb against the setting's baseline (its {", ".join(sorted(compare)) if compare else "keys"} at
+their defaults). "differs": p < 0.05; with 3 seeds, "no clear difference" is what a test that
+cannot see small effects says, not evidence of none.
+
+{seeds_table(runs, compare or set())}
+"""
     samples = "\n\n".join(f"**{r.label}**\n\n```\n{r.sample}\n```" for r in runs if r.sample)
     text = f"""# Sweep report: {sweep}
 
@@ -208,14 +327,12 @@ with different tokenizers compare. Causal eval: the same weights scored with the
 batch, mean over layers and heads (entropy max: uniform attention over the keys each row sees).
 Gradient norms, before clipping, mean over layers: over all logged steps (over the last quarter).
 
+{seeds}
+## Every run
+
 {table(runs)}
 
-![losses](loss.png)
-![bits per byte](bpb.png)
-![attention entropy](entropy.png)
-![saturation](saturation.png)
-![score spread](score_std.png)
-![W_q and W_k gradient norms](grad_qk.png)
+{plots}
 
 ## Samples at the last validation
 

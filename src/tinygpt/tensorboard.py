@@ -25,6 +25,8 @@ def custom_scalars_layout(n_layers: int) -> dict:
             rf"^attention/entropy/{per_layer}", r"^attention/entropy_uniform$"),
         "largest weight per row (1 = saturated)": chart(rf"^attention/max_weight/{per_layer}"),
         "spread of the pre-softmax scores": chart(rf"^attention/score_std/{per_layer}"),
+        "largest pre-softmax score (attention-logit growth)": chart(
+            rf"^attention/max_score/{per_layer}"),
         "gradient norm reaching W_q": chart(rf"^attention/grad_wq/{per_layer}"),
         "gradient norm reaching W_k": chart(rf"^attention/grad_wk/{per_layer}"),
     }
@@ -33,8 +35,9 @@ def custom_scalars_layout(n_layers: int) -> dict:
     return {
         "1. losses": {
             "loss, nats per token": chart(r"^train/loss$", r"^val/loss$",
-                                          r"^val/loss_causal_eval$"),
-            "bits per byte (comparable across tokenizers)": chart(r"^train/bpb$", r"^val/bpb$"),
+                                          r"^val/loss_causal_eval$", r"^val/loss_2x$"),
+            "bits per byte (comparable across tokenizers)": chart(r"^train/bpb$", r"^val/bpb$",
+                                                                  r"^val/bpb_2x$"),
         },
         "2. training": {
             "learning rate": chart(r"^train/lr/decay$"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import warnings
 from enum import Enum
 from functools import lru_cache
@@ -141,6 +142,7 @@ def train_bpe(text: str, vocab_size: int) -> BPETokenizer:
         raise UsageError("data.tokenizer=bpe needs a corpus with at least two different "
                          "characters to learn merges from (give a longer text, or use "
                          "data.tokenizer=char)")
+    logging.getLogger("rustbpe").setLevel(logging.WARNING)  # not a line per 1% of the merges
     trainer = rustbpe.Tokenizer()
     trainer.train_from_iterator(iter([text]), vocab_size - 1)  # the last id: end-of-text
     ranks = trainer.get_mergeable_ranks()

@@ -25,6 +25,7 @@ from tinygpt.callbacks import (
     AttentionDiagnostics,
     AttentionMaps,
     FinalCheckpoint,
+    LongContextEval,
     SampleText,
     TensorBoardLayout,
     Throughput,
@@ -141,7 +142,7 @@ def build_trainer(cfg: DictConfig, s: TrainConfig, run_dir: Path, precision: Pre
         best, final, LearningRateMonitor(logging_interval="step"),
         Throughput(window=log_every, peak_tflops=s.peak_tflops),
         SampleText(s.sample, seed=s.seed), AttentionMaps(s.attention_map_tokens),
-        TensorBoardLayout(),
+        TensorBoardLayout(), LongContextEval(),
         AttentionDiagnostics(s.diagnostics_every),
         *progress_callback(cfg.trainer, every=5 * log_every), *extra,
     ]
