@@ -51,8 +51,10 @@ class DataConfig:
     name: Corpus = Corpus.python_docs
     path: str | None = None  # for name=text: a file, a folder of .txt files, or a glob
     url: str | None = None  # for a download preset: a mirror instead of the default address
-    tokenizer: TokenizerName = TokenizerName.gpt2
-    vocab_size: int = 4096  # for tokenizer=bpe: tokens it learns (256 bytes + merges + 1 special)
+    # A BPE trained on the training split: chosen by measurement (docs/tokenizers.md) for the
+    # best bits per byte within the default run's minutes; GPT-2's is data.tokenizer=gpt2.
+    tokenizer: TokenizerName = TokenizerName.bpe
+    vocab_size: int = 2048  # for tokenizer=bpe: tokens it learns (256 bytes + merges + 1 special)
     batch_size: int = 16  # sequences per optimizer step over all devices (split across them)
     val_fraction: float = 0.1
     stride: int | None = 64  # tokens between training windows' starts (None: context_length)
