@@ -88,3 +88,9 @@ def test_sweep_folder_names_keep_paths_in_values_flat():
 
     name = folder_name("data.path=../corpus/a.txt,model.n_heads=4")
     assert name == "data.path=.._corpus_a.txt,model.n_heads=4" and "/" not in name
+
+
+def test_an_experiment_names_its_own_sweep_folder():
+    cfg = compose_train("experiment=positions", hydra=True)
+    assert cfg.hydra.sweep.dir.startswith("outputs/positions/")
+    assert compose_train(hydra=True).hydra.sweep.dir.startswith("outputs/multirun/")

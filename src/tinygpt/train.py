@@ -205,7 +205,8 @@ def summary(r: TrainResult, dm: TextDataModule, gpt_cfg, precision: PrecisionCho
         f"sample: {sample!r}" if sample else "",
         f"run directory: {r.run_dir}",
         f"checkpoints:   {r.run_dir / 'checkpoints'}",
-        f"tensorboard:   tensorboard --logdir {logdir}",
+        f"tensorboard:   tensorboard --logdir {logdir}   "
+        "(then http://localhost:6006/#custom_scalars: losses first)",
         f"sweep report:  python scripts/report.py {logdir}" if sweep else "",
     ]
     print("\n" + "\n".join(line for line in lines if line))
