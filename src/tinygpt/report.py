@@ -64,6 +64,12 @@ class Run:
                 out.append(sum(kept) / len(kept))
         return sum(out) / len(out) if out else None
 
+    def peak(self, name: str) -> float | None:
+        """The largest value of attention/<name>/layer_i over all layers and logged steps."""
+        values = [v for i in range(self.layers())
+                  for v in self.series(f"attention/{name}/layer_{i}")[1]]
+        return max(values) if values else None
+
     def stopped_early(self) -> bool:
         """Ended before its max_steps: a NaN stop (divergence) or an interruption."""
         steps, _ = self.series("train/loss")
@@ -163,14 +169,25 @@ def table(runs: list[Run]) -> str:
     return "\n".join(rows)
 
 
+# Columns a seeds table adds where its runs logged them: header, decimals, one run's value.
+EXTRA_COLUMNS = (
+    ("val bpb, 2x context", 3, lambda r: r.last("val/bpb_2x")),
+    ("largest score (peak)", 1, lambda r: r.peak("max_score")),
+    ("KV cache bytes/token", 0, lambda r: r.last("attention/kv_cache_bytes_per_token")),
+    ("generate tokens/s", 0, lambda r: r.last("attention/generate_tokens_per_sec")),
+)
+
+
 def seeds_table(runs: list[Run], compare: set[str]) -> str:
-    """Per setting over its seeds: mean ± std of the final val bpb, val loss and train bpb, and
-    Welch's t-test of the val bpb against the setting's baseline."""
+    """Per setting over its seeds: mean ± std of the final val bpb, val loss and train bpb (and
+    of the EXTRA_COLUMNS the runs logged), and Welch's t-test of the val bpb against the
+    setting's baseline."""
     groups = by_setting(runs)
     settings = [g[0].setting for g in groups.values()]
     defaults = compose_train()
+    extra = [c for c in EXTRA_COLUMNS if any(c[2](r) is not None for r in runs)]
     head = ["setting", "seeds", "stopped early", "val bpb", "p vs baseline", "", "val loss",
-            "train bpb", "baseline"]
+            "train bpb", *(c[0] for c in extra), "baseline"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     final = {name: Summary(tuple(r.last("val/bpb") for r in g if r.last("val/bpb") is not None))
              for name, g in groups.items()}
@@ -182,9 +199,15 @@ def seeds_table(runs: list[Run], compare: set[str]) -> str:
                  str(final[name]) if final[name].n else "–",
                  "–" if p is None else f"{p:.3f}", verdict(p) if p is not None else "",
                  summary_of(group, "val/loss"), summary_of(group, "train/bpb", tail=True),
+                 *(values_of(group, value, digits) for _, digits, value in extra),
                  "(itself)" if base_name == name else (base_name or "–")]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def values_of(group: list[Run], value, digits: int) -> str:
+    values = tuple(v for r in group if (v := value(r)) is not None)
+    return Summary(values).format(digits) if values else "–"
 
 
 def summary_of(group: list[Run], tag: str, tail: bool = False) -> str:
@@ -311,9 +334,9 @@ def write_report(sweep: Path, out: Path, compare: set[str] | None = None) -> Pat
         seeds = f"""## Across seeds
 
 Mean ± standard deviation over each setting's seeds (final values); p: Welch's t-test of the val
-bpb against the setting's baseline (its {", ".join(sorted(compare)) if compare else "keys"} at
-their defaults). "differs": p < 0.05; with 3 seeds, "no clear difference" is what a test that
-cannot see small effects says, not evidence of none.
+bpb against the setting's baseline, the same setting with {", ".join(sorted(compare))
+if compare else "every key"} at the default. "differs": p < 0.05; with 3 seeds, "no clear
+difference" is what a test that cannot see small effects says, not evidence of none.
 
 {seeds_table(runs, compare or set())}
 """

@@ -29,7 +29,13 @@ class Summary:
         return math.sqrt(sum((v - self.mean) ** 2 for v in self.values) / (self.n - 1))
 
     def __str__(self) -> str:
-        return f"{self.mean:.3f} ± {self.std:.3f}" if self.n > 1 else f"{self.mean:.3f}"
+        return self.format(3)
+
+    def format(self, digits: int) -> str:
+        """`mean ± std` to `digits` decimals; the mean alone for one value or equal values."""
+        if self.n > 1 and self.std > 0:
+            return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+        return f"{self.mean:.{digits}f}"
 
 
 def welch_p(a: Summary, b: Summary) -> float | None:

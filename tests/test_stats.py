@@ -1,0 +1,57 @@
+"""Statistics over seeds: mean ± std, Welch's t-test, and the seeds table report.py writes from a
+sweep's folders."""
+
+import math
+
+import pytest
+from torch.utils.tensorboard import SummaryWriter
+
+from tinygpt.report import find_runs, seeds_table
+from tinygpt.stats import Summary, verdict, welch_p
+
+
+def test_summary_is_the_sample_mean_and_standard_deviation():
+    s = Summary((1.0, 2.0, 4.0))
+    assert s.mean == pytest.approx(7 / 3)
+    assert s.std == pytest.approx(math.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2
+                                             + (4 - 7 / 3) ** 2) / 2))
+    assert str(s) == "2.333 ± 1.528" and str(Summary((2.0,))) == "2.000"
+
+
+def test_welch_p_against_a_hand_computation():
+    # t = (2 - 5) / sqrt(1/3 + 1/3) = -3.674 with 4 degrees of freedom: two-sided p = 0.0213
+    p = welch_p(Summary((1.0, 2.0, 3.0)), Summary((4.0, 5.0, 6.0)))
+    assert p == pytest.approx(0.02131, abs=1e-4) and verdict(p) == "differs"
+    assert verdict(welch_p(Summary((1.0, 2.0, 3.0)), Summary((1.5, 2.5, 3.5)))) == \
+        "no clear difference"
+    assert welch_p(Summary((1.0,)), Summary((2.0, 3.0))) is None  # one seed: no test
+
+
+def fake_sweep(root, values: dict[tuple[str, int], float]):
+    """A sweep folder as Hydra and the run write it: overrides.yaml, config.yaml, events."""
+    for (qk, seed), bpb in values.items():
+        run = root / f"qk_norm={qk},seed={seed}"
+        (run / ".hydra").mkdir(parents=True)
+        (run / ".hydra" / "overrides.yaml").write_text(
+            f"- model.attention.qk_norm={qk}\n- seed={seed}\n")
+        (run / ".hydra" / "config.yaml").write_text(
+            "trainer: {max_steps: 10, log_every_n_steps: 1}\nmodel: {emb_dim: 8, n_heads: 2}\n")
+        with SummaryWriter(str(run)) as w:
+            for step in range(10):
+                w.add_scalar("train/loss", 1.0, step)
+            w.add_scalar("val/bpb", bpb, 9)
+            w.add_scalar("attention/max_score/layer_0", 10 * bpb, 5)
+            w.add_scalar("attention/entropy/layer_0", 1.0, 9)
+
+
+def test_the_seeds_table_groups_seeds_and_tests_each_setting_against_the_default(tmp_path):
+    fake_sweep(tmp_path, {("none", 1): 2.0, ("none", 2): 2.1, ("none", 3): 2.2,
+                          ("rms", 1): 1.5, ("rms", 2): 1.6, ("rms", 3): 1.7})
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")
+            for line in seeds_table(find_runs(tmp_path), {"model.attention.qk_norm"}).splitlines()}
+    none, rms = rows["qk_norm=none"], rows["qk_norm=rms"]
+    assert none[1] == "3" and none[3] == "2.100 ± 0.100" and none[-1].startswith("(itself)")
+    expected = welch_p(Summary((1.5, 1.6, 1.7)), Summary((2.0, 2.1, 2.2)))
+    assert rms[3] == "1.600 ± 0.100" and rms[4] == f"{expected:.3f}" and rms[5] == "differs"
+    assert rms[-1].startswith("qk_norm=none")
+    assert rms[8] == "16.0 ± 1.0"  # the largest score column appears because runs logged it
