@@ -217,3 +217,43 @@ def test_manual_reference_matches_a_plain_softmax_for_all_choices_at_once():
     expect = F.softmax(s, -1) @ v.repeat_interleave(2, dim=1)
     out = m.out_proj(expect.transpose(1, 2).reshape(2, CTX, D))
     torch.testing.assert_close(m(x), out, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["model.positions=rope", "model.attention.qk_norm=rms", "model.attention.n_kv_heads=1",
+     "model.attention.window=8", "model.attention.scale_type=learned_head"],
+    ["model.positions=alibi", "model.attention.backend=manual", "model.attention.softcap=20",
+     "model.attention.scale_type=fixed", "model.attention.scale_value=0.12",
+     "model.attention.qk_norm=layer", "model.attention.n_kv_heads=1"],
+], ids=["rope-qknorm-mqa-window-learned", "alibi-manual-softcap-fixed-layernorm"])
+def test_the_toggles_train_and_generate_with_and_without_the_cache(train_run, overrides):
+    from tinygpt.events import scalars_by_step
+    from tinygpt.generate import complete
+
+    result, _ = train_run("model.n_heads=2", "trainer.max_steps=20",
+                          "trainer.val_check_interval=10", *overrides)
+    assert math.isfinite(result.val_bpb)
+    for tag in ("val/bpb_2x", "val/bpb_2x_ref", "attention/max_score/layer_0",
+                "attention/kv_cache_bytes_per_token", "attention/generate_tokens_per_sec"):
+        assert scalars_by_step(result.run_dir, tag), tag
+    ckpt = str(result.last_checkpoint)
+    cached, uncached = (complete(ckpt, "The for", max_new_tokens=40, temperature=0.0,
+                                 use_cache=c, device="cpu") for c in (True, False))
+    assert cached == uncached and len(cached) > len("The for")
+
+
+def test_the_longer_context_reference_scores_the_same_tokens_at_the_trained_length():
+    import numpy as np
+
+    from tinygpt.data import TokenWindows
+    from tinygpt.evaluate import longer_context, score_windows
+
+    model = gpt("rope").eval()
+    ids = np.random.default_rng(0).integers(0, 40, size=200)
+    token_bytes = torch.ones(40, dtype=torch.long)
+    long, ref = longer_context(model, ids, token_bytes, factor=2)
+    # the long windows (32 tokens) cover 6 x 32 = 12 windows of the trained 16, side by side
+    same = score_windows(model, TokenWindows(ids[: 6 * 32 + 1], 16, 16), token_bytes)
+    assert ref.tokens == same.tokens == long.tokens == 192
+    assert ref.nats_per_token == pytest.approx(same.nats_per_token, rel=1e-6)
+    assert abs(long.nats_per_token - ref.nats_per_token) > 1e-4  # the context did change

@@ -16,8 +16,8 @@ from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.trainer.states import RunningStage
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
-from tinygpt.data import TokenWindows, bits_per_byte
 from tinygpt.diagnostics import attention_stats, qk_grad_norms, uniform_entropy
+from tinygpt.evaluate import longer_context
 from tinygpt.generate import SampleConfig, generate
 from tinygpt.model import attention_overrides, evaluating
 from tinygpt.precision import matmul_gflops
@@ -119,11 +119,12 @@ class AttentionMaps(L.Callback):
 
 class LongContextEval(L.Callback):
     """At each validation, for positions that are not a learned table (rope, alibi, none): the
-    loss on validation windows `factor` times the training context, `val/loss_2x` and
-    `val/bpb_2x`. Does the model carry what it learnt to a longer context, or break?"""
+    validation text in windows `factor` times the training context (`val/loss_2x`, `val/bpb_2x`)
+    and the same tokens in windows of the training context (`val/bpb_2x_ref`). Does the model
+    use the longer context, or break?"""
 
-    def __init__(self, factor: int = 2, max_windows: int = 16):
-        self.factor, self.max_windows = factor, max_windows
+    def __init__(self, factor: int = 2):
+        self.factor = factor
 
     @rank_zero_only
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -131,20 +132,15 @@ class LongContextEval(L.Callback):
         if (trainer.sanity_checking or trainer.logger is None or stopped_on_nan(pl_module)
                 or model.cfg.positions == "learned" or isinstance(trainer.strategy, FSDPStrategy)):
             return
-        T = self.factor * model.cfg.context_length
-        windows = TokenWindows(trainer.datamodule.val_ids, T, T)
-        n = min(len(windows), self.max_windows)
-        if n == 0:
+        with torch.autocast(pl_module.device.type, enabled=False):
+            scores = longer_context(model, trainer.datamodule.val_ids,
+                                    pl_module.token_bytes.cpu(), self.factor)
+        if scores is None:
             return
-        x, y = (torch.stack(t).to(pl_module.device)
-                for t in zip(*(windows[i] for i in range(n)), strict=True))
-        with evaluating(model), torch.no_grad(), torch.autocast(pl_module.device.type,
-                                                                enabled=False):
-            loss = model.loss(x, y)
-        nbytes = pl_module.token_bytes[y].sum()
-        trainer.logger.log_metrics({f"val/loss_{self.factor}x": loss.item(),
-                                    f"val/bpb_{self.factor}x": bits_per_byte(
-                                        loss * y.numel(), nbytes).item()},
+        long, ref = scores
+        trainer.logger.log_metrics({f"val/loss_{self.factor}x": long.nats_per_token,
+                                    f"val/bpb_{self.factor}x": long.bpb,
+                                    f"val/bpb_{self.factor}x_ref": ref.bpb},
                                    step=trainer.global_step)
 
 

@@ -22,21 +22,40 @@ class Score:
 
 
 @torch.no_grad()
-def score_text(model: GPT, tokenizer: Tokenizer, text: str, batch: int = 16) -> Score:
+def score_windows(model: GPT, windows: TokenWindows, token_bytes: torch.Tensor,
+                  piece: int | None = None, batch: int = 16) -> Score:
+    """The model's loss over every window, each token scored once; with `piece`, each window
+    is scored in consecutive pieces of that many tokens (the context restarts at each)."""
+    nats, tokens, nbytes = 0.0, 0, 0
+    device = next(model.parameters()).device
+    with evaluating(model):
+        for start in range(0, len(windows), batch):
+            x, y = (torch.stack(t).to(device) for t in zip(*(windows[i] for i in range(
+                start, min(start + batch, len(windows)))), strict=True))
+            if piece is not None:
+                x, y = x.reshape(-1, piece), y.reshape(-1, piece)
+            nats += model.loss(x, y).item() * y.numel()
+            tokens += y.numel()
+            nbytes += int(token_bytes[y.cpu()].sum())
+    return Score(nats / tokens, bits_per_byte(nats, nbytes), tokens, nbytes)
+
+
+def score_text(model: GPT, tokenizer: Tokenizer, text: str) -> Score:
     """The model's loss on `text` in side-by-side windows of context_length (+1) tokens."""
     ids = np.asarray(tokenizer.encode(text), dtype=np.int64)
     windows = TokenWindows(ids, model.cfg.context_length, model.cfg.context_length)
     if len(windows) == 0:
         raise ValueError(f"the text has {len(ids)} tokens, fewer than one window")
-    token_bytes = torch.tensor(tokenizer.token_bytes())
-    nats, tokens, nbytes = 0.0, 0, 0
-    with evaluating(model):
-        for start in range(0, len(windows), batch):
-            x, y = (torch.stack(t) for t in zip(*(windows[i] for i in range(
-                start, min(start + batch, len(windows)))), strict=True))
-            nats += model.loss(x, y).item() * y.numel()
-            tokens += y.numel()
-            nbytes += int(token_bytes[y].sum())
-    return Score(nats / tokens, bits_per_byte(nats, nbytes), tokens, nbytes)
+    return score_windows(model, windows, torch.tensor(tokenizer.token_bytes()))
 
 
+def longer_context(model: GPT, ids: np.ndarray, token_bytes: torch.Tensor,
+                   factor: int = 2) -> tuple[Score, Score] | None:
+    """The same tokens scored in windows `factor` times the trained context, and in windows of
+    the trained context (the reference): what the longer context changes, on the same text."""
+    T = model.cfg.context_length
+    windows = TokenWindows(ids, factor * T, factor * T)
+    if len(windows) == 0:
+        return None
+    return (score_windows(model, windows, token_bytes),
+            score_windows(model, windows, token_bytes, piece=T))

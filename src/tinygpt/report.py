@@ -172,6 +172,7 @@ def table(runs: list[Run]) -> str:
 # Columns a seeds table adds where its runs logged them: header, decimals, one run's value.
 EXTRA_COLUMNS = (
     ("val bpb, 2x context", 3, lambda r: r.last("val/bpb_2x")),
+    ("the same text at 1x", 3, lambda r: r.last("val/bpb_2x_ref")),
     ("largest score (peak)", 1, lambda r: r.peak("max_score")),
     ("KV cache bytes/token", 0, lambda r: r.last("attention/kv_cache_bytes_per_token")),
     ("generate tokens/s", 0, lambda r: r.last("attention/generate_tokens_per_sec")),

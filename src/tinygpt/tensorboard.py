@@ -36,8 +36,9 @@ def custom_scalars_layout(n_layers: int) -> dict:
         "1. losses": {
             "loss, nats per token": chart(r"^train/loss$", r"^val/loss$",
                                           r"^val/loss_causal_eval$", r"^val/loss_2x$"),
-            "bits per byte (comparable across tokenizers)": chart(r"^train/bpb$", r"^val/bpb$",
-                                                                  r"^val/bpb_2x$"),
+            "bits per byte (comparable across tokenizers)": chart(r"^train/bpb$", r"^val/bpb$"),
+            "bits per byte at twice the context (ref: the same text at the trained context)":
+                chart(r"^val/bpb_2x$", r"^val/bpb_2x_ref$"),
         },
         "2. training": {
             "learning rate": chart(r"^train/lr/decay$"),
