@@ -243,13 +243,9 @@ def per_layer_plot(runs: list[Run], names: list[str], ylabels: list[str], path: 
     plt.close(fig)
 
 
-def bpb_plot(runs: list[Run], path: Path) -> None:
-    """Bits per byte, train and val: the loss that compares runs with different tokenizers."""
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    for k, r in enumerate(runs):
-        ax.plot(*r.series("train/bpb"), color=f"C{k}", lw=0.6, alpha=0.5)
-        ax.plot(*r.series("val/bpb"), color=f"C{k}", marker="o", ms=3, label=r.label)
-    ax.set_title("bits per byte (thin: train batches; dots: validation)")
+def finish_bpb_plot(fig, ax, title: str, path: Path) -> None:
+    """Title, axes, grid and legend of a one-panel bits-per-byte plot; saved to path."""
+    ax.set_title(title)
     ax.set_xlabel("step")
     ax.set_ylabel("bits per byte")
     ax.grid(alpha=0.3)
@@ -257,6 +253,15 @@ def bpb_plot(runs: list[Run], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def bpb_plot(runs: list[Run], path: Path) -> None:
+    """Bits per byte, train and val: the loss that compares runs with different tokenizers."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for k, r in enumerate(runs):
+        ax.plot(*r.series("train/bpb"), color=f"C{k}", lw=0.6, alpha=0.5)
+        ax.plot(*r.series("val/bpb"), color=f"C{k}", marker="o", ms=3, label=r.label)
+    finish_bpb_plot(fig, ax, "bits per byte (thin: train batches; dots: validation)", path)
 
 
 def loss_plot(runs: list[Run], path: Path) -> None:
@@ -312,14 +317,7 @@ def seeds_plot(runs: list[Run], path: Path) -> None:
                 label=f"{name} ({len(group)} seeds)")
         ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values],
                         color=f"C{k}", alpha=0.2)
-    ax.set_title("validation bits per byte: mean over seeds, shaded min-max")
-    ax.set_xlabel("step")
-    ax.set_ylabel("bits per byte")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    finish_bpb_plot(fig, ax, "validation bits per byte: mean over seeds, shaded min-max", path)
 
 
 def write_report(sweep: Path, out: Path, compare: set[str] | None = None) -> Path:
