@@ -20,7 +20,7 @@ from tinygpt.events import scalars_by_step
 from tinygpt.model import GPT
 
 CONTRACT_SCALARS = [
-    "train/loss", "val/loss", "val/ppl", "train/lr/decay", "grad_norm/total",
+    "train/loss", "val/loss", "val/ppl", "train/lr", "grad_norm/total",
     "train/tokens_per_sec", "train/mfu", "grad_norm/blocks.0.attn.qkv.weight",
     "grad_norm/tok_emb.weight",
 ]

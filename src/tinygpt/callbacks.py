@@ -11,7 +11,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ThroughputMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ThroughputMonitor
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.trainer.states import RunningStage
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
@@ -22,6 +22,19 @@ from tinygpt.generate import SampleConfig, generate
 from tinygpt.model import attention_overrides, evaluating
 from tinygpt.precision import matmul_gflops
 from tinygpt.tensorboard import attention_figure, custom_scalars_layout, token_label
+
+
+class LearningRate(LearningRateMonitor):
+    """Lightning's LearningRateMonitor, logging one `train/lr` while every parameter group has
+    the same rate (ours differ only in weight decay), instead of `train/lr/<group>` per group."""
+
+    def _extract_stats(self, trainer: L.Trainer, interval: str) -> dict[str, float]:
+        stats = super()._extract_stats(trainer, interval)
+        groups = {k: v for k, v in stats.items() if k.startswith("train/lr/")}
+        if groups and len(set(groups.values())) == 1:
+            stats = {k: v for k, v in stats.items() if k not in groups}
+            stats["train/lr"] = next(iter(groups.values()))
+        return stats
 
 
 class Throughput(ThroughputMonitor):

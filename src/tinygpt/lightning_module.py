@@ -266,6 +266,6 @@ class GPTLightningModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: lr_lambda(s, o.warmup_steps, total, o.min_lr_ratio)
         )
-        # LearningRateMonitor logs it as train/lr/<group name>.
+        # callbacks.LearningRate (Lightning's LearningRateMonitor) logs it as train/lr.
         return {"optimizer": opt,
                 "lr_scheduler": {"scheduler": sched, "interval": "step", "name": "train/lr"}}

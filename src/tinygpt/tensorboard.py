@@ -41,7 +41,7 @@ def custom_scalars_layout(n_layers: int) -> dict:
                 chart(r"^val/bpb_2x$", r"^val/bpb_2x_ref$"),
         },
         "2. training": {
-            "learning rate": chart(r"^train/lr/decay$"),
+            "learning rate": chart(r"^train/lr$"),
             "gradient norm before clipping": chart(r"^grad_norm/total$"),
             "tokens per second": chart(r"^train/tokens_per_sec$"),
             "model FLOPs utilisation": chart(r"^train/mfu$"),

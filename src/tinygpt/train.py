@@ -15,7 +15,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
@@ -25,6 +25,7 @@ from tinygpt.callbacks import (
     AttentionDiagnostics,
     AttentionMaps,
     FinalCheckpoint,
+    LearningRate,
     LongContextEval,
     SampleText,
     TensorBoardLayout,
@@ -139,7 +140,7 @@ def build_trainer(cfg: DictConfig, s: TrainConfig, run_dir: Path, precision: Pre
                            mode="min", save_top_k=1, auto_insert_metric_name=False)
     log_every = cfg.trainer.log_every_n_steps or 50
     callbacks = [
-        best, final, LearningRateMonitor(logging_interval="step"),
+        best, final, LearningRate(logging_interval="step"),
         Throughput(window=log_every, peak_tflops=s.peak_tflops),
         SampleText(s.sample, seed=s.seed), AttentionMaps(s.attention_map_tokens),
         TensorBoardLayout(), LongContextEval(),
