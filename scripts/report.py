@@ -18,14 +18,16 @@ def main() -> None:
     p.add_argument("sweep", type=Path, help="a sweep folder (or one run's folder)")
     p.add_argument("--out", type=Path, help="where to write report.md and the PNGs "
                    "(default: the sweep folder)")
-    p.add_argument("--compare", action="append", metavar="KEY",
-                   help="test each setting against the one with KEY at its default and every "
-                   "other key as it is (repeatable; default: every key at its default)")
+    p.add_argument("--compare", action="append", metavar="KEY[=VALUE]", default=[],
+                   help="test each setting against the one with KEY at VALUE (default: its "
+                   "default) and every other key as it is (repeatable; none: every key at its "
+                   "default)")
     args = p.parse_args()
     if not args.sweep.is_dir():
         sys.exit(f"error: {args.sweep} is not a folder (pass the sweep folder a multirun printed)")
     try:
-        path = write_report(args.sweep, args.out or args.sweep, set(args.compare or ()))
+        compare = dict((c.split("=", 1) + [None])[:2] for c in args.compare)
+        path = write_report(args.sweep, args.out or args.sweep, compare)
     except UsageError as e:
         sys.exit(f"error: {e}")
     print(path.read_text().split("\n![")[0])

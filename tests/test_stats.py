@@ -47,11 +47,19 @@ def fake_sweep(root, values: dict[tuple[str, int], float]):
 def test_the_seeds_table_groups_seeds_and_tests_each_setting_against_the_default(tmp_path):
     fake_sweep(tmp_path, {("none", 1): 2.0, ("none", 2): 2.1, ("none", 3): 2.2,
                           ("rms", 1): 1.5, ("rms", 2): 1.6, ("rms", 3): 1.7})
-    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")
-            for line in seeds_table(find_runs(tmp_path), {"model.attention.qk_norm"}).splitlines()}
+    table = seeds_table(find_runs(tmp_path), {"model.attention.qk_norm": None})
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in table.splitlines()}
     none, rms = rows["qk_norm=none"], rows["qk_norm=rms"]
     assert none[1] == "3" and none[3] == "2.100 ± 0.100" and none[-1].startswith("(itself)")
     expected = welch_p(Summary((1.5, 1.6, 1.7)), Summary((2.0, 2.1, 2.2)))
     assert rms[3] == "1.600 ± 0.100" and rms[4] == f"{expected:.3f}" and rms[5] == "differs"
     assert rms[-1].startswith("qk_norm=none")
     assert rms[8] == "16.0 ± 1.0"  # the largest score column appears because runs logged it
+
+
+def test_the_baseline_can_be_named_by_value(tmp_path):
+    fake_sweep(tmp_path, {("none", 1): 2.0, ("none", 2): 2.1, ("rms", 1): 1.5, ("rms", 2): 1.6})
+    table = seeds_table(find_runs(tmp_path), {"model.attention.qk_norm": "rms"})
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in table.splitlines()}
+    assert rows["qk_norm=rms"][-1].startswith("(itself)")
+    assert rows["qk_norm=none"][-1].startswith("qk_norm=rms")

@@ -116,22 +116,30 @@ def by_setting(runs: list[Run]) -> dict[str, list[Run]]:
     return groups
 
 
-def is_default(key: str, value: str, defaults: DictConfig) -> bool:
-    """Whether an override sets a key to the default run's value (1e-3 and 0.001 alike)."""
-    ours = yaml_value(getattr(OmegaConf.select(defaults, key), "value",
-                              OmegaConf.select(defaults, key)))
+def same_value(a: str, b: str) -> bool:
+    """Two override values alike as numbers (1e-3 and 0.001) or as words (True and true)."""
     try:
-        return math.isclose(float(ours), float(value))
+        return math.isclose(float(a), float(b))
     except (TypeError, ValueError):
-        return ours.lower() == value.lower()
+        return str(a).lower() == str(b).lower()
 
 
-def baseline_of(setting: dict[str, str], settings: list[dict[str, str]], compare: set[str],
-                defaults: DictConfig) -> dict[str, str] | None:
-    """The setting a setting is tested against: the compared keys at their defaults, every
-    other key as it is (with no keys named, every key is compared)."""
+def is_default(key: str, value: str, defaults: DictConfig) -> bool:
+    """Whether an override sets a key to the default run's value."""
+    return same_value(yaml_value(getattr(OmegaConf.select(defaults, key), "value",
+                                         OmegaConf.select(defaults, key))), value)
+
+
+def baseline_of(setting: dict[str, str], settings: list[dict[str, str]],
+                compare: dict[str, str | None], defaults: DictConfig) -> dict[str, str] | None:
+    """The setting a setting is tested against: each compared key at its given baseline value
+    (None: the default's), every other key as it is (no keys named: every key is compared)."""
+    def is_base(k: str, v: str) -> bool:
+        want = compare.get(k)
+        return is_default(k, v, defaults) if want is None else same_value(v, want)
+
     for other in settings:
-        if all(is_default(k, v, defaults) if (not compare or k in compare) else v == setting[k]
+        if all(is_base(k, v) if (not compare or k in compare) else v == setting[k]
                for k, v in other.items()):
             return other
     return None
@@ -179,7 +187,7 @@ EXTRA_COLUMNS = (
 )
 
 
-def seeds_table(runs: list[Run], compare: set[str]) -> str:
+def seeds_table(runs: list[Run], compare: dict[str, str | None]) -> str:
     """Per setting over its seeds: mean ± std of the final val bpb, val loss and train bpb (and
     of the EXTRA_COLUMNS the runs logged), and Welch's t-test of the val bpb against the
     setting's baseline."""
@@ -320,9 +328,17 @@ def seeds_plot(runs: list[Run], path: Path) -> None:
     finish_bpb_plot(fig, ax, "validation bits per byte: mean over seeds, shaded min-max", path)
 
 
-def write_report(sweep: Path, out: Path, compare: set[str] | None = None) -> Path:
+def baseline_words(compare: dict[str, str | None]) -> str:
+    if not compare:
+        return "every key at its default"
+    return ", ".join(f"{k}={v}" if v is not None else f"{k} at its default"
+                     for k, v in sorted(compare.items()))
+
+
+def write_report(sweep: Path, out: Path, compare: dict[str, str | None] | None = None) -> Path:
     """Write report.md and the plots for the sweep's runs into out; returns report.md's path.
-    `compare`: the keys whose default value is each setting's baseline (None: all)."""
+    `compare`: key -> the value that makes a setting the baseline (None: the default's; no
+    keys: every key at its default)."""
     runs = find_runs(sweep)
     if not runs:
         raise UsageError(f"no TensorBoard event files under {sweep} (pass a run or sweep folder)")
@@ -333,11 +349,11 @@ def write_report(sweep: Path, out: Path, compare: set[str] | None = None) -> Pat
         seeds = f"""## Across seeds
 
 Mean ± standard deviation over each setting's seeds (final values); p: Welch's t-test of the val
-bpb against the setting's baseline, the same setting with {", ".join(sorted(compare))
-if compare else "every key"} at the default. "differs": p < 0.05; with 3 seeds, "no clear
-difference" is what a test that cannot see small effects says, not evidence of none.
+bpb against the setting's baseline: the same setting with {baseline_words(compare or {})}.
+"differs": p < 0.05; with 3 seeds, "no clear difference" is what a test that cannot see small
+effects says, not evidence of none.
 
-{seeds_table(runs, compare or set())}
+{seeds_table(runs, compare or {})}
 """
     samples = "\n\n".join(f"**{r.label}**\n\n```\n{r.sample}\n```" for r in runs if r.sample)
     text = f"""# Sweep report: {sweep}
