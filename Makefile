@@ -30,4 +30,4 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) outputs multirun data/cache
+	rm -rf $(VENV) outputs multirun   # the token cache is ~/.cache/tinygpt ($$TINYGPT_CACHE)
