@@ -137,6 +137,17 @@ def test_tensorboard_custom_scalars_open_on_the_losses(tensorboard, smoke_run):
     attention = [c["title"] for c in layout["category"][-1]["chart"]]
     # one chart per quantity (a line per layer or head), not a card per head
     assert len(attention) == 6 + 2 and "entropy per head, layer 1" in attention
+    assert len(losses) == 2  # learned positions: no empty chart for a 2x context they cannot reach
+
+
+def test_the_layout_shows_the_longer_context_only_where_positions_allow_it():
+    from tinygpt.tensorboard import custom_scalars_layout
+
+    def loss_charts(**kw):
+        return list(custom_scalars_layout(2, **kw)["1. losses"])
+
+    assert not any("twice" in c for c in loss_charts())
+    assert any("twice" in c for c in loss_charts(longer_context=True))
 
 
 def test_tensorboard_hparams_lead_with_what_defines_a_run(tensorboard):

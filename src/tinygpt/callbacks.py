@@ -164,7 +164,9 @@ class TensorBoardLayout(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         writer = getattr(trainer.logger, "experiment", None)
         if hasattr(writer, "add_custom_scalars"):  # not under fast_dev_run's dummy logger
-            writer.add_custom_scalars(custom_scalars_layout(len(pl_module.model.blocks)))
+            model = pl_module.model
+            writer.add_custom_scalars(custom_scalars_layout(
+                len(model.blocks), longer_context=model.cfg.positions != "learned"))
 
 
 def generation_speed(model: torch.nn.Module, new_tokens: int = 64, batch: int = 4) -> float:

@@ -13,9 +13,10 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 
-def custom_scalars_layout(n_layers: int) -> dict:
-    """The Custom Scalars tab: what a run is for first (losses, bits per byte), then how it
-    trains, then what the attention does, each quantity one chart with a line per layer."""
+def custom_scalars_layout(n_layers: int, longer_context: bool = False) -> dict:
+    """The Custom Scalars tab: what a run is for first (losses, bits per byte; at twice the
+    context where the positions allow it), then how it trains, then what the attention does,
+    each quantity one chart with a line per layer."""
     def chart(*regexes: str) -> list:
         return ["Multiline", list(regexes)]
 
@@ -32,14 +33,15 @@ def custom_scalars_layout(n_layers: int) -> dict:
     }
     attention |= {f"entropy per head, layer {i}": chart(rf"^attention/entropy/layer_{i}/head_\d+$")
                   for i in range(n_layers)}
+    losses = {
+        "loss, nats per token": chart(r"^train/loss$", r"^val/loss$", r"^val/loss_causal_eval$"),
+        "bits per byte (comparable across tokenizers)": chart(r"^train/bpb$", r"^val/bpb$"),
+    }
+    if longer_context:
+        losses["bits per byte at twice the context (ref: the same text at the trained one)"] = \
+            chart(r"^val/bpb_2x$", r"^val/bpb_2x_ref$")
     return {
-        "1. losses": {
-            "loss, nats per token": chart(r"^train/loss$", r"^val/loss$",
-                                          r"^val/loss_causal_eval$", r"^val/loss_2x$"),
-            "bits per byte (comparable across tokenizers)": chart(r"^train/bpb$", r"^val/bpb$"),
-            "bits per byte at twice the context (ref: the same text at the trained context)":
-                chart(r"^val/bpb_2x$", r"^val/bpb_2x_ref$"),
-        },
+        "1. losses": losses,
         "2. training": {
             "learning rate": chart(r"^train/lr$"),
             "gradient norm before clipping": chart(r"^grad_norm/total$"),
