@@ -2,6 +2,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import pytest
 import torch
 
 from tinygpt.bench import gpu_section, run, write
@@ -25,6 +26,11 @@ def test_bench_quick_mode_writes_table_and_json(tmp_path):
     md = (tmp_path / "benchmarks.md").read_text()
     assert "python scripts/bench.py --quick" in md and "| raw float32 eager" in md
     assert f"Default path: `{precision}`" in md
+    text = r["text_throughput"]  # what a user waits for: bytes of text per second
+    gpt2 = next(v for k, v in text.items() if k.startswith("GPT-2"))
+    assert all(v["bytes_per_sec"] == pytest.approx(v["tokens_per_sec"] * v["bytes_per_token"])
+               for v in text.values()) and gpt2["bytes_per_token"] == pytest.approx(2.75, abs=0.1)
+    assert "| GPT-2 tokens (vocabulary 50257) |" in md and "bytes/s" in md
 
 
 def test_bench_gpu_section_code_runs():

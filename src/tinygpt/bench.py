@@ -514,6 +514,13 @@ def later_sections(R: dict) -> list[str]:
         mem = " | ".join("n/a" if v is None else f"{v:.0f}" for v in mm)
         L_.append(f"| {T} | {row['manual']['ms']:.1f} | {row['sdpa']['ms']:.1f} | "
                   f"{row['sdpa_speedup']:.2f}x | {mem} |")
+    L_ += ["", "## Text per second: the default tokenizer against GPT-2's (Lightning, default "
+           "precision, same shape)\n",
+           "| tokenizer | ms/step | tokens/s | bytes per token | bytes/s |",
+           "| --- | ---: | ---: | ---: | ---: |"]
+    for label, row in R.get("text_throughput", {}).items():
+        L_.append(f"| {label} | {row['ms_per_step']:.0f} | {row['tokens_per_sec']:.0f} | "
+                  f"{row['bytes_per_token']:.2f} | {row['bytes_per_sec']:.0f} |")
     g = R["generation"]
     c = R["loss_curves"]
     L_ += ["", f"## Generation, {g['new_tokens']} new tokens (greedy, context 512)\n",
