@@ -246,6 +246,11 @@ def per_layer_plot(runs: list[Run], names: list[str], ylabels: list[str], path: 
         for ax in axes[-1]:
             ax.set_xlabel("step")
     axes[0][-1].legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> None:
+    """Every report plot's last step: laid out, written at 80 dpi, closed."""
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -258,9 +263,7 @@ def finish_bpb_plot(fig, ax, title: str, path: Path) -> None:
     ax.set_ylabel("bits per byte")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def bpb_plot(runs: list[Run], path: Path) -> None:
@@ -288,9 +291,7 @@ def loss_plot(runs: list[Run], path: Path) -> None:
         ax.set_ylabel("nats")
         ax.grid(alpha=0.3)
     ax_v.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_plots(runs: list[Run], out: Path) -> list[tuple[str, str]]:
