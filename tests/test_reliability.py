@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tinygpt import callbacks
 from tinygpt import data as data_mod
 from tinygpt.checkpoint import read_checkpoint
 from tinygpt.errors import UsageError
@@ -75,6 +76,24 @@ def test_sigterm_saves_last_and_resumes(tmp_path, smoke, popen_train, wait_for, 
     result, printed = train_run("save_every_n_steps=0", "resume=true",
                                 f"trainer.max_steps={k + 5}", run_dir=run)
     assert result.steps == k + 5 and f"trained {k + 5} steps" in printed
+
+
+def test_a_signal_that_lands_during_the_ranks_agreement_is_not_lost(train_run, monkeypatch):
+    # Python runs a handler between any two bytecodes, also inside the all-reduce by which the
+    # ranks agree; a DDP run once lost a SIGUSR1 that landed there and trained to the end.
+    agree, sent = callbacks.signal_on_any_rank, []
+
+    def signal_mid_agreement(received, trainer):
+        if trainer.global_step == 10 and not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGUSR1)  # handled before this function returns
+        return agree(received, trainer)
+
+    monkeypatch.setattr(callbacks, "signal_on_any_rank", signal_mid_agreement)
+    result, _ = train_run("save_every_n_steps=0")
+    assert sent and result.signal == signal.SIGUSR1
+    assert result.steps == 11  # picked up by the next step's agreement
+    assert ckpt_step(result.last_checkpoint) == 11
 
 
 KILL_MID_WRITE = """

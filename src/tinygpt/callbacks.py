@@ -270,7 +270,8 @@ class FinalCheckpoint(L.Callback):
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.signum: int | None = None
+        self.signum: int | None = None  # the signal that stopped training (agreed by all ranks)
+        self._received: int | None = None  # written by the handler alone
         self._previous: dict[int, Any] = {}
         self._saved_at: int | None = None
 
@@ -285,12 +286,14 @@ class FinalCheckpoint(L.Callback):
                 self._previous[s] = signal.signal(s, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:
+        if self._received is not None:
             raise KeyboardInterrupt
-        self.signum = signum
+        self._received = signum
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch: Any, batch_idx: int) -> None:
-        self.signum = signal_on_any_rank(self.signum, trainer)
+        # The handler may run at any bytecode, the all-reduce included: had it shared one
+        # attribute with this assignment, a signal landing mid-reduce was overwritten and lost.
+        self.signum = signal_on_any_rank(self._received, trainer)
         if self.signum is not None:
             stop_without_validation(trainer)
         elif not 0 < trainer.max_steps <= trainer.global_step:
