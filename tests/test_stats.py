@@ -7,7 +7,7 @@ import pytest
 from torch.utils.tensorboard import SummaryWriter
 
 from tinygpt.report import find_runs, seeds_table
-from tinygpt.stats import Summary, verdict, welch_p
+from tinygpt.stats import Summary, format_p, verdict, welch_p
 
 
 def test_summary_is_the_sample_mean_and_standard_deviation():
@@ -25,6 +25,12 @@ def test_welch_p_against_a_hand_computation():
     assert verdict(welch_p(Summary((1.0, 2.0, 3.0)), Summary((1.5, 2.5, 3.5)))) == \
         "no clear difference"
     assert welch_p(Summary((1.0,)), Summary((2.0, 3.0))) is None  # one seed: no test
+
+
+def test_a_tiny_p_value_is_not_printed_as_zero():
+    p = welch_p(Summary((1.0, 1.01, 1.02)), Summary((2.0, 2.01, 2.02)))
+    assert 0 < p < 0.0005 and format_p(p) == "< 0.001"
+    assert format_p(0.02131) == "0.021" and format_p(0.0005) == "0.001"
 
 
 def fake_sweep(root, values: dict[tuple[str, int], float]):

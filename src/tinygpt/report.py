@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from tinygpt.config import compose_train, yaml_value  # noqa: E402
 from tinygpt.errors import UsageError  # noqa: E402
 from tinygpt.events import EVENTS, read_events  # noqa: E402
-from tinygpt.stats import Summary, verdict, welch_p  # noqa: E402
+from tinygpt.stats import Summary, format_p, verdict, welch_p  # noqa: E402
 
 TRAIN_TAIL = 5  # train loss in the table: the mean of the last this-many logged values
 
@@ -206,7 +206,7 @@ def seeds_table(runs: list[Run], compare: dict[str, str | None]) -> str:
         p = None if base_name in (None, name) else welch_p(final[name], final[base_name])
         cells = [name, str(len(group)), str(sum(r.stopped_early() for r in group)),
                  str(final[name]) if final[name].n else "–",
-                 "–" if p is None else f"{p:.3f}", verdict(p) if p is not None else "",
+                 "–" if p is None else format_p(p), verdict(p) if p is not None else "",
                  summary_of(group, "val/loss"), summary_of(group, "train/bpb", tail=True),
                  *(values_of(group, value, digits) for _, digits, value in extra),
                  "(itself)" if base_name == name else (base_name or "–")]

@@ -53,3 +53,8 @@ def verdict(p: float | None, alpha: float = 0.05) -> str:
     if p is None:
         return "not tested"
     return "differs" if p < alpha else "no clear difference"
+
+
+def format_p(p: float) -> str:
+    """A p-value to three decimals; one too small for them reads "< 0.001", not "0.000"."""
+    return "< 0.001" if p < 0.0005 else f"{p:.3f}"
