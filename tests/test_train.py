@@ -113,8 +113,9 @@ def tensorboard(smoke_run):
         try:
             if "val/loss" in json.dumps(api("/data/plugin/scalars/tags")):
                 break
-        except OSError:
-            time.sleep(0.5)
+        except OSError:  # not listening yet
+            pass
+        time.sleep(0.5)  # also while it is still loading the run: no busy loop
     yield api
     tb.terminate()
     tb.wait(timeout=20)
