@@ -143,7 +143,7 @@ class LongContextEval(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         model = pl_module.model
         if (trainer.sanity_checking or trainer.logger is None or stopped_on_nan(pl_module)
-                or model.cfg.positions == "learned" or isinstance(trainer.strategy, FSDPStrategy)):
+                or not model.reaches_beyond_context or isinstance(trainer.strategy, FSDPStrategy)):
             return
         with torch.autocast(pl_module.device.type, enabled=False):
             scores = longer_context(model, trainer.datamodule.val_ids,
@@ -166,7 +166,7 @@ class TensorBoardLayout(L.Callback):
         if hasattr(writer, "add_custom_scalars"):  # not under fast_dev_run's dummy logger
             model = pl_module.model
             writer.add_custom_scalars(custom_scalars_layout(
-                len(model.blocks), longer_context=model.cfg.positions != "learned"))
+                len(model.blocks), longer_context=model.reaches_beyond_context))
 
 
 def generation_speed(model: torch.nn.Module, new_tokens: int = 64, batch: int = 4) -> float:

@@ -206,6 +206,11 @@ class GPT(nn.Module):
             x.flatten(0, 1), self.head.weight, targets.flatten(), self.cfg.vocab_size
         )
 
+    @property
+    def reaches_beyond_context(self) -> bool:
+        """Whether it can read more than context_length tokens: no learned table caps it."""
+        return self.pos_emb is None
+
     def hidden(
         self, idx: Tensor, cache: list[KVCache] | None = None, return_weights: bool = False
     ) -> tuple[Tensor, list[Tensor | None]]:
