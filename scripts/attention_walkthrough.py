@@ -1,9 +1,7 @@
-"""The seed's worked example, step by step, computed by the library's own attention code.
+"""The seed's worked example (tinygpt-walkthrough).
+Same arguments: see `tinygpt.cli.walkthrough`."""
 
-    python scripts/attention_walkthrough.py
-"""
-
-from tinygpt.walkthrough import walkthrough
+from tinygpt.cli.walkthrough import main
 
 if __name__ == "__main__":
-    walkthrough()
+    main()

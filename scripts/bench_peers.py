@@ -1,35 +1,7 @@
-"""Our default training path against the "from scratch" book's package on the same batches.
+"""Our training path against the book's (tinygpt-bench-peers).
+Same arguments: see `tinygpt.cli.bench_peers`."""
 
-    pip install -e ".[bench]" && pip install --no-deps llms-from-scratch
-    python scripts/bench_peers.py --steps 600
-"""
-
-from __future__ import annotations
-
-import argparse
-import json
-import sys
-from pathlib import Path
-
-from tinygpt.bench import ROOT
-from tinygpt.errors import UsageError
-from tinygpt.peers import compare
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=600, help="training batches for each (16 x 128)")
-    ap.add_argument("--seed", type=int, default=123)
-    ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks_peers.json"))
-    args = ap.parse_args()
-    try:
-        result = compare(args.steps, args.seed)
-    except UsageError as e:
-        sys.exit(f"error: {e}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-
+from tinygpt.cli.bench_peers import main
 
 if __name__ == "__main__":
     main()

@@ -1,38 +1,7 @@
-"""Summarise a sweep from its TensorBoard events: a table and plots, one line per run.
+"""A sweep's report: tables and plots (tinygpt-report).
+Same arguments: see `tinygpt.cli.report`."""
 
-    python scripts/report.py outputs/attention_ablation/2026-11-26/10-00-00 [--out DIR]
-"""
-
-from __future__ import annotations
-
-import argparse
-import sys
-from pathlib import Path
-
-from tinygpt.errors import UsageError
-from tinygpt.report import write_report
-
-
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("sweep", type=Path, help="a sweep folder (or one run's folder)")
-    p.add_argument("--out", type=Path, help="where to write report.md and the PNGs "
-                   "(default: the sweep folder)")
-    p.add_argument("--compare", action="append", metavar="KEY[=VALUE]", default=[],
-                   help="test each setting against the one with KEY at VALUE (default: its "
-                   "default) and every other key as it is (repeatable; none: every key at its "
-                   "default)")
-    args = p.parse_args()
-    if not args.sweep.is_dir():
-        sys.exit(f"error: {args.sweep} is not a folder (pass the sweep folder a multirun printed)")
-    try:
-        compare = dict((c.split("=", 1) + [None])[:2] for c in args.compare)
-        path = write_report(args.sweep, args.out or args.sweep, compare)
-    except UsageError as e:
-        sys.exit(f"error: {e}")
-    print(path.read_text().split("\n![")[0])
-    print(f"\nwrote {path} and its plots")
-
+from tinygpt.cli.report import main
 
 if __name__ == "__main__":
     main()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tinygpt.config import compose_train
-from tinygpt.train import train
+from tinygpt.training.schema import compose_train
+from tinygpt.training.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,10 +4,9 @@ import math
 import pytest
 import torch
 
-from tinygpt.attention import (
+from tinygpt.attention import KVCache, MultiHeadAttention
+from tinygpt.attention_forms import (
     CausalAttention,
-    KVCache,
-    MultiHeadAttention,
     MultiHeadAttentionWrapper,
     SelfAttentionLinear,
     SelfAttentionParams,

@@ -5,10 +5,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from tinygpt.bench import gpu_section, run, write
 from tinygpt.generate import generate
+from tinygpt.lab.bench_gpu import gpu_section
+from tinygpt.lab.bench_render import write
+from tinygpt.lab.bench_run import run
 from tinygpt.model import GPT, GPTConfig
-from tinygpt.precision import NATIVE_BF16_RATIO
+from tinygpt.training.precision import NATIVE_BF16_RATIO
 
 
 def test_bench_quick_mode_writes_table_and_json(tmp_path):

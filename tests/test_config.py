@@ -8,7 +8,7 @@ import lightning as L
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from tinygpt.config import TrainerConfig, compose_train, config_keys
+from tinygpt.training.schema import TrainerConfig, compose_train, config_keys
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -84,7 +84,7 @@ def test_head_dim_sweep_repeats_scale_on_and_off_per_head_dimension():
 
 
 def test_sweep_folder_names_keep_paths_in_values_flat():
-    from tinygpt.hydra_callbacks import folder_name
+    from tinygpt.run_dir import folder_name
 
     name = folder_name("data.path=../corpus/a.txt,model.n_heads=4")
     assert name == "data.path=.._corpus_a.txt,model.n_heads=4" and "/" not in name

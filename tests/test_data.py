@@ -2,16 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from tinygpt.data import (
-    DataConfig,
-    TextDataModule,
-    TokenWindows,
-    encode_cached,
-    load_text,
-    unigram_baseline,
-)
+from tinygpt.config import DataConfig
+from tinygpt.corpus import load_text
+from tinygpt.data import TokenWindows, encode_cached, unigram_baseline
 from tinygpt.errors import UsageError
 from tinygpt.tokenizer import get_tokenizer
+from tinygpt.training.datamodule import TextDataModule
 
 
 def test_python_docs_corpus_is_embedded_and_large():
@@ -128,7 +124,7 @@ def test_bad_stride_is_refused():
 
 
 def test_the_cache_does_not_depend_on_the_working_directory(tmp_path, monkeypatch):
-    from tinygpt.data import cache_path
+    from tinygpt.corpus import cache_path
 
     elsewhere = tmp_path / "scratch"
     elsewhere.mkdir()
@@ -147,7 +143,8 @@ def test_the_cache_does_not_depend_on_the_working_directory(tmp_path, monkeypatc
 
 BUILD = """
 import hashlib, sys
-from tinygpt.data import DataConfig, TextDataModule
+from tinygpt.config import DataConfig
+from tinygpt.training.datamodule import TextDataModule
 dm = TextDataModule(DataConfig(tokenizer="bpe", vocab_size=1024, cache_dir=sys.argv[1]), 64)
 dm.load()
 print(hashlib.sha256(dm.train_ids.tobytes() + dm.val_ids.tobytes()).hexdigest())

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from tinygpt.checkpoint import read_checkpoint
-from tinygpt.data import split_batch
 from tinygpt.errors import UsageError
-from tinygpt.events import scalars_by_step
+from tinygpt.lab.run_events import scalars_by_step
+from tinygpt.training.datamodule import split_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 # Dropout off: with it, each rank draws its own masks and no two runs could agree exactly.
@@ -85,8 +85,8 @@ def test_fsdp_config_builds_a_block_wrapping_strategy():
     from hydra.utils import instantiate
     from lightning.pytorch.strategies import FSDPStrategy
 
-    from tinygpt.config import compose_train
     from tinygpt.model import Block
+    from tinygpt.training.schema import compose_train
 
     cfg = compose_train("trainer=fsdp", "trainer.devices=8", "trainer.num_nodes=2")
     strategy = instantiate(cfg.trainer.strategy)

@@ -7,12 +7,13 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from tinygpt.checkpoint import load_checkpoint
-from tinygpt.data import DataConfig, TextDataModule
+from tinygpt.config import DataConfig
 from tinygpt.errors import UsageError
-from tinygpt.events import scalars_by_step
 from tinygpt.generate import complete, generate
 from tinygpt.hf import load_hf_gpt2, save_hf_gpt2
+from tinygpt.lab.run_events import scalars_by_step
 from tinygpt.model import GPT, AttentionConfig, GPTConfig
+from tinygpt.training.datamodule import TextDataModule
 
 # A small random GPT-2: the real vocabulary (so GPT-2 tokens fit), a tiny body.
 SMALL = dict(vocab_size=50257, n_positions=64, n_embd=32, n_layer=2, n_head=4,

@@ -4,12 +4,12 @@ import sys
 
 import pytest
 
-from tinygpt.precision import Bf16Probe, cpu_precision, matmul_gflops, resolve_precision
+from tinygpt.training.precision import Bf16Probe, cpu_precision, matmul_gflops, resolve_precision
 
 # What an AVX2-only CPU looks like to torch: no AVX-512 kernels, oneDNN and MKL without bf16.
 AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
              "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
-RESOLVE = ("from tinygpt.precision import probe_cpu_bf16, resolve_precision; "
+RESOLVE = ("from tinygpt.training.precision import probe_cpu_bf16, resolve_precision; "
            "c = resolve_precision('auto', 'cpu'); p = probe_cpu_bf16(); "
            "print(c.precision, p.speedup, p.native); print(c.reason)")
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tinygpt import callbacks
-from tinygpt import data as data_mod
+from tinygpt import corpus
 from tinygpt.checkpoint import read_checkpoint
 from tinygpt.errors import UsageError
-from tinygpt.events import scalars_by_step
 from tinygpt.generate import complete
+from tinygpt.lab.run_events import scalars_by_step
 from tinygpt.model import GPT
+from tinygpt.training import checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 # Dropout on, so that resuming must also restore the RNG; a loss logged at every step.
@@ -83,7 +83,7 @@ def test_sigterm_saves_last_and_resumes(tmp_path, smoke, popen_train, wait_for, 
 def test_a_signal_that_lands_during_the_ranks_agreement_is_not_lost(train_run, monkeypatch):
     # Python runs a handler between any two bytecodes, also inside the all-reduce by which the
     # ranks agree; a DDP run once lost a SIGUSR1 that landed there and trained to the end.
-    agree, sent = callbacks.signal_on_any_rank, []
+    agree, sent = checkpoints.signal_on_any_rank, []
 
     def signal_mid_agreement(received, trainer):
         if trainer.global_step == 10 and not sent:
@@ -91,7 +91,7 @@ def test_a_signal_that_lands_during_the_ranks_agreement_is_not_lost(train_run, m
             os.kill(os.getpid(), signal.SIGUSR1)  # handled before this function returns
         return agree(received, trainer)
 
-    monkeypatch.setattr(callbacks, "signal_on_any_rank", signal_mid_agreement)
+    monkeypatch.setattr(checkpoints, "signal_on_any_rank", signal_mid_agreement)
     result, _ = train_run("save_every_n_steps=0")
     assert sent and result.signal == signal.SIGUSR1
     assert result.steps == 11  # picked up by the next step's agreement
@@ -100,7 +100,7 @@ def test_a_signal_that_lands_during_the_ranks_agreement_is_not_lost(train_run, m
 
 KILL_MID_WRITE = """
 import os, signal, sys, torch
-from tinygpt.files import atomic_write
+from tinygpt.atomic import atomic_write
 path = sys.argv[1]
 with atomic_write(path) as f:
     torch.save({"global_step": 1, "w": torch.ones(1000)}, f)
@@ -120,14 +120,14 @@ def test_kill_during_checkpoint_write_keeps_previous_loadable(tmp_path):
 
 
 def test_checkpoints_are_written_atomically_in_one_step(tmp_path, monkeypatch):
-    from tinygpt import train as train_mod
+    from tinygpt import checkpoint as checkpoint_mod
 
     used = []
-    real = train_mod.atomic_write
-    monkeypatch.setattr(train_mod, "atomic_write", lambda p: used.append(p) or real(p))
+    real = checkpoint_mod.atomic_write
+    monkeypatch.setattr(checkpoint_mod, "atomic_write", lambda p: used.append(p) or real(p))
     path = tmp_path / "c.ckpt"
-    train_mod.AtomicCheckpointIO().save_checkpoint({"a": torch.ones(2)}, path)
-    train_mod.AtomicCheckpointIO().save_checkpoint({"a": torch.zeros(2)}, path)
+    checkpoints.AtomicCheckpointIO().save_checkpoint({"a": torch.ones(2)}, path)
+    checkpoints.AtomicCheckpointIO().save_checkpoint({"a": torch.zeros(2)}, path)
     assert used == [path, path]  # Lightning's writes go through atomic_write
     assert torch.equal(read_checkpoint(path)["a"], torch.zeros(2))
     assert [f.name for f in tmp_path.iterdir()] == ["c.ckpt"]
@@ -216,11 +216,11 @@ def test_download_verifies_and_caches(http_server, tmp_path, monkeypatch):
     text = "To be, or not to be, that is the question.\n" * 50
     (www / "corpus.txt").write_text(text, encoding="utf-8")
     sha = hashlib.sha256(text.encode()).hexdigest()
-    monkeypatch.setitem(data_mod.PRESETS, "the_verdict", (f"{url}/corpus.txt", sha))
+    monkeypatch.setitem(corpus.PRESETS, "the_verdict", (f"{url}/corpus.txt", sha))
     cache = tmp_path / "cache"
-    assert data_mod.load_text("the_verdict", cache_dir=cache) == text
+    assert corpus.load_text("the_verdict", cache_dir=cache) == text
     (www / "corpus.txt").unlink()  # the second read comes from the cache, not the server
-    assert data_mod.load_text("the_verdict", cache_dir=cache) == text
+    assert corpus.load_text("the_verdict", cache_dir=cache) == text
     assert [f.name for f in (cache / "corpora").iterdir()] == ["the_verdict.txt"]
 
 

@@ -3,8 +3,8 @@
 import pytest
 
 from tinygpt.errors import UsageError
-from tinygpt.events import scalars_by_step
-from tinygpt.report import write_report
+from tinygpt.lab.report import write_report
+from tinygpt.lab.run_events import scalars_by_step
 
 PNGS = ["loss.png", "bpb.png", "entropy.png", "saturation.png", "score_std.png", "grad_qk.png"]
 

@@ -6,8 +6,9 @@ import math
 import pytest
 from torch.utils.tensorboard import SummaryWriter
 
-from tinygpt.report import find_runs, seeds_table
-from tinygpt.stats import Summary, format_p, verdict, welch_p
+from tinygpt.lab.report_runs import find_runs
+from tinygpt.lab.report_tables import seeds_table
+from tinygpt.lab.stats import Summary, format_p, verdict, welch_p
 
 
 def test_summary_is_the_sample_mean_and_standard_deviation():

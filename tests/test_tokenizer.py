@@ -64,7 +64,8 @@ def test_bpe_training_is_deterministic():
 
 
 def test_validation_text_never_shapes_the_vocabulary(tmp_path):
-    from tinygpt.data import DataConfig, TextDataModule
+    from tinygpt.config import DataConfig
+    from tinygpt.training.datamodule import TextDataModule
 
     base = TRAIN * 5
 

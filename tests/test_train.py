@@ -1,5 +1,5 @@
-"""tinygpt.train: a whole run in-process (train(cfg) on the smoke config), and the config schema;
-scripts/train.py itself only where its process is what is tested (sweeps, exit codes)."""
+"""tinygpt.training.train: a whole run in-process (train(cfg) on the smoke config), and the config
+schema; scripts/train.py itself only where its process is what is tested (sweeps, exit codes)."""
 
 import json
 import socket
@@ -15,9 +15,9 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tinygpt.config import compose_train
-from tinygpt.events import scalars_by_step
+from tinygpt.lab.run_events import scalars_by_step
 from tinygpt.model import GPT
+from tinygpt.training.schema import compose_train
 
 CONTRACT_SCALARS = [
     "train/loss", "val/loss", "val/ppl", "train/lr", "grad_norm/total",
@@ -142,7 +142,7 @@ def test_tensorboard_custom_scalars_open_on_the_losses(tensorboard, smoke_run):
 
 
 def test_the_layout_shows_the_longer_context_only_where_positions_allow_it():
-    from tinygpt.tensorboard import custom_scalars_layout
+    from tinygpt.training.tensorboard_layout import custom_scalars_layout
 
     def loss_charts(**kw):
         return list(custom_scalars_layout(2, **kw)["1. losses"])
@@ -287,7 +287,7 @@ def test_a_plain_log_line_every_n_steps_when_stdout_is_not_a_terminal(train_run)
 
 
 def test_a_terminal_shows_steps_not_epochs(train_run, monkeypatch):
-    monkeypatch.setattr("tinygpt.progress.on_terminal", lambda: True)
+    monkeypatch.setattr("tinygpt.training.progress.on_terminal", lambda: True)
     _, printed = train_run("trainer.enable_progress_bar=true")
     bar = printed.replace("\r", "\n")  # tqdm redraws its line with carriage returns
     assert "step: 100%" in bar and "40/40" in bar and "Epoch" not in bar

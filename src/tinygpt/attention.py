@@ -1,136 +1,21 @@
-"""Attention, from the seed's step-by-step forms to the multi-head module the GPT uses.
+"""Multi-head attention, the module the GPT uses, with a switch for each design choice.
 
-Read top to bottom: each form adds one idea to the one before it (Raschka, *Build a Large
-Language Model (From Scratch)*, chapter 3). `MultiHeadAttention` at the end is the one the model
-uses; it has switches for every choice the earlier forms make (scaling, causal mask, how the mask
-is applied, which kernel computes it).
+How it came to be, form by form (the seed's chapter 3): `tinygpt.attention_forms`. The switches
+and their checks: `tinygpt.model_config.AttentionConfig`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from enum import Enum
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tinygpt.errors import UsageError, parse_choice
+from tinygpt.model_config import AttentionConfig, Positions, QKNorm, ScaleType
 from tinygpt.positions import alibi_bias, alibi_slopes, apply_rope, rope_angles
-
-
-class MaskImpl(str, Enum):
-    """How the causal mask is applied."""
-
-    neg_inf = "neg_inf"  # masked scores become -inf before the softmax
-    renorm = "renorm"  # softmax over all, zero the future, renormalise each row (the seed's way)
-
-
-class Backend(str, Enum):
-    """Which kernel computes attention."""
-
-    sdpa = "sdpa"  # PyTorch's fused scaled_dot_product_attention
-    manual = "manual"  # explicit matmul + softmax; can return the weights
-
-
-# --- 1. Simplified self-attention: no trainable weights -------------------------------------
-
-
-def simple_self_attention(x: Tensor) -> Tensor:
-    """Context vectors for inputs (T, d): every token is a softmax(x x^T)-weighted mix of all."""
-    scores = x @ x.T
-    weights = torch.softmax(scores, dim=-1)
-    return weights @ x
-
-
-# --- 2. Trainable query/key/value projections ------------------------------------------------
-
-
-class SelfAttentionParams(nn.Module):
-    """Self-attention with W_q, W_k, W_v as raw parameters, scores scaled by 1/sqrt(d_k)."""
-
-    def __init__(self, d_in: int, d_out: int):
-        super().__init__()
-        self.W_query = nn.Parameter(torch.rand(d_in, d_out))
-        self.W_key = nn.Parameter(torch.rand(d_in, d_out))
-        self.W_value = nn.Parameter(torch.rand(d_in, d_out))
-
-    def forward(self, x: Tensor) -> Tensor:
-        q, k, v = x @ self.W_query, x @ self.W_key, x @ self.W_value
-        weights = torch.softmax(q @ k.T / k.shape[-1] ** 0.5, dim=-1)
-        return weights @ v
-
-
-class SelfAttentionLinear(nn.Module):
-    """The same with nn.Linear, which brings a better initialisation and optional biases."""
-
-    def __init__(self, d_in: int, d_out: int, qkv_bias: bool = False):
-        super().__init__()
-        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        q, k, v = self.W_query(x), self.W_key(x), self.W_value(x)
-        weights = torch.softmax(q @ k.T / k.shape[-1] ** 0.5, dim=-1)
-        return weights @ v
-
-
-# --- 3. Causal attention: a token may not look at the tokens after it ------------------------
-
-
-class CausalAttention(nn.Module):
-    """Single-head causal attention over batches (B, T, d_in), with dropout on the weights."""
-
-    def __init__(
-        self, d_in: int, d_out: int, context_length: int, dropout: float = 0.0, qkv_bias=False
-    ):
-        super().__init__()
-        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.dropout = nn.Dropout(dropout)
-        # A buffer moves with the module to the right device and is not trained.
-        self.register_buffer("mask", torch.triu(torch.ones(context_length, context_length), 1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        T = x.shape[1]
-        q, k, v = self.W_query(x), self.W_key(x), self.W_value(x)
-        scores = q @ k.transpose(1, 2)
-        scores = scores.masked_fill(self.mask.bool()[:T, :T], -torch.inf)
-        weights = torch.softmax(scores / k.shape[-1] ** 0.5, dim=-1)
-        return self.dropout(weights) @ v
-
-
-# --- 4. Several heads: stack single heads side by side ---------------------------------------
-
-
-class MultiHeadAttentionWrapper(nn.Module):
-    """`num_heads` independent CausalAttention heads, outputs concatenated: (B, T, d_out)."""
-
-    def __init__(
-        self,
-        d_in: int,
-        d_out: int,
-        context_length: int,
-        num_heads: int,
-        dropout: float = 0.0,
-        qkv_bias: bool = False,
-    ):
-        super().__init__()
-        if d_out % num_heads:
-            raise ValueError(f"d_out={d_out} is not divisible by num_heads={num_heads}")
-        self.heads = nn.ModuleList(
-            CausalAttention(d_in, d_out // num_heads, context_length, dropout, qkv_bias)
-            for _ in range(num_heads)
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([head(x) for head in self.heads], dim=-1)
-
-
-# --- 5. The module the model uses ------------------------------------------------------------
 
 
 @dataclass
@@ -150,81 +35,6 @@ class KVCache:
         return self.k, self.v
 
 
-class ScaleType(str, Enum):
-    """What the scores are multiplied by (when `scale` is on)."""
-
-    inv_sqrt_d = "inv_sqrt_d"  # 1/sqrt(d_head): keeps the scores' spread at 1 for any d_head
-    fixed = "fixed"  # scale_value, e.g. 0.12 with QK-norm (modded-nanogpt)
-    learned_layer = "learned_layer"  # one learned factor per layer (starts at 1/sqrt(d_head))
-    learned_head = "learned_head"  # one learned factor per head
-
-
-class QKNorm(str, Enum):
-    """A normalisation of each head's queries and keys before their dot product."""
-
-    none = "none"
-    rms = "rms"  # RMSNorm with a learned gain (Wortsman et al.: it stops attention-logit growth)
-    layer = "layer"  # LayerNorm
-
-
-class Positions(str, Enum):
-    """How a token's position reaches attention."""
-
-    learned = "learned"  # GPT-2's learned table, added to the embeddings (context_length is a cap)
-    rope = "rope"  # q and k rotated by their positions (tinygpt.positions)
-    alibi = "alibi"  # scores biased by -slope_h x distance (tinygpt.positions)
-    none = "none"  # NoPE: the causal mask alone tells tokens apart
-
-
-def check_attention_options(
-    d_out: int, num_heads: int, mask_impl: str = "neg_inf", backend: str = "sdpa", *,
-    causal: bool = True, scale: bool = True, scale_type: str = "inv_sqrt_d",
-    scale_value: float | None = None,
-    qk_norm: str = "none", n_kv_heads: int | None = None, window: int | None = None,
-    softcap: float | None = None, positions: str = "learned",
-) -> dict:
-    """The options as enums (a dict of them); a UsageError, saying what to change, for any
-    combination no attention can run. (Every causal setting runs.)"""
-    if num_heads < 1 or d_out % num_heads:
-        raise UsageError(
-            f"emb_dim/d_out={d_out} is not divisible by n_heads={num_heads} "
-            "(pick n_heads that divides it)"
-        )
-    o = {"mask_impl": parse_choice(MaskImpl, mask_impl, "mask_impl"),
-         "backend": parse_choice(Backend, backend, "backend"),
-         "scale_type": parse_choice(ScaleType, scale_type, "scale_type"),
-         "qk_norm": parse_choice(QKNorm, qk_norm, "qk_norm"),
-         "positions": parse_choice(Positions, positions, "positions")}
-    head_dim = d_out // num_heads
-    divisors = [n for n in range(1, num_heads + 1) if num_heads % n == 0]
-    problems = [
-        (o["mask_impl"] == MaskImpl.renorm and o["backend"] != Backend.manual,
-         "mask_impl='renorm' needs the manual backend: sdpa cannot renormalise after softmax "
-         "(set backend=manual, or mask_impl=neg_inf)"),
-        (n_kv_heads is not None and n_kv_heads not in divisors,
-         f"n_kv_heads={n_kv_heads} must divide n_heads={num_heads} (use one of "
-         f"{', '.join(map(str, divisors))}; 1 is multi-query)"),
-        (window is not None and window < 1,
-         f"window={window} must be at least 1 key (or null: full attention)"),
-        (o["positions"] == Positions.rope and head_dim % 2,
-         f"positions=rope rotates pairs of dimensions: d_head={head_dim} is odd (pick emb_dim "
-         "and n_heads so emb_dim / n_heads is even)"),
-        (softcap is not None and softcap <= 0,
-         f"softcap={softcap} must be positive (or null: off)"),
-        (softcap is not None and o["backend"] != Backend.manual,
-         "softcap needs the manual backend: sdpa cannot cap its scores (set backend=manual)"),
-        (not scale and o["scale_type"] != ScaleType.inv_sqrt_d,
-         f"scale_type={o['scale_type'].value} needs scale=true: scale=false means no factor at "
-         "all (set scale=true, or scale_type=inv_sqrt_d)"),
-        (o["scale_type"] == ScaleType.fixed and scale_value is None,
-         "scale_type=fixed needs scale_value (e.g. scale_value=0.12)"),
-    ]
-    for bad, message in problems:
-        if bad:
-            raise UsageError(message)
-    return o
-
-
 def check_length(n: int, context_length: int) -> None:
     """A sequence longer than the learned position table has no positions to use."""
     if n > context_length:
@@ -235,15 +45,17 @@ def check_length(n: int, context_length: int) -> None:
 class MultiHeadAttention(nn.Module):
     """Multi-head attention with one fused Q/K/V projection and switches for each design choice.
 
-    scale: multiply scores by a factor, `scale_type` which (1/sqrt(d_head), a fixed
-    `scale_value`, or learned per layer or per head); off, the raw dot products. causal:
-    position t sees positions <= t only; `window` narrows that to the last `window` keys.
-    mask_impl: "neg_inf" (masked scores -> -inf before softmax) or "renorm" (softmax over all,
-    zero the future, renormalise rows; the seed's method). backend: "sdpa" (PyTorch's fused
-    kernel) or "manual" (explicit matmul/softmax; can return the weights). qk_norm: normalise
-    each head's q and k. n_kv_heads: fewer key/value heads, shared by groups of query heads
-    (grouped-query; 1 = multi-query). softcap: scores -> softcap * tanh(scores / softcap).
-    positions: "rope" and "alibi" act here; "learned" and "none" leave attention as it is.
+    The switches are `AttentionConfig`'s fields, given as keywords (`scale=False`,
+    `backend="manual"`, ...) or as `attention=` a whole config. scale: multiply scores by a
+    factor, `scale_type` which (1/sqrt(d_head), a fixed `scale_value`, or learned per layer or
+    per head); off, the raw dot products. causal: position t sees positions <= t only; `window`
+    narrows that to the last `window` keys. mask_impl: "neg_inf" (masked scores -> -inf before
+    softmax) or "renorm" (softmax over all, zero the future, renormalise rows; the seed's
+    method). backend: "sdpa" (PyTorch's fused kernel) or "manual" (explicit matmul/softmax; can
+    return the weights). qk_norm: normalise each head's q and k. n_kv_heads: fewer key/value
+    heads, shared by groups of query heads (grouped-query; 1 = multi-query). softcap: scores ->
+    softcap * tanh(scores / softcap). positions: "rope" and "alibi" act here; "learned" and
+    "none" leave attention as it is.
     """
 
     def __init__(
@@ -254,39 +66,30 @@ class MultiHeadAttention(nn.Module):
         num_heads: int,
         dropout: float = 0.0,
         qkv_bias: bool = False,
-        scale: bool = True,
-        causal: bool = True,
-        mask_impl: MaskImpl | str = "neg_inf",
-        backend: Backend | str = "sdpa",
         *,
-        scale_type: ScaleType | str = "inv_sqrt_d",
-        scale_value: float | None = None,
-        qk_norm: QKNorm | str = "none",
-        n_kv_heads: int | None = None,
-        window: int | None = None,
-        softcap: float | None = None,
+        attention: AttentionConfig | None = None,
         positions: Positions | str = "learned",
         rope_base: float = 10000.0,
+        **switches: object,
     ):
         super().__init__()
-        o = check_attention_options(
-            d_out, num_heads, mask_impl, backend, scale=scale, scale_type=scale_type,
-            scale_value=scale_value, qk_norm=qk_norm, n_kv_heads=n_kv_heads, window=window,
-            softcap=softcap, positions=positions)
+        a = replace(attention or AttentionConfig(), **switches)
+        positions = parse_choice(Positions, positions, "model.positions")
+        a.check(d_out, num_heads, positions)
         self.num_heads, self.head_dim = num_heads, d_out // num_heads
-        self.n_kv_heads = n_kv_heads or num_heads
+        self.n_kv_heads = a.n_kv_heads or num_heads
         self.context_length, self.dropout = context_length, dropout
-        self.scale, self.causal, self.window, self.softcap = scale, causal, window, softcap
-        self.mask_impl, self.backend = o["mask_impl"], o["backend"]
-        self.scale_type, self.positions, self.rope_base = o["scale_type"], o["positions"], rope_base
+        self.scale, self.causal, self.window, self.softcap = a.scale, a.causal, a.window, a.softcap
+        self.mask_impl, self.backend = a.mask_impl, a.backend
+        self.scale_type, self.positions, self.rope_base = a.scale_type, positions, rope_base
         kv = self.n_kv_heads * self.head_dim
         self.qkv = nn.Linear(d_in, d_out + 2 * kv, bias=qkv_bias)
         self.out_proj = nn.Linear(d_out, d_out)
-        norm = {QKNorm.rms: nn.RMSNorm, QKNorm.layer: nn.LayerNorm}.get(o["qk_norm"])
+        norm = {QKNorm.rms: nn.RMSNorm, QKNorm.layer: nn.LayerNorm}.get(a.qk_norm)
         self.q_norm = norm(self.head_dim) if norm else None
         self.k_norm = norm(self.head_dim) if norm else None
         inv_sqrt_d = 1 / math.sqrt(self.head_dim)
-        self.scale_value = scale_value if self.scale_type == ScaleType.fixed else inv_sqrt_d
+        self.scale_value = a.scale_value if self.scale_type == ScaleType.fixed else inv_sqrt_d
         if self.scale_type in (ScaleType.learned_layer, ScaleType.learned_head):
             # learnt from where 1/sqrt(d_head) would have it
             shape = (num_heads,) if self.scale_type == ScaleType.learned_head else ()

@@ -1,17 +1,28 @@
-"""Checkpoints: read without running pickled code, checked before resuming, found for resuming.
-(They are written atomically by `tinygpt.train.AtomicCheckpointIO`.)"""
+"""Checkpoints: written whole or not at all, read without running pickled code, and turned back
+into the model and tokenizer they hold; a Hugging Face GPT-2 directory is read and written as one
+more kind of checkpoint."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from tinygpt.atomic import atomic_write
 from tinygpt.errors import UsageError
+from tinygpt.hf import load_hf_gpt2, save_hf_gpt2
 from tinygpt.model import GPT, GPTConfig
-from tinygpt.tokenizer import Tokenizer, tokenizer_from_state
+from tinygpt.run_dir import LAST, last_checkpoint
+from tinygpt.tokenizer import Tokenizer, get_tokenizer, tokenizer_from_state
+
+_PASS_OURS = "pass a .ckpt that scripts/train.py wrote"
+
+
+def write_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
+    """torch.save through `atomic_write`: a kill mid-write leaves the previous file loadable."""
+    with atomic_write(path) as f:
+        torch.save(ckpt, f)
 
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
@@ -25,9 +36,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     except Exception as e:  # truncated, not a checkpoint, or a pickle that wants to run code
         text = str(e).strip()
         first = text.splitlines()[0] if text else type(e).__name__
-        raise UsageError(
-            f"cannot read checkpoint {path}: {first} (pass a .ckpt that scripts/train.py wrote)"
-        ) from None
+        raise UsageError(f"cannot read checkpoint {path}: {first} ({_PASS_OURS})") from None
 
 
 def checkpoint_model_config(ckpt: dict[str, Any], path: str | Path) -> GPTConfig:
@@ -35,8 +44,8 @@ def checkpoint_model_config(ckpt: dict[str, Any], path: str | Path) -> GPTConfig
     try:
         return GPTConfig(**ckpt["hyper_parameters"]["model"])
     except (KeyError, TypeError) as e:
-        raise UsageError(f"checkpoint {path} does not hold a tinygpt model ({e}; pass a .ckpt "
-                         "that scripts/train.py wrote)") from None
+        raise UsageError(f"checkpoint {path} does not hold a tinygpt model ({e}; "
+                         f"{_PASS_OURS})") from None
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> tuple[GPT, Tokenizer]:
@@ -50,39 +59,34 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> tuple[GPT, T
     except RuntimeError as e:
         first = str(e).splitlines()[0]
         raise UsageError(f"checkpoint {path} does not hold a tinygpt model: {first} "
-                         "(pass a .ckpt that scripts/train.py wrote)") from None
+                         f"({_PASS_OURS})") from None
     tokenizer = tokenizer_from_state(ckpt["hyper_parameters"]["tokenizer"])
     return model.to(map_location).eval(), tokenizer
 
 
-def find_last_checkpoint(*roots: str | Path) -> Path | None:
-    """The newest `last.ckpt` under the given directories (a run directory or outputs/)."""
-    found = [p for r in roots if Path(r).is_dir() for p in Path(r).rglob("last.ckpt")]
-    return max(found, key=lambda p: p.stat().st_mtime, default=None)
+def load_model(path: str | Path, map_location: Any = "cpu") -> tuple[GPT, Tokenizer]:
+    """A model and its tokenizer from a training checkpoint, a run folder (its last.ckpt) or a
+    Hugging Face GPT-2 directory (with GPT-2's tokenizer)."""
+    p = Path(path)
+    if p.is_dir() and (p / "config.json").is_file():
+        return load_hf_gpt2(p).to(map_location).eval(), get_tokenizer("gpt2")
+    if p.is_dir() and last_checkpoint(p).is_file():
+        p = last_checkpoint(p)
+    elif p.is_dir():
+        raise UsageError(f"{p} holds neither checkpoints/{LAST} nor a Hugging Face config.json "
+                         "(pass a run folder, a .ckpt file or a GPT-2 directory)")
+    return load_checkpoint(p, map_location)
 
 
-def resume_path(ckpt_path: str | None, resume: bool, run_dir: Path) -> str | None:
-    """The checkpoint to resume from: ckpt_path as given, or the newest last.ckpt (of the run
-    directory, else under outputs/) for resume=true or ckpt_path=last."""
-    if not (resume or ckpt_path == "last"):
-        return ckpt_path
-    found = find_last_checkpoint(run_dir, "outputs")
-    if found is None:
-        raise UsageError(f"there is no last.ckpt to resume in {run_dir} or outputs/ "
-                         "(train first, or give ckpt_path=/path/to/file.ckpt)")
-    return str(found)
-
-
-def check_resumable(path: str, cfg: GPTConfig, tokenizer: dict) -> None:
-    """Refuse, before training starts, a checkpoint this run's model could not continue."""
-    ckpt = read_checkpoint(path)
-    theirs = checkpoint_model_config(ckpt, path)
-    if theirs != cfg:
-        ours = asdict(cfg)
-        diff = ", ".join(f"{k}={v} (this run: {ours[k]})"
-                         for k, v in asdict(theirs).items() if v != ours[k])
-        raise UsageError(f"checkpoint {path} is for another model: {diff} "
-                         "(use the same model.* and data settings, or start a new run)")
-    if ckpt["hyper_parameters"].get("tokenizer") != tokenizer:
-        raise UsageError(f"checkpoint {path} was trained with another tokenizer or vocabulary "
-                         "(use the same data.tokenizer and corpus, or start a new run)")
+def export_hf(ckpt: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+    """A training checkpoint written as a Hugging Face GPT-2 directory; UsageError for what
+    GPT-2 cannot hold (another tokenizer, attention it cannot express) or a full `out`."""
+    model, tok = load_model(ckpt)
+    if tok.name != "gpt2":
+        raise UsageError(f"the checkpoint uses the {tok.name} tokenizer; Hugging Face GPT-2 "
+                         "needs GPT-2's (train with data.tokenizer=gpt2)")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UsageError(f"{out} is not empty (choose another out=, or set overwrite=true)")
+    save_hf_gpt2(model, out)
+    return out

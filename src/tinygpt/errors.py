@@ -1,12 +1,17 @@
-"""The errors a user can cause and fix: entry points print them as one `error:` line and exit 2;
-anything else is a bug and keeps its traceback."""
+"""The errors a user can cause and fix, and the one way every entry point reports them: one
+`error:` line on stderr and exit 2. Anything else is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 E = TypeVar("E", bound=Enum)
+
+USAGE_EXIT = 2  # what a shell sees for a mistake in the input (as argparse uses it)
 
 
 class UsageError(ValueError):
@@ -21,3 +26,23 @@ def parse_choice(kind: type[E], value: object, key: str) -> E:
     except ValueError:
         valid = ", ".join(m.value for m in kind)
         raise UsageError(f"{key}={value!r} is unknown (use one of {valid})") from None
+
+
+def print_error(error: UsageError | str) -> None:
+    """The one line a user sees for a mistake."""
+    print(f"error: {error}", file=sys.stderr, flush=True)
+
+
+def exit_usage(error: UsageError | str) -> NoReturn:
+    """Print the error line and exit 2."""
+    print_error(error)
+    sys.exit(USAGE_EXIT)
+
+
+@contextmanager
+def usage_errors_exit() -> Iterator[None]:
+    """Inside an entry point: a UsageError becomes the error line and exit 2."""
+    try:
+        yield
+    except UsageError as e:
+        exit_usage(e)

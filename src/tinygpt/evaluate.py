@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tinygpt.data import TokenWindows, bits_per_byte
+from tinygpt.data import TokenWindows
+from tinygpt.metrics import bits_per_byte
 from tinygpt.model import GPT, evaluating
 from tinygpt.tokenizer import Tokenizer
 

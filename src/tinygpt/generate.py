@@ -2,37 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 import torch
 from torch import Tensor
 
+from tinygpt.checkpoint import load_model
 from tinygpt.errors import UsageError
 from tinygpt.model import GPT, evaluating
-
-
-@dataclass
-class SampleConfig:
-    """A continuation: what the training run samples at each validation (`sample.*`)."""
-
-    prompt: str = "The for statement"
-    max_new_tokens: int = 64
-    temperature: float = 0.8
-    top_k: int | None = 40
-
-
-@dataclass
-class GenerateConfig(SampleConfig):
-    """scripts/generate.py's settings: a checkpoint (or a Hugging Face GPT-2 directory) and how
-    to sample from it."""
-
-    ckpt: str = "???"  # required
-    max_new_tokens: int = 200
-    top_p: float | None = None
-    seed: int = 0
-    use_cache: bool = True
-    device: str = "auto"
 
 
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
@@ -111,21 +86,14 @@ def generate(
 def complete(ckpt: str, prompt: str, max_new_tokens: int, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, seed: int = 0,
              use_cache: bool = True, device: str = "auto") -> str:
-    """The prompt and its continuation by a training checkpoint or a Hugging Face GPT-2
-    directory; UsageError for an unreadable checkpoint or an unusable prompt or setting."""
-    from tinygpt.checkpoint import load_checkpoint
-    from tinygpt.hf import load_hf_gpt2
-    from tinygpt.tokenizer import get_tokenizer
-
+    """The prompt and its continuation by a training checkpoint, a run folder or a Hugging Face
+    GPT-2 directory; UsageError for an unreadable checkpoint or an unusable prompt or setting."""
     check_sampling(temperature, top_k, top_p)
     if max_new_tokens < 1:
         raise UsageError(f"max_new_tokens={max_new_tokens} is too small (set 1 or more)")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if Path(ckpt).is_dir():  # a Hugging Face GPT-2 directory
-        model, tok = load_hf_gpt2(ckpt).to(device).eval(), get_tokenizer("gpt2")
-    else:
-        model, tok = load_checkpoint(ckpt, map_location=device)
+    model, tok = load_model(ckpt, map_location=device)
     ids = tok.encode(prompt)
     if not ids:
         raise UsageError('the prompt is empty (give one, e.g. prompt="The for statement")')

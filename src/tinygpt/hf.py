@@ -7,7 +7,6 @@ Hugging Face stores GPT-2's projections as Conv1D, weights (in, out): ours are n
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -155,28 +154,3 @@ def save_hf_gpt2(model: GPT, directory: str | Path) -> None:
     d.mkdir(parents=True, exist_ok=True)
     save_file(state_dict_to_hf(model), str(d / "model.safetensors"), metadata={"format": "pt"})
     (d / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-
-
-@dataclass
-class ExportConfig:
-    """scripts/export_hf.py's settings."""
-
-    ckpt: str = "???"  # required: a training checkpoint
-    out: str = "???"  # required: the directory to write
-    overwrite: bool = False
-
-
-def export_checkpoint(ckpt: str | Path, out: str | Path, overwrite: bool = False) -> Path:
-    """A training checkpoint written as a Hugging Face GPT-2 directory; UsageError for what
-    GPT-2 cannot hold (another tokenizer, attention it cannot express) or a full `out`."""
-    from tinygpt.checkpoint import load_checkpoint
-
-    model, tok = load_checkpoint(ckpt)
-    if tok.name != "gpt2":
-        raise UsageError(f"the checkpoint uses the {tok.name} tokenizer; Hugging Face GPT-2 "
-                         "needs GPT-2's (train with data.tokenizer=gpt2)")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UsageError(f"{out} is not empty (choose another out=, or set overwrite=true)")
-    save_hf_gpt2(model, out)
-    return out

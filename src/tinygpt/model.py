@@ -5,105 +5,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from tinygpt.attention import (
-    Backend,
-    KVCache,
-    MaskImpl,
-    MultiHeadAttention,
-    Positions,
-    QKNorm,
-    ScaleType,
-    check_attention_options,
-    check_length,
-)
-from tinygpt.errors import UsageError, parse_choice
+from tinygpt.attention import KVCache, MultiHeadAttention, check_length
 from tinygpt.loss import linear_cross_entropy
 
+# The model's settings live in model_config (no torch there); the contract names them here too.
+from tinygpt.model_config import AttentionConfig, GPTConfig, Positions
 
-@dataclass
-class AttentionConfig:
-    """What the attention does; see `MultiHeadAttention` for each switch."""
-
-    scale: bool = True
-    causal: bool = True
-    mask_impl: MaskImpl = MaskImpl.neg_inf
-    backend: Backend = Backend.sdpa
-    scale_type: ScaleType = ScaleType.inv_sqrt_d  # with scale=true: which factor
-    scale_value: float | None = None  # for scale_type=fixed: the factor
-    qk_norm: QKNorm = QKNorm.none
-    n_kv_heads: int | None = None  # key/value heads (null: n_heads; 1: multi-query)
-    window: int | None = None  # sliding window: each query sees its last `window` keys
-    softcap: float | None = None  # scores -> softcap * tanh(scores / softcap) (manual backend)
-
-    def __post_init__(self) -> None:
-        # Strings (a checkpoint's hparams, a library call) become the enums the schema uses.
-        for name, kind in (("mask_impl", MaskImpl), ("backend", Backend),
-                           ("scale_type", ScaleType), ("qk_norm", QKNorm)):
-            setattr(self, name, parse_choice(kind, getattr(self, name), f"model.attention.{name}"))
-
-
-@dataclass
-class GPTConfig:
-    """The single source of the model's shape."""
-
-    vocab_size: int = 50257  # GPT-2's; a training run takes it from its tokenizer
-    context_length: int = 1024
-    emb_dim: int = 768
-    n_heads: int = 12
-    n_layers: int = 12
-    drop_rate: float = 0.0
-    qkv_bias: bool = False
-    tie_weights: bool = True
-    # Round the embedding/head rows up to a multiple of this (64 suits matmul kernels); the
-    # extra rows are never scored, trained or sampled.
-    pad_vocab_multiple: int = 64
-    # learned (GPT-2's table, context_length caps the input), rope, alibi or none (NoPE)
-    positions: Positions = Positions.learned
-    rope_base: float = 10000.0
-    attention: AttentionConfig = field(default_factory=AttentionConfig)
-
-    @property
-    def padded_vocab_size(self) -> int:
-        m = max(1, self.pad_vocab_multiple)
-        return -(-self.vocab_size // m) * m
-
-    def __post_init__(self) -> None:
-        if isinstance(self.attention, dict):  # e.g. rebuilt from a checkpoint's hparams
-            self.attention = AttentionConfig(**self.attention)
-        self.positions = parse_choice(Positions, self.positions, "model.positions")
-
-    def validate(self) -> None:
-        """Raise UsageError, saying what to change, for a shape the model cannot be built with."""
-        for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
-            if getattr(self, name) < 1:
-                value = getattr(self, name)
-                raise UsageError(f"model.{name} must be a positive integer (got {value})")
-        if not 0.0 <= self.drop_rate < 1.0:
-            raise UsageError(f"model.drop_rate must be in [0, 1) (got {self.drop_rate})")
-        check_attention_options(self.emb_dim, self.n_heads, **self.attention_kwargs())
-
-    def attention_kwargs(self) -> dict[str, Any]:
-        """MultiHeadAttention's switches, from `attention` and `positions`."""
-        return asdict(self.attention) | {"positions": self.positions}
-
-    def kv_cache_bytes_per_token(self, element_bytes: int = 4) -> int:
-        """What generation keeps per token: keys and values of every layer's kv heads."""
-        kv_heads = self.attention.n_kv_heads or self.n_heads
-        return 2 * self.n_layers * kv_heads * (self.emb_dim // self.n_heads) * element_bytes
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain Python values (choices as strings): what a checkpoint stores, and loads safely."""
-        def plain(v: Any) -> Any:
-            return {k: plain(x) for k, x in v.items()} if isinstance(v, dict) else getattr(
-                v, "value", v)
-
-        return plain(asdict(self))
+__all__ = ["GPT", "AttentionConfig", "Block", "GPTConfig", "attention_overrides", "evaluating"]
 
 
 class MLP(nn.Module):
@@ -127,9 +39,9 @@ class Block(nn.Module):
         super().__init__()
         self.ln1 = nn.LayerNorm(cfg.emb_dim)
         self.attn = MultiHeadAttention(
-            cfg.emb_dim, cfg.emb_dim, cfg.context_length, cfg.n_heads,
-            dropout=cfg.drop_rate, qkv_bias=cfg.qkv_bias, rope_base=cfg.rope_base,
-            **cfg.attention_kwargs(),
+            cfg.emb_dim, cfg.emb_dim, cfg.context_length, cfg.n_heads, dropout=cfg.drop_rate,
+            qkv_bias=cfg.qkv_bias, attention=cfg.attention, positions=cfg.positions,
+            rope_base=cfg.rope_base,
         )
         self.ln2 = nn.LayerNorm(cfg.emb_dim)
         self.mlp = MLP(cfg)

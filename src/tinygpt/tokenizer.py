@@ -17,8 +17,8 @@ from typing import Protocol
 import tiktoken
 from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 
+from tinygpt.atomic import atomic_write
 from tinygpt.errors import UsageError, parse_choice
-from tinygpt.files import atomic_write
 
 
 class TokenizerName(str, Enum):

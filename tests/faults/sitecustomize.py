@@ -8,7 +8,7 @@ TINYGPT_NAN_AT_CALL=k [TINYGPT_NAN_ON_RANK=r]: the k-th training loss is NaN (on
 import os
 
 if os.environ.get("TINYGPT_RAISE_IN_LOAD"):
-    from tinygpt.data import TextDataModule
+    from tinygpt.training.datamodule import TextDataModule
 
     def _broken_load(self):
         raise ValueError("injected bug")

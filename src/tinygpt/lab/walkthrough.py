@@ -1,13 +1,13 @@
 """The seed's worked example, step by step, computed by the library's own attention code
-(`python scripts/attention_walkthrough.py` prints it)."""
+(`tinygpt-walkthrough` prints it)."""
 
 from __future__ import annotations
 
 import torch
 
-from tinygpt.attention import (
+from tinygpt.attention import MultiHeadAttention
+from tinygpt.attention_forms import (
     CausalAttention,
-    MultiHeadAttention,
     MultiHeadAttentionWrapper,
     SelfAttentionParams,
     simple_self_attention,

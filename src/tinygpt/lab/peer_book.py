@@ -1,5 +1,5 @@
 """Our default training path against the "from scratch" book's package on the same batches
-(`scripts/bench_peers.py` runs `compare()`).
+(`tinygpt-bench-peers` runs `compare()`).
 
 Both train the book's GPTModel shape (4 layers x 128, GPT-2 vocabulary, context 128, dropout
 0.1) on the same batches of the embedded corpus, in the same order, for the same number of
@@ -12,22 +12,20 @@ from __future__ import annotations
 
 import contextlib
 import io
-import tempfile
 import time
 from itertools import islice
 
-import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 
-from tinygpt.callbacks import Throughput
-from tinygpt.config import compose_train
-from tinygpt.data import DataConfig, TextDataModule
+from tinygpt.config import DataConfig
 from tinygpt.errors import UsageError
-from tinygpt.lightning_module import GPTLightningModule
+from tinygpt.lab.timing import fit_on_batches
 from tinygpt.model import GPTConfig
-from tinygpt.precision import resolve_precision
-from tinygpt.tokenizer import tokenizer_state
+from tinygpt.tokenizer import get_tokenizer, tokenizer_state
+from tinygpt.training.datamodule import TextDataModule
+from tinygpt.training.module import GPTLightningModule
+from tinygpt.training.precision import resolve_precision
+from tinygpt.training.schema import compose_train
 
 # The book's GPTModel at the default run's size: read from configs/model (the book's keys).
 SHAPE_KEYS = ("context_length", "emb_dim", "n_heads", "n_layers", "drop_rate")
@@ -63,8 +61,6 @@ class _Tok:
     """What the peer's end-of-epoch sample needs from a tokenizer (GPT-2's, offline)."""
 
     def __init__(self) -> None:
-        from tinygpt.tokenizer import get_tokenizer
-
         self._t = get_tokenizer("gpt2")
 
     def encode(self, text: str, allowed_special=None) -> list[int]:
@@ -78,18 +74,7 @@ def ours(batches: list, val: list, seed: int, dm: TextDataModule, precision: str
     torch.manual_seed(seed)
     cfg = GPTConfig(vocab_size=dm.tokenizer.vocab_size, **shape())
     module = GPTLightningModule(cfg, tokenizer=tokenizer_state(dm.tokenizer))
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = L.Trainer(
-            accelerator="cpu", devices=1, precision=precision, max_steps=len(batches),
-            gradient_clip_val=1.0, logger=TensorBoardLogger(tmp, name="", version=""),
-            callbacks=[Throughput(window=10)], enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False, log_every_n_steps=10, limit_val_batches=0,
-        )
-        loader = torch.utils.data.DataLoader(batches, batch_size=None)
-        t = time.perf_counter()
-        trainer.fit(module, train_dataloaders=loader)
-        seconds = time.perf_counter() - t
+    seconds = fit_on_batches(module, batches, precision)
     model = module.model.eval()
     with torch.no_grad():
         losses = [model.loss(x, y).item() for x, y in val]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import math
 import random
-from dataclasses import asdict, dataclass, field
-from enum import Enum
+from dataclasses import asdict
 from typing import Any
 
 import lightning as L
@@ -15,47 +13,15 @@ from lightning.pytorch.utilities import grad_norm, rank_zero_warn
 from torch import Tensor
 from torchmetrics import MeanMetric, SumMetric
 
-from tinygpt.callbacks import stop_without_validation
-from tinygpt.data import bits_per_byte
+from tinygpt import metrics
+from tinygpt.config import NonFinite, OptimConfig
 from tinygpt.errors import parse_choice
+from tinygpt.metrics import bits_per_byte
 from tinygpt.model import GPT, GPTConfig, attention_overrides
+from tinygpt.optim import build_optimizer
 from tinygpt.tokenizer import Tokenizer, tokenizer_from_state
-
-
-@dataclass
-class OptimConfig:
-    """AdamW with linear warmup, then cosine decay to lr * min_lr_ratio."""
-
-    lr: float = 1e-3
-    weight_decay: float = 0.1
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.1
-
-
-class NonFinite(str, Enum):
-    """What a NaN or inf training loss does."""
-
-    stop = "stop"  # end the run naming the step; the last good checkpoint stays
-    skip = "skip"  # drop the batch (counted in train/skipped_batches)
-
-
-def all_ranks_agree(ok: bool, trainer: L.Trainer) -> bool:
-    """Whether `ok` holds on every rank: one all-reduce of a flag under a multi-process strategy,
-    nothing otherwise."""
-    if trainer.world_size == 1 or not torch.distributed.is_initialized():
-        return ok
-    flag = torch.tensor([1.0 if ok else 0.0], device=trainer.strategy.root_device)
-    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
-    return bool(flag.item())
-
-
-def lr_lambda(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
-    """Linear warmup to 1, then cosine decay to min_lr_ratio at total_steps (factor of lr)."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+from tinygpt.training.lightning_adapter import stop_without_validation
+from tinygpt.training.ranks import all_ranks_agree
 
 
 class GPTLightningModule(L.LightningModule):
@@ -114,8 +80,7 @@ class GPTLightningModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         # FLOPs of one training step on this device's batch, counted on a weightless copy
         # (meta device): ThroughputMonitor turns them into train/mfu.
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        batch = getattr(dm, "per_device_batch", 1)
+        batch = getattr(self.trainer.datamodule, "per_device_batch", 1)
         T = self.model.cfg.context_length
         with torch.device("meta"):
             meta = GPT(self.model.cfg)
@@ -154,12 +119,14 @@ class GPTLightningModule(L.LightningModule):
                 rank_zero_warn(f"loss is not finite on some rank at step {self.global_step}: "
                                "batch skipped")
             return self._no_update()
-        self.log("train/loss", loss, prog_bar=True, sync_dist=True)  # the mean over all ranks
+        self.log(metrics.TRAIN_LOSS, loss, prog_bar=True, sync_dist=True)  # mean over all ranks
         y = batch[1]
-        self.log("train/bpb", bits_per_byte(loss * y.numel(), self.token_bytes[y].sum()),
+        self.log(metrics.TRAIN_BPB, bits_per_byte(loss * y.numel(), self.token_bytes[y].sum()),
                  sync_dist=True)
+        # The rate this step uses; the groups differ in weight decay only, so one number.
+        self.log(metrics.TRAIN_LR, self.optimizers().param_groups[0]["lr"])
         if self.skipped_batches:
-            self.log("train/skipped_batches", float(self.skipped_batches))
+            self.log(metrics.SKIPPED_BATCHES, float(self.skipped_batches))
         return loss
 
     def _no_update(self) -> Tensor:
@@ -189,21 +156,21 @@ class GPTLightningModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         # The metric objects reduce across ranks (token-weighted) and reset after the epoch.
         loss = self.val_loss.compute()
-        self.log("val/loss", self.val_loss, prog_bar=True)
+        self.log(metrics.VAL_LOSS, self.val_loss, prog_bar=True)
         # sync_dist only quiets Lightning: these derive from the reduced metric, equal on all ranks
-        self.log("val/ppl", torch.exp(loss), sync_dist=True)
+        self.log(metrics.VAL_PPL, torch.exp(loss), sync_dist=True)
         bpb = bits_per_byte(self.val_nats.compute(), self.val_bytes.compute())
         self.val_nats.reset()
         self.val_bytes.reset()
-        self.log("val/bpb", bpb, prog_bar=True, sync_dist=True)
+        self.log(metrics.VAL_BPB, bpb, prog_bar=True, sync_dist=True)
         # The HPARAMS tab's metric columns (declared when the run logs its hyperparameters).
-        self.log("hp/val_bpb", bpb, sync_dist=True)
-        self.log("hp/val_loss", loss, sync_dist=True)
-        train_loss = self.trainer.callback_metrics.get("train/loss")
+        self.log(metrics.HP_VAL_BPB, bpb, sync_dist=True)
+        self.log(metrics.HP_VAL_LOSS, loss, sync_dist=True)
+        train_loss = self.trainer.callback_metrics.get(metrics.TRAIN_LOSS)
         if train_loss is not None:
-            self.log("hp/train_loss", train_loss, sync_dist=True)
+            self.log(metrics.HP_TRAIN_LOSS, train_loss, sync_dist=True)
         if self.causal_eval:
-            self.log("val/loss_causal_eval", self.val_loss_causal)
+            self.log(metrics.VAL_LOSS_CAUSAL, self.val_loss_causal)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Dropout draws from these; restoring them makes a resumed run repeat the same masks.
@@ -237,35 +204,17 @@ class GPTLightningModule(L.LightningModule):
         else:
             grads = [p.grad for p in self.model.parameters() if p.grad is not None]
             total = torch.nn.utils.get_total_norm(grads)
-        self.log("grad_norm/total", total)  # before clipping: the norm the clip acted on
+        self.log(metrics.GRAD_NORM_TOTAL, total)  # before clipping: the norm the clip acted on
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         every = self.hparams.grad_norm_every
         if every and (self.global_step + 1) % every == 0:
             norms = grad_norm(self.model, norm_type=2)
             norms.pop("grad_2.0_norm_total", None)
-            self.log_dict({k.replace("grad_2.0_norm/", "grad_norm/"): v for k, v in norms.items()})
+            self.log_dict({k.replace("grad_2.0_norm", metrics.GRAD_NORM): v
+                           for k, v in norms.items()})
 
     def configure_optimizers(self) -> dict:
-        o = self.optim
-        # Decay the matrices of Linear layers and the token embedding (tied to the head); leave
-        # biases, LayerNorm gains/shifts and the position table alone: shrinking those towards
-        # zero has no regularising use and only fights the signal they carry.
-        decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
-            is_matrix = p.dim() >= 2 and not name.startswith("pos_emb")
-            (decay if is_matrix else no_decay).append(p)
-        groups = [
-            {"params": decay, "weight_decay": o.weight_decay, "name": "decay"},
-            {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
-        ]
-        # foreach: a few batched kernels per step. (fused=True would be one, but Lightning refuses
-        # gradient clipping with a fused optimizer under mixed precision.)
-        opt = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), foreach=True)
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_lambda(s, o.warmup_steps, total, o.min_lr_ratio)
-        )
-        # callbacks.LearningRate (Lightning's LearningRateMonitor) logs it as train/lr.
-        return {"optimizer": opt,
-                "lr_scheduler": {"scheduler": sched, "interval": "step", "name": "train/lr"}}
+        opt, sched = build_optimizer(self.model, self.optim, total)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-EVENTS = "events.out.tfevents.*"
+from tinygpt.metrics import SAMPLES
+from tinygpt.run_dir import EVENTS_GLOB
 
 
 @dataclass
@@ -22,14 +23,14 @@ def read_events(run_dir: str | Path) -> RunEvents:
     """All event files of run_dir, oldest first, so a resumed run's value for a step replaces
     the first attempt's (EventAccumulator on the folder would purge those steps instead)."""
     out = RunEvents()
-    files = sorted(Path(run_dir).glob(EVENTS), key=lambda p: p.stat().st_mtime)
+    files = sorted(Path(run_dir).glob(EVENTS_GLOB), key=lambda p: p.stat().st_mtime)
     for f in files:
         ea = EventAccumulator(str(f), size_guidance={"scalars": 0, "tensors": 0})
         ea.Reload()
         for tag in ea.Tags()["scalars"]:  # a SIGKILL may have lost a file's buffer: no tags
             out.scalars.setdefault(tag, {}).update({e.step: e.value for e in ea.Scalars(tag)})
         for tag in ea.Tags()["tensors"]:
-            if tag.startswith("samples/"):  # add_text stores samples/text/text_summary
+            if tag.startswith(SAMPLES):  # add_text stores samples/text/text_summary
                 text = ea.Tensors(tag)[-1].tensor_proto.string_val[0].decode()
                 out.sample = text.replace("\n    ", "\n").removeprefix("    ")
     return out

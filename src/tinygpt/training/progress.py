@@ -9,7 +9,6 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
-from lightning.pytorch.callbacks.progress.tqdm_progress import _update_n
 
 
 class StepProgressBar(TQDMProgressBar):
@@ -25,15 +24,15 @@ class StepProgressBar(TQDMProgressBar):
         bar = self.train_progress_bar
         if bar.total != trainer.max_steps:  # once: the bar spans the epochs
             bar.reset(total=trainer.max_steps)
-            _update_n(bar, trainer.global_step)  # a resumed run starts where it stopped
+            _show(bar, trainer.global_step)  # a resumed run starts where it stopped
             bar.set_description("step")
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not self._by_step(trainer):
             return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        bar = self.train_progress_bar
-        if self._should_update(trainer.global_step, bar.total):
-            _update_n(bar, trainer.global_step)
+        bar, step = self.train_progress_bar, trainer.global_step
+        if self.is_enabled and (step % self.refresh_rate == 0 or step == bar.total):
+            _show(bar, step)
             bar.set_postfix(self.get_metrics(trainer, pl_module))
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
@@ -87,6 +86,13 @@ class LineProgress(ProgressBar):
         first = [k for k in ("val/loss", "val/bpb") if k in vals]
         text = "  ".join(f"{k} {vals[k]:.3f}" for k in first + sorted(set(vals) - set(first)))
         self._say(trainer, f"validation at step {trainer.global_step}: {text}")
+
+
+def _show(bar: Any, n: int) -> None:
+    """Move a tqdm bar to n and draw it (a bar counts increments; ours counts steps)."""
+    if not bar.disable:
+        bar.n = n
+        bar.refresh()
 
 
 def _minutes(seconds: float) -> str:

@@ -4,8 +4,6 @@ sweep finish every job when one fails."""
 from __future__ import annotations
 
 import os
-import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,22 +11,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-
-def folder_name(text: str) -> str:
-    """A sweep job's folder name from its overrides: a path in a value (data.path=../a/b.txt)
-    would otherwise make nested folders, one run spread over several levels."""
-    return re.sub(r"[/\\]+", "_", text)
-
-
-def run_name(time: str, overrides: str = "") -> str:
-    """A run's folder: its start time, then what it changed (`14-03-59_model.n_heads=16`), so
-    TensorBoard's run list says what each run is."""
-    return f"{time}_{folder_name(overrides)}" if overrides else time
-
-
-def holds_run(path: Path) -> bool:
-    """Whether a directory already holds a training run's checkpoints or TensorBoard events."""
-    return (path / "checkpoints").is_dir() or any(path.glob("events.out.tfevents.*"))
+from tinygpt.errors import exit_usage
+from tinygpt.run_dir import holds_run
 
 
 def first_process() -> bool:
@@ -57,10 +41,8 @@ class RunDirGuard(Callback):
             return
         for d in dirs:
             if holds_run(d):
-                print(f"error: {d} already holds a training run (resume it with resume=true, "
-                      "or leave hydra.run.dir / hydra.sweep.dir to pick a new directory)",
-                      file=sys.stderr)
-                sys.exit(2)
+                exit_usage(f"{d} already holds a training run (resume it with resume=true, "
+                           "or leave hydra.run.dir / hydra.sweep.dir to pick a new directory)")
 
 
 @dataclass
@@ -86,6 +68,5 @@ class SweepStatus(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.failed:
-            print(f"error: {len(self.failed)} of {self.jobs} jobs failed: "
-                  f"{'; '.join(self.failed)} (their error lines are above)", file=sys.stderr)
-            sys.exit(2)
+            exit_usage(f"{len(self.failed)} of {self.jobs} jobs failed: "
+                       f"{'; '.join(self.failed)} (their error lines are above)")

@@ -1,0 +1,45 @@
+"""Where the time goes, measured side by side in one process (medians over repeats after warm-up).
+
+    tinygpt-bench                      # the full run; writes docs/benchmarks.md + .json
+    tinygpt-bench --quick --out /tmp/b # a seconds-long smoke run
+    tinygpt-bench --gpu                # on a GPU host: GPT-2 124M, bf16, compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from tinygpt.errors import UsageError, usage_errors_exit
+from tinygpt.lab.bench_gpu import gpu_section
+from tinygpt.lab.bench_render import write
+from tinygpt.lab.bench_run import run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="tinygpt-bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="seconds-long smoke run")
+    ap.add_argument("--out", default="docs", help="where benchmarks.md/.json go (default: docs)")
+    ap.add_argument("--gpu", action="store_true",
+                    help="only the GPU section: GPT-2 124M shape, bf16, compile, flash attention")
+    ap.add_argument("--gpu-device", default="cuda", help=argparse.SUPPRESS)  # cpu: test the code
+    args = ap.parse_args()
+    out = Path(args.out)
+    if not args.gpu:
+        write(run(args.quick), out)
+        return
+    with usage_errors_exit():
+        if args.gpu_device == "cuda" and not torch.cuda.is_available():
+            raise UsageError("--gpu needs a CUDA device and none is visible (run it on a GPU "
+                             "host)")
+    r = gpu_section(args.gpu_device, args.quick)
+    print(json.dumps(r, indent=2))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmarks_gpu.json").write_text(json.dumps(r, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

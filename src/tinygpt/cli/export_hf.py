@@ -1,0 +1,28 @@
+"""Write a trained checkpoint as a Hugging Face GPT-2 directory (config.json, model.safetensors).
+
+    tinygpt-export-hf ckpt=outputs/.../checkpoints/last.ckpt out=exported/
+    # then, in Python: transformers.GPT2LMHeadModel.from_pretrained("exported/")
+"""
+
+from __future__ import annotations
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
+
+from tinygpt.checkpoint import export_hf
+from tinygpt.config import ExportConfig
+from tinygpt.errors import usage_errors_exit
+from tinygpt.training.schema import CONFIG_PATH
+
+ConfigStore.instance().store(name="export_schema", node=ExportConfig)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export_hf")
+def main(cfg: DictConfig) -> None:
+    with usage_errors_exit():
+        print(f"wrote {export_hf(cfg.ckpt, cfg.out, cfg.overwrite)}")
+
+
+if __name__ == "__main__":
+    main()

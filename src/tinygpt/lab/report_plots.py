@@ -1,0 +1,118 @@
+"""A sweep report's plots, one line per run (or per setting over its seeds): losses, bits per
+byte, and each attention quantity per layer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from tinygpt import metrics as m  # noqa: E402
+from tinygpt.lab.report_runs import Run, by_setting  # noqa: E402
+
+
+def per_layer_plot(runs: list[Run], names: list[str], ylabels: list[str], path: Path,
+                   log: bool = False, uniform: bool = False) -> None:
+    """One row per quantity, one column per layer, one line per run."""
+    n_layers = max(r.layers() for r in runs) or 1
+    fig, axes = plt.subplots(len(names), n_layers, figsize=(3.6 * n_layers, 3.0 * len(names)),
+                             squeeze=False, sharex=True)
+    for row, (name, ylabel) in enumerate(zip(names, ylabels, strict=True)):
+        for i in range(n_layers):
+            ax = axes[row][i]
+            for k, r in enumerate(runs):
+                ax.plot(*r.series(m.layer_tag(name, i)), color=f"C{k}", label=r.label)
+                if uniform:
+                    ax.plot(*r.series(m.ENTROPY_UNIFORM), color=f"C{k}", ls=":", lw=1)
+            ax.set_title(f"layer {i}")
+            ax.set_ylabel(ylabel if i == 0 else "")
+            if log:
+                ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+        for ax in axes[-1]:
+            ax.set_xlabel("step")
+    axes[0][-1].legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> None:
+    """Every report plot's last step: laid out, written at 80 dpi, closed."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def finish_bpb_plot(fig, ax, title: str, path: Path) -> None:
+    """Title, axes, grid and legend of a one-panel bits-per-byte plot; saved to path."""
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.set_ylabel("bits per byte")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def bpb_plot(runs: list[Run], path: Path) -> None:
+    """Bits per byte, train and val: the loss that compares runs with different tokenizers."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for k, r in enumerate(runs):
+        ax.plot(*r.series(m.TRAIN_BPB), color=f"C{k}", lw=0.6, alpha=0.5)
+        ax.plot(*r.series(m.VAL_BPB), color=f"C{k}", marker="o", ms=3, label=r.label)
+    finish_bpb_plot(fig, ax, "bits per byte (thin: train batches; dots: validation)", path)
+
+
+def loss_plot(runs: list[Run], path: Path) -> None:
+    fig, (ax_t, ax_v) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for k, r in enumerate(runs):
+        ax_t.plot(*r.series(m.TRAIN_LOSS), color=f"C{k}", lw=0.8, label=r.label)
+        ax_v.plot(*r.series(m.VAL_LOSS), color=f"C{k}", marker="o", ms=3, label=r.label)
+        steps, values = r.series(m.VAL_LOSS_CAUSAL)
+        if steps:
+            ax_v.plot(steps, values, color=f"C{k}", ls="--", marker="x", ms=4,
+                      label=f"{r.label}, causal eval")
+    ax_t.set_title("train loss")
+    ax_v.set_title("val loss (dashed: the same model scored with the mask)")
+    for ax in (ax_t, ax_v):
+        ax.set_xlabel("step")
+        ax.set_ylabel("nats")
+        ax.grid(alpha=0.3)
+    ax_v.legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def write_plots(runs: list[Run], out: Path) -> list[tuple[str, str]]:
+    """Every plot of the report, as (title, file name) pairs."""
+    loss_plot(runs, out / "loss.png")
+    bpb_plot(runs, out / "bpb.png")
+    per_layer_plot(runs, ["entropy"], ["entropy (nats)"], out / "entropy.png", uniform=True)
+    per_layer_plot(runs, ["max_weight"], ["largest weight per row"], out / "saturation.png")
+    per_layer_plot(runs, ["score_std"], ["pre-softmax score std"], out / "score_std.png",
+                   log=True)
+    per_layer_plot(runs, ["max_score"], ["largest pre-softmax score"], out / "max_score.png")
+    per_layer_plot(runs, ["grad_wq", "grad_wk"], ["W_q grad norm", "W_k grad norm"],
+                   out / "grad_qk.png", log=True)
+    plots = [("losses", "loss.png"), ("bits per byte", "bpb.png"),
+             ("attention entropy", "entropy.png"), ("saturation", "saturation.png"),
+             ("score spread", "score_std.png"), ("largest score", "max_score.png"),
+             ("W_q and W_k gradient norms", "grad_qk.png")]
+    if any(len(g) > 1 for g in by_setting(runs).values()):
+        seeds_plot(runs, out / "seeds.png")
+        plots.insert(0, ("val bpb over seeds", "seeds.png"))
+    return plots
+
+
+def seeds_plot(runs: list[Run], path: Path) -> None:
+    """Validation bpb per setting: the mean over its seeds, shaded between min and max."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for k, (name, group) in enumerate(by_setting(runs).items()):
+        curves = [dict(zip(*r.series(m.VAL_BPB), strict=True)) for r in group]
+        steps = sorted(set.intersection(*(set(c) for c in curves)))
+        values = [[c[s] for c in curves] for s in steps]
+        ax.plot(steps, [sum(v) / len(v) for v in values], color=f"C{k}", marker="o", ms=3,
+                label=f"{name} ({len(group)} seeds)")
+        ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values],
+                        color=f"C{k}", alpha=0.2)
+    finish_bpb_plot(fig, ax, "validation bits per byte: mean over seeds, shaded min-max", path)

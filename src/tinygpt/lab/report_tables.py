@@ -1,0 +1,123 @@
+"""A sweep report's tables: one row per run, and one per setting over its seeds with Welch's
+t-test against the setting's baseline."""
+
+from __future__ import annotations
+
+import math
+
+from omegaconf import DictConfig, OmegaConf
+
+from tinygpt import metrics as m
+from tinygpt.lab.report_runs import Run, by_setting, train_tail
+from tinygpt.lab.stats import Summary, format_p, verdict, welch_p
+from tinygpt.training.schema import compose_train, yaml_value
+
+
+def same_value(a: str, b: str) -> bool:
+    """Two override values alike as numbers (1e-3 and 0.001) or as words (True and true)."""
+    try:
+        return math.isclose(float(a), float(b))
+    except (TypeError, ValueError):
+        return str(a).lower() == str(b).lower()
+
+
+def is_default(key: str, value: str, defaults: DictConfig) -> bool:
+    """Whether an override sets a key to the default run's value."""
+    return same_value(yaml_value(getattr(OmegaConf.select(defaults, key), "value",
+                                         OmegaConf.select(defaults, key))), value)
+
+
+def baseline_of(setting: dict[str, str], settings: list[dict[str, str]],
+                compare: dict[str, str | None], defaults: DictConfig) -> dict[str, str] | None:
+    """The setting a setting is tested against: each compared key at its given baseline value
+    (None: the default's), every other key as it is (no keys named: every key is compared)."""
+    def is_base(k: str, v: str) -> bool:
+        want = compare.get(k)
+        return is_default(k, v, defaults) if want is None else same_value(v, want)
+
+    for other in settings:
+        if all(is_base(k, v) if (not compare or k in compare) else v == setting[k]
+               for k, v in other.items()):
+            return other
+    return None
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    """'–' where a run logged nothing; 'nan' where it logged NaN (it diverged)."""
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def table(runs: list[Run]) -> str:
+    head = ["run", "d_head", "train loss", "val loss", "train bpb", "val bpb",
+            "val loss, causal eval",
+            "entropy (nats)", "entropy max", "max weight", "score std", "W_q grad norm",
+            "W_k grad norm"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in runs:
+        d = r.head_dim()
+        cells = [
+            r.label, str(d) if d else "–", fmt(train_tail(r)), fmt(r.last(m.VAL_LOSS)),
+            fmt(train_tail(r, m.TRAIN_BPB)), fmt(r.last(m.VAL_BPB)),
+            fmt(r.last(m.VAL_LOSS_CAUSAL)), fmt(r.layer_mean("entropy"), 2),
+            fmt(r.last(m.ENTROPY_UNIFORM), 2), fmt(r.layer_mean("max_weight"), 2),
+            fmt(r.layer_mean("score_std"), 2),
+            *(f"{fmt(r.layer_mean(g, 1.0), 4)} ({fmt(r.layer_mean(g, 0.25), 4)})"
+              for g in ("grad_wq", "grad_wk")),
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+# Columns a seeds table adds where its runs logged them: header, decimals, one run's value.
+EXTRA_COLUMNS = (
+    ("val bpb, 2x context", 3, lambda r: r.last(m.long_context(2)[1])),
+    ("the same text at 1x", 3, lambda r: r.last(m.long_context(2)[2])),
+    ("largest score (peak)", 1, lambda r: r.peak("max_score")),
+    ("KV cache bytes/token", 0, lambda r: r.last(m.KV_CACHE_BYTES)),
+    ("generate tokens/s", 0, lambda r: r.last(m.GENERATE_TOKENS_PER_SEC)),
+)
+
+
+def seeds_table(runs: list[Run], compare: dict[str, str | None]) -> str:
+    """Per setting over its seeds: mean ± std of the final val bpb, val loss and train bpb (and
+    of the EXTRA_COLUMNS the runs logged), and Welch's t-test of the val bpb against the
+    setting's baseline."""
+    groups = by_setting(runs)
+    settings = [g[0].setting for g in groups.values()]
+    defaults = compose_train()
+    extra = [c for c in EXTRA_COLUMNS if any(c[2](r) is not None for r in runs)]
+    head = ["setting", "seeds", "stopped early", "val bpb", "p vs baseline", "", "val loss",
+            "train bpb", *(c[0] for c in extra), "baseline"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    final = {name: Summary(tuple(r.last(m.VAL_BPB) for r in g if r.last(m.VAL_BPB) is not None))
+             for name, g in groups.items()}
+    for name, group in groups.items():
+        base = baseline_of(group[0].setting, settings, compare, defaults)
+        base_name = next((n for n, g in groups.items() if g[0].setting == base), None)
+        p = None if base_name in (None, name) else welch_p(final[name], final[base_name])
+        cells = [name, str(len(group)), str(sum(r.stopped_early() for r in group)),
+                 str(final[name]) if final[name].n else "–",
+                 "–" if p is None else format_p(p), verdict(p) if p is not None else "",
+                 summary_of(group, m.VAL_LOSS), summary_of(group, m.TRAIN_BPB, tail=True),
+                 *(values_of(group, value, digits) for _, digits, value in extra),
+                 "(itself)" if base_name == name else (base_name or "–")]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def values_of(group: list[Run], value, digits: int) -> str:
+    values = tuple(v for r in group if (v := value(r)) is not None)
+    return Summary(values).format(digits) if values else "–"
+
+
+def summary_of(group: list[Run], tag: str, tail: bool = False) -> str:
+    values = tuple(v for r in group if (v := train_tail(r, tag) if tail else r.last(tag))
+                   is not None)
+    return str(Summary(values)) if values else "–"
+
+
+def baseline_words(compare: dict[str, str | None]) -> str:
+    if not compare:
+        return "every key at its default"
+    return ", ".join(f"{k}={v}" if v is not None else f"{k} at its default"
+                     for k, v in sorted(compare.items()))

@@ -1,0 +1,51 @@
+"""The one home of every metric's name (TensorBoard tags, report columns) and of bits per byte.
+
+Tags are what the README documents and what TensorBoard, `report.py` and the tests read back, so
+each is spelt once, here.
+"""
+
+from __future__ import annotations
+
+import math
+
+TRAIN_LOSS = "train/loss"
+TRAIN_BPB = "train/bpb"
+TRAIN_LR = "train/lr"
+TOKENS_PER_SEC = "train/tokens_per_sec"
+MFU = "train/mfu"
+SKIPPED_BATCHES = "train/skipped_batches"
+VAL_LOSS = "val/loss"
+VAL_PPL = "val/ppl"
+VAL_BPB = "val/bpb"
+VAL_LOSS_CAUSAL = "val/loss_causal_eval"  # a model trained without the mask, scored with it
+GRAD_NORM = "grad_norm"  # grad_norm/total and grad_norm/<parameter path>
+GRAD_NORM_TOTAL = f"{GRAD_NORM}/total"
+# The HPARAMS tab's metric columns.
+HP_VAL_BPB, HP_VAL_LOSS, HP_TRAIN_LOSS = "hp/val_bpb", "hp/val_loss", "hp/train_loss"
+HP_METRICS = (HP_VAL_BPB, HP_VAL_LOSS, HP_TRAIN_LOSS)
+SAMPLES = "samples/text"
+ATTENTION = "attention"  # attention/<quantity>/layer_<i>[/head_<j>] and the maps
+ENTROPY_UNIFORM = f"{ATTENTION}/entropy_uniform"
+KV_CACHE_BYTES = f"{ATTENTION}/kv_cache_bytes_per_token"
+GENERATE_TOKENS_PER_SEC = f"{ATTENTION}/generate_tokens_per_sec"
+
+
+def long_context(factor: int) -> tuple[str, str, str]:
+    """Loss and bpb at `factor` times the context, and the same text's bpb at 1x."""
+    return f"val/loss_{factor}x", f"val/bpb_{factor}x", f"val/bpb_{factor}x_ref"
+
+
+def layer_tag(quantity: str, layer: int, head: int | None = None) -> str:
+    """attention/<quantity>/layer_<i>, or .../head_<j> for one head."""
+    tag = f"{ATTENTION}/{quantity}/layer_{layer}"
+    return tag if head is None else f"{tag}/head_{head}"
+
+
+def attention_map_tag(layer: int) -> str:
+    return f"{ATTENTION}/layer_{layer}"
+
+
+def bits_per_byte(nats: float, nbytes: int) -> float:
+    """A summed loss in nats over the bytes of the text it predicted: comparable across
+    tokenizers, unlike nats per token."""
+    return nats / nbytes / math.log(2)

@@ -1,0 +1,168 @@
+"""The model's settings, with their defaults and checks: `GPTConfig` (the shape) and
+`AttentionConfig` (what attention does). Plain dataclasses, no torch, so a config is checked
+before any model code loads."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+from tinygpt.errors import UsageError, parse_choice
+
+
+class MaskImpl(str, Enum):
+    """How the causal mask is applied."""
+
+    neg_inf = "neg_inf"  # masked scores become -inf before the softmax
+    renorm = "renorm"  # softmax over all, zero the future, renormalise each row (the seed's way)
+
+
+class Backend(str, Enum):
+    """Which kernel computes attention."""
+
+    sdpa = "sdpa"  # PyTorch's fused scaled_dot_product_attention
+    manual = "manual"  # explicit matmul + softmax; can return the weights
+
+
+class ScaleType(str, Enum):
+    """What the scores are multiplied by (when `scale` is on)."""
+
+    inv_sqrt_d = "inv_sqrt_d"  # 1/sqrt(d_head): keeps the scores' spread at 1 for any d_head
+    fixed = "fixed"  # scale_value, e.g. 0.12 with QK-norm (modded-nanogpt)
+    learned_layer = "learned_layer"  # one learned factor per layer (starts at 1/sqrt(d_head))
+    learned_head = "learned_head"  # one learned factor per head
+
+
+class QKNorm(str, Enum):
+    """A normalisation of each head's queries and keys before their dot product."""
+
+    none = "none"
+    rms = "rms"  # RMSNorm with a learned gain (Wortsman et al.: it stops attention-logit growth)
+    layer = "layer"  # LayerNorm
+
+
+class Positions(str, Enum):
+    """How a token's position reaches attention."""
+
+    learned = "learned"  # GPT-2's learned table, added to the embeddings (context_length is a cap)
+    rope = "rope"  # q and k rotated by their positions (tinygpt.positions)
+    alibi = "alibi"  # scores biased by -slope_h x distance (tinygpt.positions)
+    none = "none"  # NoPE: the causal mask alone tells tokens apart
+
+
+_CHOICES = {"mask_impl": MaskImpl, "backend": Backend, "scale_type": ScaleType,
+            "qk_norm": QKNorm}
+
+
+@dataclass
+class AttentionConfig:
+    """What the attention does; `MultiHeadAttention` explains each switch."""
+
+    scale: bool = True
+    causal: bool = True
+    mask_impl: MaskImpl = MaskImpl.neg_inf
+    backend: Backend = Backend.sdpa
+    scale_type: ScaleType = ScaleType.inv_sqrt_d  # with scale=true: which factor
+    scale_value: float | None = None  # for scale_type=fixed: the factor
+    qk_norm: QKNorm = QKNorm.none
+    n_kv_heads: int | None = None  # key/value heads (null: n_heads; 1: multi-query)
+    window: int | None = None  # sliding window: each query sees its last `window` keys
+    softcap: float | None = None  # scores -> softcap * tanh(scores / softcap) (manual backend)
+
+    def __post_init__(self) -> None:
+        # Strings (a checkpoint's hparams, a library call) become enums, once, here.
+        for name, kind in _CHOICES.items():
+            setattr(self, name, parse_choice(kind, getattr(self, name), f"model.attention.{name}"))
+
+    def check(self, d_out: int, num_heads: int, positions: Positions) -> None:
+        """A UsageError, saying what to change, for a combination no attention can run."""
+        if num_heads < 1 or d_out % num_heads:
+            raise UsageError(f"emb_dim/d_out={d_out} is not divisible by n_heads={num_heads} "
+                             "(pick n_heads that divides it)")
+        head_dim = d_out // num_heads
+        divisors = [n for n in range(1, num_heads + 1) if num_heads % n == 0]
+        manual = self.backend == Backend.manual
+        problems = [
+            (self.mask_impl == MaskImpl.renorm and not manual,
+             "mask_impl='renorm' needs the manual backend: sdpa cannot renormalise after "
+             "softmax (set backend=manual, or mask_impl=neg_inf)"),
+            (self.n_kv_heads is not None and self.n_kv_heads not in divisors,
+             f"n_kv_heads={self.n_kv_heads} must divide n_heads={num_heads} (use one of "
+             f"{', '.join(map(str, divisors))}; 1 is multi-query)"),
+            (self.window is not None and self.window < 1,
+             f"window={self.window} must be at least 1 key (or null: full attention)"),
+            (positions == Positions.rope and head_dim % 2,
+             f"positions=rope rotates pairs of dimensions: d_head={head_dim} is odd (pick "
+             "emb_dim and n_heads so emb_dim / n_heads is even)"),
+            (self.softcap is not None and self.softcap <= 0,
+             f"softcap={self.softcap} must be positive (or null: off)"),
+            (self.softcap is not None and not manual,
+             "softcap needs the manual backend: sdpa cannot cap its scores (set backend=manual)"),
+            (not self.scale and self.scale_type != ScaleType.inv_sqrt_d,
+             f"scale_type={self.scale_type.value} needs scale=true: scale=false means no factor "
+             "at all (set scale=true, or scale_type=inv_sqrt_d)"),
+            (self.scale_type == ScaleType.fixed and self.scale_value is None,
+             "scale_type=fixed needs scale_value (e.g. scale_value=0.12)"),
+        ]
+        for bad, message in problems:
+            if bad:
+                raise UsageError(message)
+
+
+@dataclass
+class GPTConfig:
+    """The single source of the model's shape."""
+
+    vocab_size: int = 50257  # GPT-2's; a training run takes it from its tokenizer
+    context_length: int = 1024
+    emb_dim: int = 768
+    n_heads: int = 12
+    n_layers: int = 12
+    drop_rate: float = 0.0
+    qkv_bias: bool = False
+    tie_weights: bool = True
+    # Round the embedding/head rows up to a multiple of this (64 suits matmul kernels); the
+    # extra rows are never scored, trained or sampled.
+    pad_vocab_multiple: int = 64
+    # learned (GPT-2's table, context_length caps the input), rope, alibi or none (NoPE)
+    positions: Positions = Positions.learned
+    rope_base: float = 10000.0
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+
+    @property
+    def padded_vocab_size(self) -> int:
+        m = max(1, self.pad_vocab_multiple)
+        return -(-self.vocab_size // m) * m
+
+    @property
+    def head_dim(self) -> int:
+        return self.emb_dim // self.n_heads
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attention, dict):  # e.g. rebuilt from a checkpoint's hparams
+            self.attention = AttentionConfig(**self.attention)
+        self.positions = parse_choice(Positions, self.positions, "model.positions")
+
+    def validate(self) -> None:
+        """Raise UsageError, saying what to change, for a shape the model cannot be built with."""
+        for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
+            if getattr(self, name) < 1:
+                value = getattr(self, name)
+                raise UsageError(f"model.{name} must be a positive integer (got {value})")
+        if not 0.0 <= self.drop_rate < 1.0:
+            raise UsageError(f"model.drop_rate must be in [0, 1) (got {self.drop_rate})")
+        self.attention.check(self.emb_dim, self.n_heads, self.positions)
+
+    def kv_cache_bytes_per_token(self, element_bytes: int = 4) -> int:
+        """What generation keeps per token: keys and values of every layer's kv heads."""
+        kv_heads = self.attention.n_kv_heads or self.n_heads
+        return 2 * self.n_layers * kv_heads * self.head_dim * element_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python values (choices as strings): what a checkpoint stores, and loads safely."""
+        def plain(v: Any) -> Any:
+            return {k: plain(x) for k, x in v.items()} if isinstance(v, dict) else getattr(
+                v, "value", v)
+
+        return plain(asdict(self))

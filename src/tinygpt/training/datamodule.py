@@ -1,0 +1,95 @@
+"""The LightningDataModule: a corpus' windows (`tinygpt.data`) served to each rank in the
+resumable order, with the global batch split over devices and accumulation steps."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from tinygpt.config import DataConfig
+from tinygpt.corpus import Corpus
+from tinygpt.data import ResumableSampler, TokenSplit, load_split
+from tinygpt.errors import UsageError, parse_choice
+from tinygpt.tokenizer import TokenizerName
+
+
+class TextDataModule(L.LightningDataModule):
+    """Tokenised corpus split by a contiguous fraction into training and validation windows.
+
+    `cfg.batch_size` is the global batch (sequences per optimizer step); `setup()` splits it over
+    the devices and accumulation steps the Trainer has, into `per_device_batch`.
+    """
+
+    def __init__(self, cfg: DataConfig, context_length: int, seed: int = 0):
+        super().__init__()
+        cfg.validate()
+        parse_choice(Corpus, cfg.name, "data.name")
+        parse_choice(TokenizerName, cfg.tokenizer, "data.tokenizer")
+        self.cfg, self.context_length, self.seed = cfg, context_length, seed
+        self.per_device_batch = cfg.batch_size  # until setup() learns the world size
+        self.split: TokenSplit | None = None
+
+    def load(self) -> TokenSplit:
+        """Read, tokenise (or hit the cache) and split; safe to call more than once."""
+        if self.split is None:
+            self.split = load_split(self.cfg, self.context_length)
+        return self.split
+
+    # What the split holds, as the module's own attributes (the Trainer's callbacks read them).
+    name = property(lambda self: self.load().name)
+    tokenizer = property(lambda self: self.load().tokenizer)
+    train_ids = property(lambda self: self.load().train_ids)
+    val_ids = property(lambda self: self.load().val_ids)
+    train_set = property(lambda self: self.load().train_set)
+    val_set = property(lambda self: self.load().val_set)
+
+    def setup(self, stage: str | None = None) -> None:
+        self.load()
+        if self.trainer is not None:
+            self.per_device_batch = split_batch(self.cfg.batch_size, self.trainer.world_size,
+                                                self.trainer.accumulate_grad_batches)
+            if self.trainer.world_size > 1 or self.trainer.accumulate_grad_batches > 1:
+                rank_zero_info(f"global batch {self.cfg.batch_size} sequences = "
+                               f"{self.trainer.world_size} device(s) x "
+                               f"{self.trainer.accumulate_grad_batches} accumulation step(s) x "
+                               f"{self.per_device_batch} sequences")
+
+    def train_dataloader(self) -> DataLoader:
+        t = self.trainer
+        rank, world = (t.global_rank, t.world_size) if t is not None else (0, 1)
+        b = self.per_device_batch
+        sampler = ResumableSampler(len(self.train_set), b, self.seed, rank, world)
+        if t is not None:  # resuming: skip exactly the samples the finished steps consumed
+            sampler.start = t.global_step * t.accumulate_grad_batches * b
+        return self._loader(self.train_set, sampler=sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        # Each rank scores every world_size-th window (no padding, no duplicates): the union is
+        # the whole validation set, and the token-weighted mean across ranks is exact.
+        t = self.trainer
+        rank, world = (t.global_rank, t.world_size) if t is not None else (0, 1)
+        return self._loader(self.val_set, sampler=range(rank, len(self.val_set), world))
+
+    def _loader(self, dataset: Dataset, sampler: Sampler | None = None) -> DataLoader:
+        on_gpu = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        workers = self.cfg.num_workers
+        return DataLoader(
+            dataset, batch_size=self.per_device_batch, sampler=sampler,
+            num_workers=workers, persistent_workers=workers > 0, pin_memory=on_gpu,
+            # A loader of its own draws its worker seed from this, not from the global RNG,
+            # which training's dropout must find in the same state after a resume.
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+
+
+def split_batch(batch_size: int, world_size: int, accumulate: int) -> int:
+    """Sequences per device and micro-step for a global batch of batch_size sequences."""
+    per_device, rest = divmod(batch_size, world_size * accumulate)
+    if rest or per_device == 0:
+        raise UsageError(
+            f"data.batch_size={batch_size} (sequences per step, all devices) is not a multiple "
+            f"of devices x accumulate_grad_batches = {world_size * accumulate} "
+            "(change one of them)")
+    return per_device

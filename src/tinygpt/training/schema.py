@@ -1,0 +1,159 @@
+"""The typed training config, registered in Hydra's ConfigStore: a misspelt key, a wrong type or
+an unknown choice fails before any work starts, with the valid choices listed.
+
+Each default has one home. The library's own dataclasses are the schema's nodes (`GPTConfig`,
+`DataConfig`, `OptimConfig`, `SampleConfig`) and carry their defaults; the `trainer` node is
+built from `lightning.Trainer`'s signature, so every Trainer argument can be set and Lightning's
+defaults stay Lightning's; the YAML files under configs/ hold only what differs from those
+(the tiny shape in configs/model/tiny.yaml, the run length in configs/trainer/default.yaml).
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from dataclasses import dataclass, field, fields, make_dataclass
+from typing import Any
+
+import lightning as L
+from hydra import compose, initialize_config_module
+from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, OmegaConf
+
+from tinygpt.config import DataConfig, NonFinite, OptimConfig, SampleConfig
+from tinygpt.model_config import GPTConfig
+from tinygpt.run_dir import folder_name, run_name
+
+# The configs ship inside the package, so an installed wheel trains without a checkout.
+CONFIG_MODULE = "tinygpt.configs"
+CONFIG_PATH = f"pkg://{CONFIG_MODULE}"  # for @hydra.main
+
+# Where and how a run works, not what it trains: left out of run names (configs/train.yaml's
+# override_dirname reads this list) and of the HPARAMS tab.
+PLUMBING = ("data.cache_dir", "data.num_workers", "trainer.enable_progress_bar",
+            "trainer.enable_model_summary", "ckpt_path", "resume")
+
+
+@dataclass
+class ModelConfig(GPTConfig):
+    """GPTConfig as a run sets it: its vocabulary comes from the tokenizer."""
+
+    vocab_size: int | None = None  # set by the run from data.tokenizer
+    # A local Hugging Face GPT-2 directory to start from; its config.json sets the shape.
+    init_from: str | None = None
+
+    def gpt_config(self, vocab_size: int) -> GPTConfig:
+        """The GPTConfig this node describes, with the tokenizer's vocabulary size."""
+        shape = {f.name: getattr(self, f.name) for f in fields(GPTConfig)}
+        return GPTConfig(**(shape | {"vocab_size": vocab_size}))
+
+
+# Trainer arguments a run supplies itself, as objects: not config values.
+_SUPPLIED = {"self", "logger", "callbacks", "plugins", "default_root_dir"}
+_SIMPLE = {int, float, bool, str}
+
+
+def _schema_type(annotation: Any) -> Any:
+    """The annotation if OmegaConf can check it (a plain type, or Optional of one), else Any."""
+    if annotation in _SIMPLE:
+        return annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is typing.Union and len(args) == 1 and args[0] in _SIMPLE:
+        return annotation
+    return Any
+
+
+def trainer_schema() -> type:
+    """A dataclass with every `lightning.Trainer` argument, Lightning's default and type."""
+    params = inspect.signature(L.Trainer.__init__).parameters.values()
+    spec: list[tuple[str, Any, Any]] = [("_target_", str, field(default="lightning.Trainer"))]
+    spec += [(p.name, _schema_type(p.annotation), field(default=p.default))
+             for p in params if p.name not in _SUPPLIED]
+    return make_dataclass("TrainerConfig", spec)
+
+
+TrainerConfig = trainer_schema()
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    seed: int = 1337
+    ckpt_path: str | None = None  # resume from this checkpoint; "last": the newest one
+    resume: bool = False  # same as ckpt_path=last
+    save_every_n_steps: int = 100  # write checkpoints/last.ckpt this often (0: only at the end)
+    on_nonfinite: NonFinite = NonFinite.stop  # a NaN/inf loss: stop, or skip the batch
+    grad_norm_every: int = 50  # per-layer gradient norms every N steps (0: never)
+    diagnostics_every: int = 50  # attention entropy, saturation, W_q/W_k grads (0: never)
+    causal_eval: bool | None = None  # also score val with the mask on (None: if causal=false)
+    attention_map_tokens: int = 32
+    compile: bool = False  # torch.compile the transformer blocks (falls back to eager if it fails)
+    # The device's peak for train/mfu, in TFLOP/s (None: Lightning's table on GPUs, a measured
+    # matmul rate on CPUs).
+    peak_tflops: float | None = None
+
+
+def register_configs() -> None:
+    """Put the training schema in Hydra's ConfigStore (idempotent)."""
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    # the resolvers that name run and sweep folders (configs/train.yaml)
+    OmegaConf.register_new_resolver("folder_name", folder_name, replace=True)
+    OmegaConf.register_new_resolver("run_name", run_name, replace=True)
+    OmegaConf.register_new_resolver("plumbing", lambda: list(PLUMBING), replace=True)
+
+
+def compose_train(*overrides: str, hydra: bool = False) -> DictConfig:
+    """configs/train.yaml with overrides, composed as `tinygpt-train` would (no run): for
+    tests, benchmarks and notebooks. `hydra=True` keeps the hydra node."""
+    register_configs()
+    # Inside a running Hydra app (scripts/train.py) Hydra is already set up: step aside for
+    # this composition and put it back after.
+    gh = GlobalHydra.instance()
+    running = gh.hydra if gh.is_initialized() else None
+    gh.clear()
+    try:
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+            return compose(config_name="train", overrides=list(overrides),
+                           return_hydra_config=hydra)
+    finally:
+        if running is not None:
+            gh.clear()
+            gh.initialize(running)
+
+
+def flat_config(cfg: DictConfig) -> dict[str, Any]:
+    """A composed config as dotted keys and plain values; of the trainer, only what differs
+    from Lightning's defaults."""
+    tree = OmegaConf.to_container(cfg, resolve=True)
+    lightning = {f.name: f.default for f in fields(TrainerConfig)}
+    tree["trainer"] = {k: v for k, v in tree["trainer"].items()
+                       if k != "_target_" and v != lightning.get(k)}
+
+    def flat(d: dict, prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out |= flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {
+                prefix + k: getattr(v, "value", v)}
+        return out
+
+    return flat(tree)
+
+
+def config_keys() -> dict[str, str]:
+    """Every key of the default run's config and its default, as YAML would spell it (the
+    README's key table is checked against this)."""
+    return {k: yaml_value(v) for k, v in flat_config(compose_train()).items()}
+
+
+def yaml_value(v: Any) -> str:
+    """A value as YAML spells it: null, true, [0.9, 0.95]."""
+    if v is None or isinstance(v, bool):
+        return {None: "null", True: "true", False: "false"}[v]
+    if isinstance(v, list):
+        return "[" + ", ".join(yaml_value(x) for x in v) + "]"
+    return str(v)

@@ -1,0 +1,112 @@
+"""How a run looks in TensorBoard: the custom-scalars layout (losses first, one multi-line chart
+per attention quantity), attention maps a person can read, and the HPARAMS tab's columns."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")  # files and TensorBoard images only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from tinygpt import metrics as m  # noqa: E402
+from tinygpt.training.schema import PLUMBING, config_keys, flat_config, yaml_value  # noqa: E402
+
+
+def exactly(*tags: str) -> list[str]:
+    """Regexes that match these tags and nothing else."""
+    return [f"^{re.escape(t)}$" for t in tags]
+
+
+def per_layer(quantity: str) -> str:
+    """A regex for attention/<quantity>/layer_<i>, every layer."""
+    return f"^{re.escape(m.ATTENTION)}/{quantity}/layer_\\d+$"
+
+
+def custom_scalars_layout(n_layers: int, longer_context: bool = False) -> dict:
+    """The Custom Scalars tab: what a run is for first (losses, bits per byte; at twice the
+    context where the positions allow it), then how it trains, then what the attention does,
+    each quantity one chart with a line per layer."""
+    def chart(*regexes: str) -> list:
+        return ["Multiline", list(regexes)]
+
+    attention = {
+        "entropy per layer, nats (entropy_uniform: its maximum)": chart(
+            per_layer("entropy"), *exactly(m.ENTROPY_UNIFORM)),
+        "largest weight per row (1 = saturated)": chart(per_layer("max_weight")),
+        "spread of the pre-softmax scores": chart(per_layer("score_std")),
+        "largest pre-softmax score (attention-logit growth)": chart(per_layer("max_score")),
+        "gradient norm reaching W_q": chart(per_layer("grad_wq")),
+        "gradient norm reaching W_k": chart(per_layer("grad_wk")),
+    }
+    attention |= {f"entropy per head, layer {i}": chart(
+        f"^{re.escape(m.layer_tag('entropy', i))}/head_\\d+$") for i in range(n_layers)}
+    losses = {
+        "loss, nats per token": chart(*exactly(m.TRAIN_LOSS, m.VAL_LOSS, m.VAL_LOSS_CAUSAL)),
+        "bits per byte (comparable across tokenizers)": chart(*exactly(m.TRAIN_BPB, m.VAL_BPB)),
+    }
+    if longer_context:
+        _, bpb_2x, bpb_2x_ref = m.long_context(2)
+        losses["bits per byte at twice the context (ref: the same text at the trained one)"] = \
+            chart(*exactly(bpb_2x, bpb_2x_ref))
+    return {
+        "1. losses": losses,
+        "2. training": {
+            "learning rate": chart(*exactly(m.TRAIN_LR)),
+            "gradient norm before clipping": chart(*exactly(m.GRAD_NORM_TOTAL)),
+            "tokens per second": chart(*exactly(m.TOKENS_PER_SEC)),
+            "model FLOPs utilisation": chart(*exactly(m.MFU)),
+        },
+        "3. attention": attention,
+    }
+
+
+def token_label(text: str) -> str:
+    """A token as an axis label: whitespace made visible, long tokens cut."""
+    text = text.replace("\n", "\u23ce").replace("\t", "\u21e5").replace(" ", "\u00b7")
+    return text if len(text) <= 8 else text[:7] + "\u2026"
+
+
+def attention_figure(weights: torch.Tensor, labels: list[str], title: str) -> Figure:
+    """Attention weights (heads, T, T) as a grid of heatmaps, queries down, keys across, each
+    axis labelled with the tokens (dark = strong)."""
+    heads, T, _ = weights.shape
+    cols = math.ceil(math.sqrt(heads))
+    rows = math.ceil(heads / cols)
+    size = max(3.0, 0.16 * T)  # room for one label per token
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
+    for h, ax in enumerate(axes.flat):
+        if h >= heads:
+            ax.axis("off")
+            continue
+        ax.imshow(weights[h].float().cpu().numpy(), cmap="Greys", vmin=0.0, vmax=1.0)
+        ax.set_title(f"head {h}", fontsize=9)
+        ax.set_xticks(range(T), labels, rotation=90, fontsize=6)
+        ax.set_yticks(range(T), labels, fontsize=6)
+        ax.set_xlabel("key", fontsize=8)
+        ax.set_ylabel("query", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# What the HPARAMS tab always shows of a run, in this order; then whatever else it changed.
+HPARAMS_FIRST = ("data.tokenizer", "data.vocab_size", "model.n_layers", "model.emb_dim",
+                 "model.n_heads", "model.context_length", "model.attention.scale",
+                 "model.attention.causal", "optim.lr", "data.batch_size", "trainer.max_steps",
+                 "seed")
+
+
+def hyperparameters(cfg: DictConfig, precision: str) -> dict:
+    """The HPARAMS columns of a run: a few that define any run, then every key that differs
+    from the default config (the full config is in the run's .hydra/config.yaml)."""
+    run, default = flat_config(cfg), config_keys()
+    changed = [k for k in run if k not in HPARAMS_FIRST and k not in PLUMBING
+               and yaml_value(run[k]) != default.get(k)]
+    first = [k for k in HPARAMS_FIRST if k != "data.vocab_size" or run["data.tokenizer"] == "bpe"]
+    return {k: run[k] for k in [*first, *changed]} | {"precision": precision}
