@@ -2,11 +2,13 @@
 turn it into one line `error: <what> (<how to fix>)`, exit code 2 and no traceback; nothing the
 user had is touched."""
 
+import importlib.util
+
 import pytest
 import torch
 
+from tinygpt.complete import complete
 from tinygpt.errors import UsageError
-from tinygpt.generate import complete
 
 
 def corpus(tmp_path, content: bytes | None) -> str:
@@ -74,6 +76,18 @@ def test_entry_points_print_one_error_line_and_exit_2(tmp_path, run_script, smok
     p = run_script("export_hf.py", f"ckpt={smoke_run / 'checkpoints' / 'last.ckpt'}",
                    f"out={tmp_path / 'hf'}")
     assert_one_error_line(p, "needs GPT-2's")
+
+
+def test_lab_entry_points_print_one_error_line_and_exit_2(tmp_path, run_script):
+    # the lab's argparse entry points share the same path to the error line and exit code
+    p = run_script("report.py", str(tmp_path / "nowhere"))
+    assert_one_error_line(p, "is not a folder")
+    p = run_script("report.py", str(tmp_path))
+    assert_one_error_line(p, "no TensorBoard event files")
+    if importlib.util.find_spec("llms_from_scratch") is None:
+        p = run_script("bench_peers.py", "--steps", "1", "--out", str(tmp_path / "p.json"))
+        assert_one_error_line(p, "the peer is not installed")
+        assert not (tmp_path / "p.json").exists()
 
 
 def test_train_truncated_or_foreign_checkpoint(smoke_run, tmp_path, train_run):

@@ -7,9 +7,10 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from tinygpt.checkpoint import load_checkpoint
+from tinygpt.complete import complete
 from tinygpt.config import DataConfig
 from tinygpt.errors import UsageError
-from tinygpt.generate import complete, generate
+from tinygpt.generate import generate
 from tinygpt.hf import load_hf_gpt2, save_hf_gpt2
 from tinygpt.lab.run_events import scalars_by_step
 from tinygpt.model import GPT, AttentionConfig, GPTConfig

@@ -18,8 +18,8 @@ import torch
 
 from tinygpt import corpus
 from tinygpt.checkpoint import read_checkpoint
+from tinygpt.complete import complete
 from tinygpt.errors import UsageError
-from tinygpt.generate import complete
 from tinygpt.lab.run_events import scalars_by_step
 from tinygpt.model import GPT
 from tinygpt.training import checkpoints

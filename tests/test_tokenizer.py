@@ -126,7 +126,7 @@ def test_token_bytes_count_utf8_bytes_and_no_bytes_for_the_special_token():
 
 
 def test_a_checkpoint_alone_regenerates_text_with_its_trained_tokenizer(train_run, tmp_path):
-    from tinygpt.generate import complete
+    from tinygpt.complete import complete
 
     result, _ = train_run("data.tokenizer=bpe", "data.vocab_size=400", "trainer.max_steps=5",
                           f"data.cache_dir={tmp_path / 'own'}")

@@ -84,15 +84,8 @@ class CausalAttention(nn.Module):
 class MultiHeadAttentionWrapper(nn.Module):
     """`num_heads` independent CausalAttention heads, outputs concatenated: (B, T, d_out)."""
 
-    def __init__(
-        self,
-        d_in: int,
-        d_out: int,
-        context_length: int,
-        num_heads: int,
-        dropout: float = 0.0,
-        qkv_bias: bool = False,
-    ):
+    def __init__(self, d_in: int, d_out: int, context_length: int, num_heads: int,
+                 dropout: float = 0.0, qkv_bias: bool = False):
         super().__init__()
         if d_out % num_heads:
             raise ValueError(f"d_out={d_out} is not divisible by num_heads={num_heads}")

@@ -9,9 +9,9 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
+from tinygpt.complete import complete
 from tinygpt.config import GenerateConfig
 from tinygpt.errors import usage_errors_exit
-from tinygpt.generate import complete
 from tinygpt.training.schema import CONFIG_PATH
 
 ConfigStore.instance().store(name="generate_schema", node=GenerateConfig)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 from tinygpt.attention import MultiHeadAttention
 from tinygpt.config import DataConfig
@@ -130,12 +129,6 @@ def matmul_peak(dtype: torch.dtype, budget_s: float) -> dict:
     while n < 2048 and 2 * (2 * n) ** 3 / (rate * 1e9) < 0.1:
         n *= 2
     return {"n": n, "gflops": matmul_gflops(dtype, n, n, n, budget_s=budget_s)}
-
-
-def flops_per_step(step) -> int:
-    with FlopCounterMode(display=False) as fc:
-        step()
-    return fc.get_total_flops()
 
 
 def loss_curves(st: Setup, probe: Bf16Probe) -> dict:

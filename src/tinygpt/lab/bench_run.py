@@ -15,7 +15,6 @@ from tinygpt.lab.bench_measure import (
     attention_table,
     default_setup,
     diagnostics_ms,
-    flops_per_step,
     generation,
     lightning_ms,
     loss_curves,
@@ -27,6 +26,7 @@ from tinygpt.lab.bench_measure import (
     time_variant,
 )
 from tinygpt.lab.bench_memory import train_run_peak_rss
+from tinygpt.lab.timing import flops_per_step
 from tinygpt.tokenizer import TokenizerName
 from tinygpt.training.precision import Bf16Probe, probe_cpu_bf16, resolve_precision
 from tinygpt.training.schema import compose_train

@@ -11,6 +11,7 @@ float32; ours runs in whatever `trainer.precision=auto` picks on this machine.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import time
 from itertools import islice
@@ -36,13 +37,18 @@ def shape() -> dict:
     return {k: m[k] for k in SHAPE_KEYS}
 
 
+def require_peer() -> None:
+    """A UsageError saying how to install the peer, if it is not (an optional package)."""
+    if importlib.util.find_spec("llms_from_scratch") is None:
+        raise UsageError("the peer is not installed (pip install -e '.[bench]' && "
+                         "pip install --no-deps llms-from-scratch)")
+
+
 def peer(batches: list, val: list, seed: int) -> dict:
-    try:
-        from llms_from_scratch.ch04 import GPTModel
-        from llms_from_scratch.ch05 import calc_loss_loader, train_model_simple
-    except ImportError as e:
-        raise UsageError(f"the peer is not installed: {e} (pip install -e '.[bench]' && "
-                         "pip install --no-deps llms-from-scratch)") from None
+    require_peer()
+    from llms_from_scratch.ch04 import GPTModel
+    from llms_from_scratch.ch05 import calc_loss_loader, train_model_simple
+
     torch.manual_seed(seed)
     model = GPTModel({"vocab_size": 50257, "qkv_bias": False, **shape()})
     opt = torch.optim.AdamW(model.parameters(), lr=4e-4, weight_decay=0.1)
@@ -83,6 +89,7 @@ def ours(batches: list, val: list, seed: int, dm: TextDataModule, precision: str
 
 def compare(steps: int, seed: int) -> dict:
     """Both loops for `steps` batches of the default run's GPT-2 tokens, then both scored."""
+    require_peer()
     d = compose_train().data  # the default run's batch and stride, with the book's tokenizer
     dm = TextDataModule(DataConfig(tokenizer="gpt2", batch_size=d.batch_size, stride=d.stride),
                         context_length=shape()["context_length"], seed=seed)

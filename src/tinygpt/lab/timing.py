@@ -11,6 +11,7 @@ from collections.abc import Callable
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from torch.utils.flop_counter import FlopCounterMode
 
 from tinygpt.training.throughput import Throughput
 
@@ -25,6 +26,13 @@ def median_ms(fn: Callable[[], object], warmup: int, repeats: int) -> float:
         fn()
         times.append((time.perf_counter() - t) * 1000)
     return statistics.median(times)
+
+
+def flops_per_step(step: Callable[[], object]) -> int:
+    """The FLOPs torch counts in one call of step()."""
+    with FlopCounterMode(display=False) as fc:
+        step()
+    return fc.get_total_flops()
 
 
 class StepTimer(L.Callback):

@@ -17,7 +17,6 @@ from tinygpt.evaluate import longer_context
 from tinygpt.generate import generate
 from tinygpt.metrics import layer_tag
 from tinygpt.model import attention_overrides, evaluating
-from tinygpt.training.checkpoints import stopped_on_nan
 from tinygpt.training.tensorboard_layout import (
     attention_figure,
     custom_scalars_layout,
@@ -34,7 +33,7 @@ class SampleText(L.Callback):
 
     @rank_zero_only
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.logger is None or stopped_on_nan(pl_module):
+        if trainer.sanity_checking or trainer.logger is None or pl_module.stopped_on_nan:
             return
         tok, c = pl_module.tokenizer, self.cfg
         prompt_ids = tok.encode(c.prompt) or [tok.eot_token or 0]
@@ -57,7 +56,7 @@ class AttentionMaps(L.Callback):
 
     @rank_zero_only
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.logger is None or stopped_on_nan(pl_module):
+        if trainer.sanity_checking or trainer.logger is None or pl_module.stopped_on_nan:
             return
         x = trainer.datamodule.val_set[0][0][: self.num_tokens][None].to(pl_module.device)
         model = pl_module.model
@@ -84,7 +83,7 @@ class LongContextEval(L.Callback):
     @rank_zero_only
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         model = pl_module.model
-        if (trainer.sanity_checking or trainer.logger is None or stopped_on_nan(pl_module)
+        if (trainer.sanity_checking or trainer.logger is None or pl_module.stopped_on_nan
                 or not model.reaches_beyond_context or isinstance(trainer.strategy, FSDPStrategy)):
             return
         with torch.autocast(pl_module.device.type, enabled=False):
@@ -154,7 +153,7 @@ class AttentionDiagnostics(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # The final weights too, so a run's last point describes the model it ends with; and
         # how fast they generate with their KV cache (what fewer kv heads should buy).
-        if self.every_n_steps and trainer.logger is not None and not stopped_on_nan(pl_module):
+        if self.every_n_steps and trainer.logger is not None and not pl_module.stopped_on_nan:
             out = self._attention_metrics(trainer, pl_module)
             out[metrics.GENERATE_TOKENS_PER_SEC] = generation_speed(pl_module.model)
             trainer.logger.log_metrics(out, step=trainer.global_step)

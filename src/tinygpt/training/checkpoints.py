@@ -30,11 +30,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         write_checkpoint(checkpoint, path)
 
 
-def stopped_on_nan(pl_module: L.LightningModule) -> bool:
-    """Training stopped on a NaN loss: a forward pass may give NaN weights and probabilities."""
-    return getattr(pl_module, "nonfinite_step", None) is not None
-
-
 class FinalCheckpoint(L.Callback):
     """Writes `last.ckpt` where ModelCheckpoint's step schedule does not reach: the final step
     (when max_steps is not a multiple of its interval) and the step in which a SIGINT, SIGTERM
@@ -85,7 +80,7 @@ class FinalCheckpoint(L.Callback):
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous.clear()
-        if self._saved_at != trainer.global_step and not stopped_on_nan(pl_module):
+        if self._saved_at != trainer.global_step and not pl_module.stopped_on_nan:
             self._save(trainer)
 
 

@@ -69,6 +69,11 @@ class GPTLightningModule(L.LightningModule):
         self.example_input_array = torch.zeros(1, model.context_length, dtype=torch.long)
 
     @property
+    def stopped_on_nan(self) -> bool:
+        """Training stopped on a NaN loss: a forward pass may give NaN weights and probabilities."""
+        return self.nonfinite_step is not None
+
+    @property
     def tokenizer(self) -> Tokenizer:
         if not hasattr(self, "_tokenizer"):
             self._tokenizer = tokenizer_from_state(self.hparams.tokenizer)

@@ -10,6 +10,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 
+from tinygpt import metrics
+
 
 class StepProgressBar(TQDMProgressBar):
     """One bar over the optimizer steps, `step k/max_steps`, for a step-based run (Lightning's
@@ -71,7 +73,7 @@ class LineProgress(ProgressBar):
             return
         elapsed = time.monotonic() - self._t0
         done = max(1, step - self._step0)
-        loss = trainer.callback_metrics.get("train/loss")
+        loss = trainer.callback_metrics.get(metrics.TRAIN_LOSS)
         parts = [f"step {step}/{total}" if total > 0 else f"step {step}",
                  f"train loss {float(loss):.3f}" if loss is not None else "",
                  f"{self._tokens / max(elapsed, 1e-9):,.0f} tokens/s"]
@@ -82,8 +84,9 @@ class LineProgress(ProgressBar):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        vals = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        first = [k for k in ("val/loss", "val/bpb") if k in vals]
+        vals = {k: float(v) for k, v in trainer.callback_metrics.items()
+                if k.startswith(metrics.VAL_PREFIX)}
+        first = [k for k in (metrics.VAL_LOSS, metrics.VAL_BPB) if k in vals]
         text = "  ".join(f"{k} {vals[k]:.3f}" for k in first + sorted(set(vals) - set(first)))
         self._say(trainer, f"validation at step {trainer.global_step}: {text}")
 

@@ -1,0 +1,35 @@
+"""The Lightning behaviour `tinygpt.training.lightning_adapter` relies on, checked against the
+installed Lightning: if a release changes it, this fails before a run misbehaves."""
+
+import lightning as L
+
+from tinygpt.lab.run_events import scalars_by_step
+from tinygpt.training.lightning_adapter import stop_without_validation
+
+
+class StopAt(L.Callback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            stop_without_validation(trainer)
+
+
+def test_stop_without_validation_ends_training_after_the_step_and_skips_validation(train_run):
+    # smoke validates first after step 20; stopping there would validate unless the stop skips it
+    result, _ = train_run("save_every_n_steps=0", callbacks=[StopAt(20)])
+    assert result.steps == 20
+    assert not scalars_by_step(result.run_dir, "val/loss")
+    assert max(scalars_by_step(result.run_dir, "train/loss")) < 20
+
+
+def test_a_plain_should_stop_validates_first(train_run):
+    # the control: Lightning's own stop at the same step does validate, so the test above can fail
+    class PlainStop(StopAt):
+        def on_train_batch_end(self, trainer, *args) -> None:
+            if trainer.global_step == self.step:
+                trainer.should_stop = True
+
+    result, _ = train_run("save_every_n_steps=0", callbacks=[PlainStop(20)])
+    assert result.steps == 20 and scalars_by_step(result.run_dir, "val/loss")
