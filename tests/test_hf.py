@@ -1,5 +1,7 @@
 """GPT-2 interoperability against transformers' own GPT2LMHeadModel, all offline."""
 
+import contextlib
+import io
 import json
 
 import pytest
@@ -15,6 +17,8 @@ from tinygpt.hf import load_hf_gpt2, save_hf_gpt2
 from tinygpt.lab.run_events import scalars_by_step
 from tinygpt.model import GPT, AttentionConfig, GPTConfig
 from tinygpt.training.datamodule import TextDataModule
+from tinygpt.training.schema import compose_train
+from tinygpt.training.train import train
 
 # A small random GPT-2: the real vocabulary (so GPT-2 tokens fit), a tiny body.
 SMALL = dict(vocab_size=50257, n_positions=64, n_embd=32, n_layer=2, n_head=4,
@@ -109,6 +113,24 @@ def test_training_from_gpt2_weights_starts_from_their_loss(tmp_path, train_run):
     with torch.no_grad():
         expected = load_hf_gpt2(hf).loss(x, y).item()
     assert first == pytest.approx(expected, rel=1e-4)
+
+
+def test_init_from_reads_gpt2_tokens_unless_another_tokenizer_is_chosen(tmp_path, cache_dir,
+                                                                       train_run):
+    hf = tmp_path / "hf"
+    hf_model(hf)
+    # the README's fine-tuning command, shortened: no data.tokenizer given, GPT-2's is used
+    cfg = compose_train(f"model.init_from={hf}", "model.context_length=32", "optim.lr=1e-4",
+                        "trainer.max_steps=2", "trainer.val_check_interval=2",
+                        "trainer.limit_val_batches=2", "trainer.enable_progress_bar=false",
+                        "trainer.enable_model_summary=false", f"data.cache_dir={cache_dir}")
+    assert cfg.data.tokenizer == "gpt2"
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = train(cfg, tmp_path / "run")
+    assert result.steps == 2 and load_checkpoint(result.last_checkpoint)[1].name == "gpt2"
+    # a tokenizer chosen explicitly (the smoke config sets char) is still refused
+    with pytest.raises(UsageError, match="needs GPT-2's tokenizer"):
+        train_run(f"model.init_from={hf}")
 
 
 def test_generate_reads_a_hf_directory(tmp_path):

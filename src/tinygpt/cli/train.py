@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from tinygpt.errors import USAGE_EXIT, UsageError, print_error
 from tinygpt.training.hydra_callbacks import JobFailed, first_process
+from tinygpt.training.quiet import quiet_dependencies
 from tinygpt.training.schema import CONFIG_PATH, register_configs
 from tinygpt.training.train import TrainResult, train
 
@@ -19,6 +20,7 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> TrainResult | JobFailed:
+    quiet_dependencies()
     hc = HydraConfig.get()
     sweep = hc.mode == RunMode.MULTIRUN
     try:

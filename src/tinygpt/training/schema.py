@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from tinygpt.config import DataConfig, NonFinite, OptimConfig, SampleConfig
 from tinygpt.model_config import GPTConfig
 from tinygpt.run_dir import folder_name, run_name
+from tinygpt.tokenizer import TokenizerName
 
 # The configs ship inside the package, so an installed wheel trains without a checkout.
 CONFIG_MODULE = "tinygpt.configs"
@@ -105,6 +106,15 @@ def register_configs() -> None:
     OmegaConf.register_new_resolver("folder_name", folder_name, replace=True)
     OmegaConf.register_new_resolver("run_name", run_name, replace=True)
     OmegaConf.register_new_resolver("plumbing", lambda: list(PLUMBING), replace=True)
+    OmegaConf.register_new_resolver("tokenizer_for", tokenizer_for, replace=True)
+
+
+def tokenizer_for(init_from: str | None) -> str:
+    """data.tokenizer unless the run chooses one: GPT-2's for a run from GPT-2's weights (they
+    read no other tokens), else DataConfig's default."""
+    if init_from:
+        return TokenizerName.gpt2.value
+    return next(f.default for f in fields(DataConfig) if f.name == "tokenizer").value
 
 
 def compose_train(*overrides: str, hydra: bool = False) -> DictConfig:

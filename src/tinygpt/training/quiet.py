@@ -1,0 +1,34 @@
+"""A quiet start: a run prints the project's lines, not its dependencies' advice. Installed by the
+entry point where a run starts (`tinygpt-train`), so a library user keeps every warning."""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+
+# Deprecations raised inside these packages are for their own maintainers, not for a user.
+DEPENDENCIES = r"(lightning|lightning_fabric|pytorch_lightning|torch|torchmetrics|tensorboard" \
+               r"|hydra|omegaconf)(\.|$)"
+# Lightning's info lines a user cannot act on: an advertisement, devices this machine does not
+# have, why fit stopped and which precision it uses (the run's own lines say both).
+LIGHTNING_CHATTER = re.compile(r"💡 Tip|\w+ available: False|`Trainer\.fit` stopped: `max_steps="
+                               r"|Using \w+ Automatic Mixed Precision")
+
+
+class _DropChatter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not LIGHTNING_CHATTER.match(record.getMessage())
+
+
+_DROP_CHATTER = _DropChatter()
+
+
+def quiet_dependencies() -> None:
+    """Silence the dependencies' deprecations and chatter; the project's own warnings stay."""
+    for category in (DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category, module=DEPENDENCIES)
+    # The summary still counts every parameter; only its size estimate assumes 32 bits.
+    warnings.filterwarnings("ignore", message=r"Precision .* is not supported by the model summ")
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_DROP_CHATTER)
