@@ -1,4 +1,6 @@
-# Two commands for a fresh clone: `make train` and `make test`. Each builds .venv on first use.
+# Two commands for a fresh clone: `make train` and `make test`. Each builds .venv on first use:
+# `make train` installs what a run needs, `make test` adds the dev tools (pytest, ruff,
+# transformers for the GPT-2 checks).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,26 +9,31 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 ARGS ?=
 
-.PHONY: train test test-all lint venv clean
-venv: $(VENV)/.installed
+.PHONY: train test test-all lint venv dev clean
+venv: $(VENV)/.runtime
+dev: $(VENV)/.dev
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	@# Install torch first and only if missing, so the range in pyproject never pulls a second copy.
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install $(TORCH_SPEC)
+	$(PY) -m pip install -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime
 	$(PY) -m pip install -e ".[dev]"
 	touch $@
 
 train: venv
 	$(PY) scripts/train.py $(ARGS)
 
-test: venv
+test: dev
 	$(PY) -m pytest $(ARGS)
 
-test-all: venv
+test-all: dev
 	$(PY) -m pytest -m "" $(ARGS)
 
-lint: venv
+lint: dev
 	$(VENV)/bin/ruff check .
 
 clean:
