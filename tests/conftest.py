@@ -59,9 +59,9 @@ def run_script():
 def popen_train():
     """scripts/train.py started in the background (for signals); stdout and stderr piped."""
 
-    def start(*args: str, **kw) -> subprocess.Popen:
+    def start(*args: str, cwd: Path | None = None, **kw) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *args],
-                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                cwd=cwd or ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, **kw)
 
     return start

@@ -3,6 +3,8 @@ turn it into one line `error: <what> (<how to fix>)`, exit code 2 and no traceba
 user had is touched."""
 
 import importlib.util
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -140,3 +142,65 @@ def test_generate_missing_truncated_or_foreign_checkpoint(smoke_run, tmp_path):
     torch.save({"weights": torch.zeros(3)}, other)
     with pytest.raises(UsageError, match="does not hold"):
         complete(str(other), "The", 5)
+
+
+# Mistakes answered by the entry point before Hydra makes a run folder (and before torch loads).
+CLI_CASES = {
+    "negative learning rate": (["optim.lr=-1"], "optim.lr=-1.0 must be positive"),
+    "negative step count": (["trainer.max_steps=-5"], "trainer.max_steps=-5"),
+    "unknown precision": (["trainer.precision=bf32"], "trainer.precision='bf32' is unknown"),
+    "empty batch": (["data.batch_size=0"], "data.batch_size=0 must be at least 1"),
+    "misspelt key": (["model.atention.scale=false"], "did you mean model.attention.scale?"),
+    "unknown experiment": (["experiment=smokee"], "experiment=smokee is unknown (use one of"),
+    "wrong type": (["model.n_layers=many"], "model.n_layers=many"),
+    "unknown option": (["model.attention.mask_impl=renrom"], "expected one of [neg_inf, renorm]"),
+    "resume without a run": (["resume=true"], "no last.ckpt to resume"),
+}
+
+
+@pytest.mark.parametrize("case", CLI_CASES)
+def test_cli_mistakes_get_one_line_and_no_folder(case, tmp_path, run_script):
+    args, needle = CLI_CASES[case]
+    p = run_script("train.py", *args, f"data.cache_dir={tmp_path / 'cache'}", cwd=tmp_path)
+    assert_one_error_line(p, needle)
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "cache").exists()
+
+
+def test_cli_mistakes_are_answered_before_torch_or_lightning_load():
+    # what keeps a config mistake under two seconds: the check never imports them
+    code = ("import sys\nfrom tinygpt.errors import UsageError\n"
+            "from tinygpt.training.precheck import precheck\n"
+            "try:\n    precheck(['optim.lr=-1'])\nexcept UsageError:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert p.stdout.strip() == "[]"
+
+
+def test_a_run_refused_after_hydra_made_its_folder_leaves_none(tmp_path, run_script):
+    # a corpus too short is only known once it is tokenised, inside the run
+    short = tmp_path / "short.txt"
+    short.write_text("a short text. " * 5)
+    p = run_script("train.py", "experiment=smoke", "data=text", f"data.path={short}",
+                   f"data.cache_dir={tmp_path / 'cache'}", cwd=tmp_path)
+    assert_one_error_line(p, "too short")
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_generate_and_export_ask_for_what_they_need(tmp_path, run_script, smoke_run):
+    p = run_script("generate.py", "prompt=hi", cwd=tmp_path)
+    assert_one_error_line(p, "ckpt must be given")
+    p = run_script("export_hf.py", f"ckpt={smoke_run}", cwd=tmp_path)
+    assert_one_error_line(p, "out must be given")
+    p = run_script("generate.py", f"ckpt={smoke_run}", "prompt=The", "max_new_tokens=4",
+                   cwd=tmp_path)  # a run folder is a checkpoint too: its last.ckpt
+    assert p.returncode == 0 and p.stdout.startswith("The"), p.stderr[-2000:]
+
+
+def test_a_prompt_the_tokenizer_cannot_read_falls_back_to_the_corpus(tmp_path, train_run):
+    lower = tmp_path / "lower.txt"
+    lower.write_text("the quick brown fox jumps over the lazy dog.\n" * 200)
+    result, printed = train_run("data=text", f"data.path={lower}", "data.tokenizer=char",
+                                "trainer.max_steps=4", "trainer.val_check_interval=4")
+    assert "sample.prompt='The for statement' cannot be read" in printed
+    assert "character 'T' is not in the vocabulary" in printed
+    assert result.steps == 4  # it trained, instead of stopping after training

@@ -86,8 +86,21 @@ def test_head_dim_sweep_repeats_scale_on_and_off_per_head_dimension():
 def test_sweep_folder_names_keep_paths_in_values_flat():
     from tinygpt.run_dir import folder_name
 
-    name = folder_name("data.path=../corpus/a.txt,model.n_heads=4")
-    assert name == "data.path=.._corpus_a.txt,model.n_heads=4" and "/" not in name
+    name = folder_name("data.path:../corpus/a.txt+model.n_heads:4")
+    assert name == "data.path:.._corpus_a.txt+model.n_heads:4" and "/" not in name
+
+
+def test_run_folder_names_paste_back_into_an_override():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    cfg = compose_train("seed=9", "optim.betas=[0.9,0.99]", "data.path=notes/**/*.txt",
+                        "trainer.enable_progress_bar=false", hydra=True)
+    run_dir = cfg.hydra.run.dir
+    name = run_dir.split("/")[1]
+    assert name == "data.path:notes_.txt+optim.betas:_0.9_0.99_+seed:9"  # no plumbing keys
+    parsed = OverridesParser.create().parse_overrides([f"hydra.run.dir={run_dir}"])[0]
+    assert parsed.value() == run_dir  # one value, not a sweep, not a parse error
+    assert compose_train(hydra=True).hydra.run.dir.startswith("outputs/default/")
 
 
 def test_an_experiment_names_its_own_sweep_folder():

@@ -1,11 +1,15 @@
 """scripts/report.py on a real two-run sweep, and the values it reads (causal eval, diagnostics)."""
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from tinygpt.errors import UsageError
 from tinygpt.lab.report import write_report
 from tinygpt.lab.run_events import scalars_by_step
 
+ROOT = Path(__file__).resolve().parents[1]
 PNGS = ["loss.png", "bpb.png", "entropy.png", "saturation.png", "score_std.png", "grad_qk.png"]
 
 
@@ -19,10 +23,20 @@ def sweep(tmp_path_factory, run_script, smoke):
                    "causal_eval=true", "model.attention.causal=true,false",
                    f"data.cache_dir={tmp / 'cache'}", f"hydra.sweep.dir={tmp / 'sweep'}")
     assert p.returncode == 0, p.stderr[-3000:]
-    assert f"python scripts/report.py {tmp / 'sweep'}" in p.stdout  # each job says how to report
-    runs = {d.name.split("causal=")[1].split(",")[0]: d for d in (tmp / "sweep").iterdir()
+    assert f"scripts/report.py {tmp / 'sweep'}" in p.stdout  # each job says how to report
+    (tmp / "sweep" / "stdout.txt").write_text(p.stdout)
+    runs = {d.name.split("causal:")[1].split("+")[0]: d for d in (tmp / "sweep").iterdir()
             if d.is_dir()}
     return tmp / "sweep", runs
+
+
+def test_the_printed_report_command_runs_as_printed(sweep, tmp_path):
+    sweep_dir, runs = sweep
+    stdout = (next(iter(runs.values())).parent / "stdout.txt").read_text()
+    line = next(ln for ln in stdout.splitlines() if ln.startswith("sweep report:"))
+    p = subprocess.run(line.removeprefix("sweep report:").strip(), shell=True,
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and (sweep_dir / "report.md").exists(), p.stderr[-2000:]
 
 
 def test_causal_eval_equals_val_loss_for_a_causal_model_only(sweep):

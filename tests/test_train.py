@@ -203,12 +203,12 @@ def test_a_sweep_names_each_run_and_a_failing_job_does_not_stop_it(tmp_path, run
     assert p.returncode == 2
     lines = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert "not divisible by n_heads=3" in lines[0]  # the job's own line, as it ended
-    assert lines[-1].startswith("error: 1 of 2 jobs failed: data.path=")
-    assert "n_heads=3" in lines[-1]
+    assert lines[-1].startswith("error: 1 of 2 jobs failed: data.path:")
+    assert "n_heads:3" in lines[-1]
     assert "Traceback" not in p.stderr
     runs = [d.name for d in sweep.iterdir() if list(d.glob("events.out.tfevents.*"))]
-    assert len(runs) == 1 and "model.n_heads=2" in runs[0]  # the other job's run ran
-    assert "my corpus_a.txt" in runs[0] and "/" not in runs[0]
+    assert len(runs) == 1 and "model.n_heads:2" in runs[0]  # the other job's run ran
+    assert "my_corpus_a.txt" in runs[0] and "/" not in runs[0]
     assert "cache_dir" not in runs[0]  # plumbing keys stay out of the names
 
 

@@ -1,6 +1,21 @@
-"""tinygpt: a training lab for a tiny GPT whose attention you can take apart."""
+"""tinygpt: a training lab for a tiny GPT whose attention you can take apart.
 
-from tinygpt.attention import MultiHeadAttention
-from tinygpt.model import GPT, AttentionConfig, GPTConfig
+`from tinygpt import GPT, GPTConfig, AttentionConfig, MultiHeadAttention` works as usual; they
+load on first use, so the torch-free parts (the settings, the config check) start in a blink.
+"""
 
-__all__ = ["GPT", "AttentionConfig", "GPTConfig", "MultiHeadAttention"]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {"GPT": "tinygpt.model", "GPTConfig": "tinygpt.model_config",
+            "AttentionConfig": "tinygpt.model_config",
+            "MultiHeadAttention": "tinygpt.attention"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tinygpt' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)

@@ -7,8 +7,9 @@ from __future__ import annotations
 import torch
 
 from tinygpt.checkpoint import load_model
+from tinygpt.config import check_sampling
 from tinygpt.errors import UsageError
-from tinygpt.generate import check_sampling, generate
+from tinygpt.generate import generate
 
 
 def complete(ckpt: str, prompt: str, max_new_tokens: int, temperature: float = 1.0,

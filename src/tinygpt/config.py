@@ -59,6 +59,17 @@ class NonFinite(str, Enum):
     skip = "skip"  # drop the batch (counted in train/skipped_batches)
 
 
+def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """Raise UsageError, saying what to change, for sampling settings that make no sense."""
+    if temperature < 0:
+        raise UsageError(f"temperature={temperature} is negative (use 0 for greedy, or > 0)")
+    if top_k is not None and top_k < 1:
+        raise UsageError(f"top_k={top_k} must be at least 1 (or unset)")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise UsageError(f"top_p={top_p} must be in (0, 1] (or unset)")
+
+
+
 @dataclass
 class SampleConfig:
     """A continuation: what the training run samples at each validation (`sample.*`)."""

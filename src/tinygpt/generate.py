@@ -5,18 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tinygpt.errors import UsageError
+from tinygpt.config import check_sampling
 from tinygpt.model import GPT, evaluating
-
-
-def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    """Raise UsageError, saying what to change, for sampling settings that make no sense."""
-    if temperature < 0:
-        raise UsageError(f"temperature={temperature} is negative (use 0 for greedy, or > 0)")
-    if top_k is not None and top_k < 1:
-        raise UsageError(f"top_k={top_k} must be at least 1 (or unset)")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise UsageError(f"top_p={top_p} must be in (0, 1] (or unset)")
 
 
 def sample_next(

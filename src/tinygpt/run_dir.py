@@ -12,16 +12,24 @@ LAST = "last.ckpt"  # the checkpoint a run keeps up to date, in checkpoints/
 HYDRA = ".hydra"  # config.yaml and overrides.yaml of the run, written by Hydra
 
 
+# What a folder name keeps: letters, digits and the marks Hydra's override parser and a shell both
+# take as they are, so a printed `hydra.run.dir=...` or `ckpt=...` pastes back (`=` and `,` would
+# be read as an override and a sweep; `/` would nest folders).
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.:+@%-]+")
+DEFAULT_NAME = "default"  # the folder of runs that change nothing
+
+
 def folder_name(text: str) -> str:
-    """A sweep job's folder name from its overrides: a path in a value (data.path=../a/b.txt)
-    would otherwise make nested folders, one run spread over several levels."""
-    return re.sub(r"[/\\]+", "_", text)
+    """A folder name for a run's overrides (`seed:9+model.n_heads:16`): anything a shell or Hydra
+    would not take back as it is becomes `_`."""
+    return _UNSAFE.sub("_", text)
 
 
 def run_name(time: str, overrides: str = "") -> str:
-    """A run's folder: its start time, then what it changed (`14-03-59_model.n_heads=16`), so
-    TensorBoard's run list says what each run is."""
-    return f"{time}_{folder_name(overrides)}" if overrides else time
+    """A run's path under outputs/: what it changed first, then when it started
+    (`model.n_heads:16/2026-11-29_14-03-59`), so TensorBoard's run names lead with what differs
+    and repeats of one setting sit together."""
+    return f"{folder_name(overrides) or DEFAULT_NAME}/{time}"
 
 
 def last_checkpoint(run_dir: str | Path) -> Path:

@@ -1,6 +1,6 @@
 """Write a trained checkpoint as a Hugging Face GPT-2 directory (config.json, model.safetensors).
 
-    tinygpt-export-hf ckpt=outputs/.../checkpoints/last.ckpt out=exported/
+    tinygpt-export-hf ckpt=outputs/<run>/<date>_<time> out=exported/
     # then, in Python: transformers.GPT2LMHeadModel.from_pretrained("exported/")
 """
 
@@ -10,7 +10,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-from tinygpt.checkpoint import export_hf
+from tinygpt.cli.required import require
 from tinygpt.config import ExportConfig
 from tinygpt.errors import usage_errors_exit
 from tinygpt.training.schema import CONFIG_PATH
@@ -21,6 +21,10 @@ ConfigStore.instance().store(name="export_schema", node=ExportConfig)
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export_hf")
 def main(cfg: DictConfig) -> None:
     with usage_errors_exit():
+        require(cfg, "ckpt", "out", example="ckpt=outputs/<run> out=exported/")
+        # torch loads once the command is known to be complete
+        from tinygpt.checkpoint import export_hf
+
         print(f"wrote {export_hf(cfg.ckpt, cfg.out, cfg.overwrite)}")
 
 

@@ -1,5 +1,6 @@
 """A run's checkpoints: written atomically, `last.ckpt` on a step schedule and at the final step
-or a stop signal, the best by validation loss; and which checkpoint a resume continues."""
+or a stop signal, the best by validation loss, each holding the run's settings; and whether a
+resume may continue one."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ from tinygpt.model import GPTConfig
 from tinygpt.run_dir import CHECKPOINTS, LAST, last_checkpoint
 from tinygpt.training.lightning_adapter import stop_without_validation
 from tinygpt.training.ranks import signal_on_any_rank
+from tinygpt.training.resume import refuse_changes
+
+RUN_SETTINGS = "tinygpt_settings"  # the run's config, dotted keys, in each checkpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -100,26 +104,22 @@ def checkpoint_callbacks(run_dir: Path, every_n_steps: int
     return final, best, callbacks
 
 
-def find_last_checkpoint(*roots: str | Path) -> Path | None:
-    """The newest `last.ckpt` under the given directories (a run directory or outputs/)."""
-    found = [p for r in roots if Path(r).is_dir() for p in Path(r).rglob(LAST)]
-    return max(found, key=lambda p: p.stat().st_mtime, default=None)
+class RunRecord(L.Callback):
+    """Writes the run's settings into each checkpoint, so a resume from it, wherever the file
+    has moved, knows what the run was (`refuse_changes`)."""
+
+    def __init__(self, settings: dict[str, Any]):
+        self.settings = settings
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        checkpoint[RUN_SETTINGS] = self.settings
 
 
-def resume_path(ckpt_path: str | None, resume: bool, run_dir: Path) -> str | None:
-    """The checkpoint to resume from: ckpt_path as given, or the newest last.ckpt (of the run
-    directory, else under outputs/) for resume=true or ckpt_path=last."""
-    if not (resume or ckpt_path == "last"):
-        return ckpt_path
-    found = find_last_checkpoint(run_dir, "outputs")
-    if found is None:
-        raise UsageError(f"there is no last.ckpt to resume in {run_dir} or outputs/ "
-                         "(train first, or give ckpt_path=/path/to/file.ckpt)")
-    return str(found)
-
-
-def check_resumable(path: str, cfg: GPTConfig, tokenizer: dict) -> None:
-    """Refuse, before training starts, a checkpoint this run's model could not continue."""
+def check_resumable(path: Path, cfg: GPTConfig, tokenizer: dict,
+                    settings: dict[str, Any]) -> None:
+    """Refuse, before training starts, a checkpoint this run could not continue: settings that
+    differ from the ones it was trained with (beyond what a resume may change), another model
+    or another tokenizer."""
     ckpt = read_checkpoint(path)
     theirs = checkpoint_model_config(ckpt, path)
     if theirs != cfg:
@@ -131,3 +131,5 @@ def check_resumable(path: str, cfg: GPTConfig, tokenizer: dict) -> None:
     if ckpt["hyper_parameters"].get("tokenizer") != tokenizer:
         raise UsageError(f"checkpoint {path} was trained with another tokenizer or vocabulary "
                          "(use the same data.tokenizer and corpus, or start a new run)")
+    if RUN_SETTINGS in ckpt:
+        refuse_changes(ckpt[RUN_SETTINGS], settings, path)

@@ -3,6 +3,9 @@ resumable order, with the global batch split over devices and accumulation steps
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
@@ -13,6 +16,22 @@ from tinygpt.corpus import Corpus
 from tinygpt.data import ResumableSampler, TokenSplit, load_split
 from tinygpt.errors import UsageError, parse_choice
 from tinygpt.tokenizer import TokenizerName
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader whose place in the stream travels in Lightning's checkpoint (its stateful-
+    loader interface, `state_dict` / `load_state_dict`): a resumed run goes on with the next
+    sample, and Lightning knows the loader resumes exactly."""
+
+    def __init__(self, *args, position: Callable[[], int], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.position = position  # samples consumed so far on this rank
+
+    def state_dict(self) -> dict[str, int]:
+        return {"position": self.position()}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.start = state["position"]
 
 
 class TextDataModule(L.LightningDataModule):
@@ -61,9 +80,13 @@ class TextDataModule(L.LightningDataModule):
         rank, world = (t.global_rank, t.world_size) if t is not None else (0, 1)
         b = self.per_device_batch
         sampler = ResumableSampler(len(self.train_set), b, self.seed, rank, world)
-        if t is not None:  # resuming: skip exactly the samples the finished steps consumed
-            sampler.start = t.global_step * t.accumulate_grad_batches * b
-        return self._loader(self.train_set, sampler=sampler)
+
+        def consumed() -> int:  # the samples the finished steps took from this rank's stream
+            return t.global_step * t.accumulate_grad_batches * b if t is not None else 0
+
+        # A checkpoint from before the loader kept its own state resumes from the step count.
+        sampler.start = consumed()
+        return self._loader(self.train_set, sampler=sampler, position=consumed)
 
     def val_dataloader(self) -> DataLoader:
         # Each rank scores every world_size-th window (no padding, no duplicates): the union is
@@ -72,10 +95,12 @@ class TextDataModule(L.LightningDataModule):
         rank, world = (t.global_rank, t.world_size) if t is not None else (0, 1)
         return self._loader(self.val_set, sampler=range(rank, len(self.val_set), world))
 
-    def _loader(self, dataset: Dataset, sampler: Sampler | None = None) -> DataLoader:
+    def _loader(self, dataset: Dataset, sampler: Sampler | None = None,
+                position: Callable[[], int] | None = None) -> DataLoader:
         on_gpu = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
         workers = self.cfg.num_workers
-        return DataLoader(
+        kind = DataLoader if position is None else partial(ResumableLoader, position=position)
+        return kind(
             dataset, batch_size=self.per_device_batch, sampler=sampler,
             num_workers=workers, persistent_workers=workers > 0, pin_memory=on_gpu,
             # A loader of its own draws its worker seed from this, not from the global RNG,

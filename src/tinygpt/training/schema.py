@@ -10,12 +10,10 @@ defaults stay Lightning's; the YAML files under configs/ hold only what differs 
 
 from __future__ import annotations
 
-import inspect
 import typing
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any
 
-import lightning as L
 from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
@@ -25,6 +23,7 @@ from tinygpt.config import DataConfig, NonFinite, OptimConfig, SampleConfig
 from tinygpt.model_config import GPTConfig
 from tinygpt.run_dir import folder_name, run_name
 from tinygpt.tokenizer import TokenizerName
+from tinygpt.training.lightning_adapter import trainer_args
 
 # The configs ship inside the package, so an installed wheel trains without a checkout.
 CONFIG_MODULE = "tinygpt.configs"
@@ -33,7 +32,16 @@ CONFIG_PATH = f"pkg://{CONFIG_MODULE}"  # for @hydra.main
 # Where and how a run works, not what it trains: left out of run names (configs/train.yaml's
 # override_dirname reads this list) and of the HPARAMS tab.
 PLUMBING = ("data.cache_dir", "data.num_workers", "trainer.enable_progress_bar",
-            "trainer.enable_model_summary", "ckpt_path", "resume")
+            "trainer.enable_model_summary", "ckpt_path", "resume", "threads")
+# What a resumed run may change (keys, or prefixes ending in "."): how long it goes on, how often
+# it validates, logs and saves, what it measures and prints. Anything else (seed, data,
+# tokenizer, model, optimizer, precision) is the run's own and a resume keeps it.
+RESUMABLE = (*PLUMBING, "trainer.max_steps", "trainer.max_time", "trainer.max_epochs",
+             "trainer.val_check_interval", "trainer.check_val_every_n_epoch",
+             "trainer.limit_val_batches", "trainer.log_every_n_steps",
+             "trainer.num_sanity_val_steps", "trainer.profiler", "save_every_n_steps",
+             "grad_norm_every", "diagnostics_every", "attention_map_tokens", "causal_eval",
+             "peak_tflops", "sample.")
 
 
 @dataclass
@@ -55,22 +63,27 @@ _SUPPLIED = {"self", "logger", "callbacks", "plugins", "default_root_dir"}
 _SIMPLE = {int, float, bool, str}
 
 
-def _schema_type(annotation: Any) -> Any:
+def _schema_type(annotation: str) -> Any:
     """The annotation if OmegaConf can check it (a plain type, or Optional of one), else Any."""
-    if annotation in _SIMPLE:
-        return annotation
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if typing.get_origin(annotation) is typing.Union and len(args) == 1 and args[0] in _SIMPLE:
-        return annotation
+    names = {t.__name__: t for t in _SIMPLE} | {"Optional": typing.Optional,
+                                                 "Union": typing.Union}
+    try:
+        hint = eval(annotation, {"__builtins__": {}}, names)  # noqa: S307 (Lightning's source)
+    except Exception:  # a name of Lightning's own (Accelerator, _PATH, ...): not checkable
+        return Any
+    if hint in _SIMPLE:
+        return hint
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is typing.Union and len(args) == 1 and args[0] in _SIMPLE:
+        return hint
     return Any
 
 
 def trainer_schema() -> type:
     """A dataclass with every `lightning.Trainer` argument, Lightning's default and type."""
-    params = inspect.signature(L.Trainer.__init__).parameters.values()
     spec: list[tuple[str, Any, Any]] = [("_target_", str, field(default="lightning.Trainer"))]
-    spec += [(p.name, _schema_type(p.annotation), field(default=p.default))
-             for p in params if p.name not in _SUPPLIED]
+    spec += [(a.name, _schema_type(a.annotation), field(default=a.default))
+             for a in trainer_args() if a.name not in _SUPPLIED]
     return make_dataclass("TrainerConfig", spec)
 
 

@@ -35,14 +35,17 @@ from tinygpt.training.callbacks import (
 from tinygpt.training.checkpoints import (
     AtomicCheckpointIO,
     FinalCheckpoint,
+    RunRecord,
     check_resumable,
     checkpoint_callbacks,
-    resume_path,
 )
+from tinygpt.training.checks import check_train_config
+from tinygpt.training.commands import command, entry_point, override, tool
 from tinygpt.training.datamodule import TextDataModule
 from tinygpt.training.module import GPTLightningModule
 from tinygpt.training.precision import PrecisionChoice, resolve_precision
 from tinygpt.training.progress import progress_callback
+from tinygpt.training.resume import flatten, resume_source
 from tinygpt.training.schema import TrainConfig
 from tinygpt.training.tensorboard_layout import hyperparameters
 from tinygpt.training.throughput import Throughput
@@ -68,17 +71,18 @@ def train(cfg: DictConfig, run_dir: str | Path, sweep: bool = False,
     """Train as `cfg` says, writing events and checkpoints into run_dir. UsageError for what the
     user can fix; `sweep` only changes the summary's pointers; `callbacks` are added to ours."""
     run_dir = Path(run_dir)
-    s: TrainConfig = OmegaConf.to_object(cfg)  # typed: enums, dataclasses
-    s.model.gpt_config(vocab_size=1).validate()  # shape errors before any data is read
+    s = check_train_config(cfg)  # typed (enums, dataclasses), and every value checked
+    settings = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     L.seed_everything(s.seed, workers=True, verbose=False)
-    ckpt_path = resume_path(s.ckpt_path, s.resume, run_dir)
+    ckpt_path = resume_source(s.ckpt_path, s.resume, run_dir)
     init = pretrained(s)
     dm = TextDataModule(s.data, context_length=s.model.context_length, seed=s.seed)
-    dm.load()
-    gpt_cfg = init.cfg if init else s.model.gpt_config(dm.tokenizer.vocab_size)
-    tok_state = tokenizer_state(dm.tokenizer)
+    data = dm.load()
+    gpt_cfg = init.cfg if init else s.model.gpt_config(data.tokenizer.vocab_size)
+    tok_state = tokenizer_state(data.tokenizer)
     if ckpt_path:
-        check_resumable(ckpt_path, gpt_cfg, tok_state)
+        check_resumable(ckpt_path, gpt_cfg, tok_state, settings)
+    s.sample.prompt = readable_prompt(s.sample.prompt, data)
     module = GPTLightningModule(
         gpt_cfg, tok_state, s.optim, grad_norm_every=s.grad_norm_every,
         on_nonfinite=s.on_nonfinite, compile=s.compile, causal_eval=s.causal_eval)
@@ -86,7 +90,8 @@ def train(cfg: DictConfig, run_dir: str | Path, sweep: bool = False,
         module.model.load_state_dict(init.state_dict())
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     rank_zero_info(f"precision {precision.precision} ({precision.reason})")
-    trainer, final, best = build_trainer(cfg, s, run_dir, precision, callbacks or [])
+    trainer, final, best = build_trainer(cfg, s, run_dir, precision,
+                                         [RunRecord(settings), *(callbacks or [])])
     trainer.logger.log_hyperparams(hyperparameters(cfg, precision.precision),
                                    dict.fromkeys(metrics.HP_METRICS, math.nan))
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
@@ -106,8 +111,29 @@ def train(cfg: DictConfig, run_dir: str | Path, sweep: bool = False,
         best_checkpoint=Path(best.best_model_path) if best.best_model_path else None,
         precision=precision.precision, signal=final.signum)
     sample = next(c.last for c in trainer.callbacks if isinstance(c, SampleText))
-    summary(result, dm.load(), gpt_cfg, precision, sample, sweep)
+    summary(result, data, gpt_cfg, precision, sample, s.sample.prompt, sweep)
     return result
+
+
+def readable_prompt(prompt: str, data: TokenSplit) -> str:
+    """The prompt the run samples from: sample.prompt where this run's tokenizer can read it,
+    else the start of the validation text (said once, not found out after training)."""
+    try:
+        data.tokenizer.encode(prompt)
+        return prompt
+    except UsageError as e:
+        reason = str(e).split(" (")[0]
+    start = data.tokenizer.decode(data.val_ids[:24].tolist())
+    fallback = start.split("\n")[0] or start
+    say(f"sample.prompt={prompt!r} cannot be read by this run's tokenizer ({reason}); "
+        f"sampling from the validation text's start, {fallback!r}, instead")
+    return fallback
+
+
+@rank_zero_only
+def say(text: str) -> None:
+    """A line for the user, once per run (rank 0)."""
+    print(text, flush=True)
 
 
 def pretrained(s: TrainConfig) -> GPT | None:
@@ -159,9 +185,11 @@ def tensorboard_logdir(run_dir: Path, sweep: bool) -> Path:
 
 @rank_zero_only
 def summary(r: TrainResult, data: TokenSplit, gpt_cfg, precision: PrecisionChoice,
-            sample: str | None, sweep: bool) -> None:
-    """The lines a run ends with: what was trained, how well, and where everything went."""
+            sample: str | None, prompt: str, sweep: bool) -> None:
+    """The lines a run ends with: what was trained, how well, where everything went, and the
+    commands that read it, each ready to paste."""
     logdir = tensorboard_logdir(r.run_dir, sweep)
+    ckpt_dir = r.last_checkpoint.parent if r.last_checkpoint else None
     lines = [
         f"trained {r.steps} steps ({gpt_cfg.n_layers} layers x {gpt_cfg.emb_dim}) on {data.name}: "
         f"{len(data.train_ids):,} train / {len(data.val_ids):,} val tokens",
@@ -171,13 +199,16 @@ def summary(r: TrainResult, data: TokenSplit, gpt_cfg, precision: PrecisionChoic
         f"nats = {data.unigram_bpb():.3f} bpb)",
         f"sample: {sample!r}" if sample else "",
         f"run directory: {r.run_dir}",
-        f"checkpoints:   {r.run_dir / 'checkpoints'}",
-        f"tensorboard:   tensorboard --logdir {logdir}   "
-        "(then http://localhost:6006/#custom_scalars: losses first)",
-        f"sweep report:  python scripts/report.py {logdir}" if sweep else "",
+        f"checkpoints:   {ckpt_dir}" if ckpt_dir else "",
+        "generate:      " + command([*entry_point("generate"), override("ckpt", r.run_dir),
+                                     override("prompt", prompt)]) if ckpt_dir else "",
+        "tensorboard:   " + command([*tool("tensorboard"), "--logdir", str(logdir)])
+        + "   (then http://localhost:6006)",
+        "sweep report:  " + command([*entry_point("report"), str(logdir)]) if sweep else "",
     ]
     print("\n" + "\n".join(line for line in lines if line))
     if r.signal is not None:
+        resume = command([*entry_point("train"), override("hydra.run.dir", r.run_dir),
+                          "resume=true"])
         print(f"stopped by {signal.Signals(r.signal).name} after step {r.steps}; saved "
-              f"{r.last_checkpoint}\nresume with: python scripts/train.py "
-              f"hydra.run.dir={r.run_dir} resume=true", file=sys.stderr)
+              f"{r.last_checkpoint}\nresume with: {resume}", file=sys.stderr)

@@ -1,0 +1,95 @@
+"""Which checkpoint a resume continues, and with which settings: the run directory's own
+`last.ckpt` (or a named one), under the run's own recorded settings, of which only the
+`RESUMABLE` ones may change. No torch: the entry point answers before anything loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from tinygpt.errors import UsageError
+from tinygpt.run_dir import HYDRA, LAST, last_checkpoint
+from tinygpt.training.schema import RESUMABLE, yaml_value
+
+LATEST = "latest"  # ckpt_path=latest: the newest last.ckpt under outputs/, named as it starts
+OWN = "last"  # ckpt_path=last: the run directory's own, as resume=true
+
+
+def resume_source(ckpt_path: str | None, resume: bool, run_dir: Path,
+                  outputs: Path = Path("outputs")) -> Path | None:
+    """The checkpoint a run continues from: None for a new run."""
+    if resume or ckpt_path == OWN:
+        own = last_checkpoint(run_dir)
+        if not own.is_file():
+            raise UsageError(f"there is no {LAST} to resume in {run_dir} (resume=true continues "
+                             "the run in hydra.run.dir: point it at that run's folder, or give "
+                             f"ckpt_path={LATEST} or ckpt_path=/path/to/file.ckpt)")
+        return own
+    if ckpt_path == LATEST:
+        found = [p for p in outputs.rglob(LAST)] if outputs.is_dir() else []
+        if not found:
+            raise UsageError(f"there is no {LAST} under {outputs}/ (train first, or give "
+                             "ckpt_path=/path/to/file.ckpt)")
+        newest = max(found, key=lambda p: p.stat().st_mtime)
+        print(f"ckpt_path={LATEST}: resuming {newest}", flush=True)
+        return newest
+    if ckpt_path is None:
+        return None
+    if not Path(ckpt_path).is_file():
+        raise UsageError(f"checkpoint {ckpt_path} does not exist (check the path)")
+    return Path(ckpt_path)
+
+
+def recorded_run(checkpoint: Path) -> Path | None:
+    """The run folder whose Hydra record (.hydra/) a checkpoint belongs to, if it has one."""
+    run = checkpoint.resolve().parent.parent
+    return run if (run / HYDRA / "config.yaml").is_file() else None
+
+
+def recorded_overrides(run: Path) -> list[str]:
+    """The overrides a run was started (and last resumed) with."""
+    path = run / HYDRA / "overrides.yaml"
+    return list(OmegaConf.load(path)) if path.is_file() else []
+
+
+def recorded_config(run: Path) -> dict[str, Any]:
+    """A run's resolved config as Hydra wrote it, as dotted keys."""
+    return flatten(OmegaConf.to_container(OmegaConf.load(run / HYDRA / "config.yaml")))
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        out |= flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v}
+    return out
+
+
+def resumable(key: str) -> bool:
+    return any(key == r or (r.endswith(".") and key.startswith(r)) for r in RESUMABLE)
+
+
+def refuse_changes(record: dict[str, Any], current: dict[str, Any], source: Path) -> None:
+    """A UsageError naming every setting a resume of `source` would change beyond RESUMABLE."""
+    missing = object()
+    changed = [f"{k}={yaml_value(record.get(k))} -> {yaml_value(current.get(k))}"
+               for k in sorted(set(record) | set(current))
+               if not resumable(k) and record.get(k, missing) is not missing
+               and current.get(k, missing) is not missing
+               and yaml_value(record[k]) != yaml_value(current[k])]
+    if changed:
+        raise UsageError(f"resuming {source} would change the run's own settings: "
+                         f"{', '.join(changed)} (a resume keeps them: drop these overrides, or "
+                         "start a new run; it may change how long it trains and how often it "
+                         "validates, logs and saves)")
+
+
+def merged_overrides(recorded: list[str], given: list[str]) -> list[str]:
+    """The run's recorded overrides, then the given ones; a key given now replaces its record."""
+    def key(o: str) -> str:
+        return o.split("=", 1)[0].lstrip("+~")
+
+    now = {key(o) for o in given}
+    kept = [o for o in recorded if key(o) not in now and key(o) not in ("resume", "ckpt_path")]
+    return kept + given
