@@ -33,3 +33,27 @@ def test_a_plain_should_stop_validates_first(train_run):
 
     result, _ = train_run("save_every_n_steps=0", callbacks=[PlainStop(20)])
     assert result.steps == 20 and scalars_by_step(result.run_dir, "val/loss")
+
+
+def test_the_trainer_arguments_read_from_source_are_lightnings_own():
+    import inspect
+
+    from tinygpt.training.lightning_adapter import trainer_args
+
+    signature = [(p.name, p.default) for p in inspect.signature(L.Trainer.__init__).parameters
+                 .values() if p.name != "self"]
+    assert [(a.name, a.default) for a in trainer_args()] == signature
+
+
+def test_the_precisions_are_lightnings_own():
+    import typing
+
+    from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT
+
+    from tinygpt.training.lightning_adapter import PRECISIONS
+
+    def literals(hint) -> set:
+        args = typing.get_args(hint)
+        return {a for arg in args for a in (literals(arg) if typing.get_args(arg) else {arg})}
+
+    assert set(PRECISIONS) == literals(_PRECISION_INPUT)

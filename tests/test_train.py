@@ -246,6 +246,18 @@ def test_debug_fdr_runs_one_batch_and_saves_nothing(train_run):
     assert not (result.run_dir / "checkpoints").exists()
 
 
+def test_debug_fdr_measures_nothing_it_throws_away_and_prints_no_missing_path(train_run,
+                                                                               monkeypatch):
+    timed = []
+    monkeypatch.setattr("tinygpt.training.callbacks.generation_speed",
+                        lambda model: timed.append(model) or 1.0)
+    result, printed = train_run("debug=fdr")
+    assert not timed  # the end-of-run generation timing is skipped
+    assert "checkpoints:" not in printed and "generate:" not in printed
+    run, _ = train_run("trainer.max_steps=10", run_dir=result.run_dir.parent / "full")
+    assert timed  # the control: a real run measures it
+
+
 def test_debug_overfit_drives_the_loss_of_one_batch_down(train_run):
     spy = Spy()
     result, _ = train_run("debug=overfit", "trainer.max_steps=60", callbacks=[spy])

@@ -17,6 +17,7 @@ from tinygpt.training.hydra_callbacks import JobFailed, first_process
 from tinygpt.training.precheck import precheck
 from tinygpt.training.quiet import quiet_dependencies
 from tinygpt.training.schema import CONFIG_PATH, register_configs
+from tinygpt.training.threads import apply_wait_policy
 
 register_configs()
 
@@ -24,6 +25,7 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def run(cfg: DictConfig) -> object:
     quiet_dependencies()
+    apply_wait_policy(cfg.thread_wait, cfg.thread_spin)  # read once, as torch loads: before
     # torch and Lightning load only now, with the config known to be good: a mistake in it was
     # answered before this, in a fraction of a second instead of after their imports.
     from tinygpt.training.train import train

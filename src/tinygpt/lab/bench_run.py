@@ -3,10 +3,7 @@ that `bench_render.write` turns into docs/benchmarks.md and .json (`tinygpt-benc
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
-from pathlib import Path
 
 import torch
 
@@ -26,7 +23,7 @@ from tinygpt.lab.bench_measure import (
     time_variant,
 )
 from tinygpt.lab.bench_memory import train_run_peak_rss
-from tinygpt.lab.timing import flops_per_step
+from tinygpt.lab.timing import flops_per_step, machine
 from tinygpt.tokenizer import TokenizerName
 from tinygpt.training.precision import Bf16Probe, probe_cpu_bf16, resolve_precision
 from tinygpt.training.schema import compose_train
@@ -63,17 +60,6 @@ def run(quick: bool = False) -> dict:
 def peaks(quick: bool) -> dict:
     return {"float32": matmul_peak(torch.float32, 0.1 if quick else 1.0),
             "bf16": matmul_peak(torch.bfloat16, 0.1 if quick else 1.0)}
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
-                 if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return (f"{cpu}, {os.cpu_count()} cores, ATen {torch.backends.cpu.get_cpu_capability()}, "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
 
 def training(st: Setup, default_bf16: bool, probe: Bf16Probe) -> dict:

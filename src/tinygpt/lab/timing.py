@@ -3,10 +3,13 @@ step, and the project's Lightning path fitted on ready-made batches with nothing
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -33,6 +36,18 @@ def flops_per_step(step: Callable[[], object]) -> int:
     with FlopCounterMode(display=False) as fc:
         step()
     return fc.get_total_flops()
+
+
+def machine() -> str:
+    """The CPU by name, its cores and instruction set, torch and its threads."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
+                 if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return (f"{cpu}, {os.cpu_count()} cores, ATen {torch.backends.cpu.get_cpu_capability()}, "
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
 
 class StepTimer(L.Callback):

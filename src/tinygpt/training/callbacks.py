@@ -152,8 +152,10 @@ class AttentionDiagnostics(L.Callback):
     @rank_zero_only
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # The final weights too, so a run's last point describes the model it ends with; and
-        # how fast they generate with their KV cache (what fewer kv heads should buy).
-        if self.every_n_steps and trainer.logger is not None and not pl_module.stopped_on_nan:
+        # how fast they generate with their KV cache (what fewer kv heads should buy). Not in a
+        # fast_dev_run, whose logger keeps nothing.
+        if (self.every_n_steps and trainer.logger is not None and not trainer.fast_dev_run
+                and not pl_module.stopped_on_nan):
             out = self._attention_metrics(trainer, pl_module)
             out[metrics.GENERATE_TOKENS_PER_SEC] = generation_speed(pl_module.model)
             trainer.logger.log_metrics(out, step=trainer.global_step)

@@ -28,6 +28,10 @@ def check_train_config(cfg: DictConfig) -> TrainConfig:
     for key in ("save_every_n_steps", "grad_norm_every", "diagnostics_every"):
         at_least(key, getattr(s, key), 0, "0 turns it off")
     at_least("attention_map_tokens", s.attention_map_tokens, 1, "e.g. 32")
+    if s.threads is not None:
+        at_least("threads", s.threads, 1, "or null: one per core")
+    if s.thread_spin is not None:
+        at_least("thread_spin", s.thread_spin, 0, "0: sleep at once; null: OpenMP's own")
     at_least("sample.max_new_tokens", s.sample.max_new_tokens, 0, "e.g. 64")
     init = s.model.init_from
     if init and not (Path(init) / "config.json").is_file():

@@ -13,7 +13,7 @@ from pathlib import Path
 _HYDRA_PLAIN = re.compile(r"[A-Za-z0-9_.:+@%/-]+")
 
 
-def _as_typed(path: str | Path) -> str:
+def as_typed(path: str | Path) -> str:
     """A path relative to the working directory where it lies below it, else absolute."""
     path = Path(path).absolute()
     return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
@@ -24,14 +24,14 @@ def entry_point(name: str) -> list[str]:
     started: this Python with the checkout's scripts/<name>.py, else the console script."""
     argv0 = Path(sys.argv[0])
     if argv0.suffix == ".py" and argv0.parent.name == "scripts":
-        return [_as_typed(sys.executable), _as_typed(argv0.parent / f"{name}.py")]
+        return [as_typed(sys.executable), as_typed(argv0.parent / f"{name}.py")]
     return [f"tinygpt-{name.replace('_', '-')}"]
 
 
 def tool(name: str) -> list[str]:
     """A program installed beside this Python (tensorboard), so it runs without an active venv."""
     beside = Path(sys.executable).parent / name
-    return [_as_typed(beside)] if beside.is_file() and os.access(beside, os.X_OK) else [name]
+    return [as_typed(beside)] if beside.is_file() and os.access(beside, os.X_OK) else [name]
 
 
 def override(key: str, value: str | Path) -> str:
@@ -39,9 +39,10 @@ def override(key: str, value: str | Path) -> str:
     characters (a space, `=`, `,`, a quote)."""
     text = str(value)
     if not _HYDRA_PLAIN.fullmatch(text):
+        q = '"' if '"' not in text else "'"  # double quotes read best inside a shell's single
         # Hydra's rule: backslashes are literal except those before a quote (or the closing one)
-        text = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", text)
-        text = "'" + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, text) + "'"
+        text = re.sub(rf"(\\*){q}", lambda m: m.group(1) * 2 + "\\" + q, text)
+        text = q + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, text) + q
     return f"{key}={text}"
 
 

@@ -24,6 +24,7 @@ from tinygpt.model_config import GPTConfig
 from tinygpt.run_dir import folder_name, run_name
 from tinygpt.tokenizer import TokenizerName
 from tinygpt.training.lightning_adapter import trainer_args
+from tinygpt.training.threads import ThreadWait
 
 # The configs ship inside the package, so an installed wheel trains without a checkout.
 CONFIG_MODULE = "tinygpt.configs"
@@ -32,7 +33,8 @@ CONFIG_PATH = f"pkg://{CONFIG_MODULE}"  # for @hydra.main
 # Where and how a run works, not what it trains: left out of run names (configs/train.yaml's
 # override_dirname reads this list) and of the HPARAMS tab.
 PLUMBING = ("data.cache_dir", "data.num_workers", "trainer.enable_progress_bar",
-            "trainer.enable_model_summary", "ckpt_path", "resume", "threads")
+            "trainer.enable_model_summary", "ckpt_path", "resume", "threads", "thread_wait",
+            "thread_spin")
 # What a resumed run may change (keys, or prefixes ending in "."): how long it goes on, how often
 # it validates, logs and saves, what it measures and prints. Anything else (seed, data,
 # tokenizer, model, optimizer, precision) is the run's own and a resume keeps it.
@@ -110,6 +112,11 @@ class TrainConfig:
     # The device's peak for train/mfu, in TFLOP/s (None: Lightning's table on GPUs, a measured
     # matmul rate on CPUs).
     peak_tflops: float | None = None
+    threads: int | None = None  # torch's threads on a CPU (None: one per core)
+    # How idle threads wait (tinygpt.training.threads): spin this many times, then sleep, so a
+    # run alone keeps its speed and runs beside other work share the cores (null: OpenMP's own).
+    thread_wait: ThreadWait = ThreadWait.passive
+    thread_spin: int | None = 3000
 
 
 def register_configs() -> None:

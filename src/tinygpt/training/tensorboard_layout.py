@@ -103,10 +103,12 @@ HPARAMS_FIRST = ("data.tokenizer", "data.vocab_size", "model.n_layers", "model.e
 
 
 def hyperparameters(cfg: DictConfig, precision: str) -> dict:
-    """The HPARAMS columns of a run: a few that define any run, then every key that differs
-    from the default config (the full config is in the run's .hydra/config.yaml)."""
+    """The HPARAMS columns of a run: what it changed from the default config first, then the
+    keys that define any run (the full config is in the run's .hydra/config.yaml). Booleans read
+    true/false, not 1.0/0.0."""
     run, default = flat_config(cfg), config_keys()
-    changed = [k for k in run if k not in HPARAMS_FIRST and k not in PLUMBING
-               and yaml_value(run[k]) != default.get(k)]
-    first = [k for k in HPARAMS_FIRST if k != "data.vocab_size" or run["data.tokenizer"] == "bpe"]
-    return {k: run[k] for k in [*first, *changed]} | {"precision": precision}
+    changed = [k for k in run if k not in PLUMBING and yaml_value(run[k]) != default.get(k)]
+    first = [k for k in HPARAMS_FIRST if k not in changed
+             and (k != "data.vocab_size" or run["data.tokenizer"] == "bpe")]
+    values = {k: run[k] for k in [*changed, *first]} | {"precision": precision}
+    return {k: yaml_value(v) if isinstance(v, bool) else v for k, v in values.items()}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -40,7 +41,7 @@ from tinygpt.training.checkpoints import (
     checkpoint_callbacks,
 )
 from tinygpt.training.checks import check_train_config
-from tinygpt.training.commands import command, entry_point, override, tool
+from tinygpt.training.commands import as_typed, command, entry_point, override, tool
 from tinygpt.training.datamodule import TextDataModule
 from tinygpt.training.module import GPTLightningModule
 from tinygpt.training.precision import PrecisionChoice, resolve_precision
@@ -48,6 +49,7 @@ from tinygpt.training.progress import progress_callback
 from tinygpt.training.resume import flatten, resume_source
 from tinygpt.training.schema import TrainConfig
 from tinygpt.training.tensorboard_layout import hyperparameters
+from tinygpt.training.threads import describe as describe_threads
 from tinygpt.training.throughput import Throughput
 
 
@@ -88,8 +90,11 @@ def train(cfg: DictConfig, run_dir: str | Path, sweep: bool = False,
         on_nonfinite=s.on_nonfinite, compile=s.compile, causal_eval=s.causal_eval)
     if init is not None:
         module.model.load_state_dict(init.state_dict())
+    if s.threads:
+        torch.set_num_threads(s.threads)
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-    rank_zero_info(f"precision {precision.precision} ({precision.reason})")
+    threads = describe_threads(torch.get_num_threads())
+    rank_zero_info(f"precision {precision.precision} ({precision.reason}); {threads}")
     trainer, final, best = build_trainer(cfg, s, run_dir, precision,
                                          [RunRecord(settings), *(callbacks or [])])
     trainer.logger.log_hyperparams(hyperparameters(cfg, precision.precision),
@@ -188,19 +193,20 @@ def summary(r: TrainResult, data: TokenSplit, gpt_cfg, precision: PrecisionChoic
             sample: str | None, prompt: str, sweep: bool) -> None:
     """The lines a run ends with: what was trained, how well, where everything went, and the
     commands that read it, each ready to paste."""
-    logdir = tensorboard_logdir(r.run_dir, sweep)
+    logdir, run = tensorboard_logdir(r.run_dir, sweep), as_typed(r.run_dir)
     ckpt_dir = r.last_checkpoint.parent if r.last_checkpoint else None
     lines = [
         f"trained {r.steps} steps ({gpt_cfg.n_layers} layers x {gpt_cfg.emb_dim}) on {data.name}: "
         f"{len(data.train_ids):,} train / {len(data.val_ids):,} val tokens",
         f"precision: {precision.precision} ({precision.reason})",
+        f"threads:   {describe_threads(torch.get_num_threads())}",
         f"final train loss {r.train_loss:.3f}, val loss {r.val_loss:.3f} nats = "
         f"{r.val_bpb:.3f} bits per byte (add-one unigram baseline {data.unigram_baseline():.3f} "
         f"nats = {data.unigram_bpb():.3f} bpb)",
         f"sample: {sample!r}" if sample else "",
-        f"run directory: {r.run_dir}",
-        f"checkpoints:   {ckpt_dir}" if ckpt_dir else "",
-        "generate:      " + command([*entry_point("generate"), override("ckpt", r.run_dir),
+        f"run directory: {run}",
+        f"checkpoints:   {as_typed(ckpt_dir)}" if ckpt_dir else "",
+        "generate:      " + command([*entry_point("generate"), override("ckpt", run),
                                      override("prompt", prompt)]) if ckpt_dir else "",
         "tensorboard:   " + command([*tool("tensorboard"), "--logdir", str(logdir)])
         + "   (then http://localhost:6006)",
@@ -208,7 +214,7 @@ def summary(r: TrainResult, data: TokenSplit, gpt_cfg, precision: PrecisionChoic
     ]
     print("\n" + "\n".join(line for line in lines if line))
     if r.signal is not None:
-        resume = command([*entry_point("train"), override("hydra.run.dir", r.run_dir),
+        resume = command([*entry_point("train"), override("hydra.run.dir", run),
                           "resume=true"])
         print(f"stopped by {signal.Signals(r.signal).name} after step {r.steps}; saved "
               f"{r.last_checkpoint}\nresume with: {resume}", file=sys.stderr)
