@@ -233,8 +233,9 @@ def test_the_toggles_train_and_generate_with_and_without_the_cache(train_run, ov
     result, _ = train_run("model.n_heads=2", "trainer.max_steps=20",
                           "trainer.val_check_interval=10", *overrides)
     assert math.isfinite(result.val_bpb)
-    for tag in ("val/bpb_2x", "val/bpb_2x_ref", "attention/max_score/layer_0",
-                "attention/kv_cache_bytes_per_token", "attention/generate_tokens_per_sec"):
+    for tag in ("val/bpb_2x", "val/bpb_2x_ref", "watch/attention/max_score/layer_0",
+                "watch/attention/kv_cache_bytes_per_token",
+                "watch/attention/generate_tokens_per_sec"):
         assert scalars_by_step(result.run_dir, tag), tag
     ckpt = str(result.last_checkpoint)
     cached, uncached = (complete(ckpt, "The for", max_new_tokens=40, temperature=0.0,

@@ -7,6 +7,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 from hydra.errors import ConfigCompositionException
+from omegaconf import open_dict, read_write
 
 from tinygpt.training.schema import TrainerConfig, compose_train, config_keys
 
@@ -107,3 +108,17 @@ def test_an_experiment_names_its_own_sweep_folder():
     cfg = compose_train("experiment=positions", hydra=True)
     assert cfg.hydra.sweep.dir.startswith("outputs/positions/")
     assert compose_train(hydra=True).hydra.sweep.dir.startswith("outputs/multirun/")
+
+
+def test_a_sweep_jobs_folder_leads_with_what_the_sweep_varies():
+    from tinygpt.run_dir import folder_name
+    from tinygpt.training.hydra_callbacks import sweep_keys
+
+    # as Hydra hands a multirun's config to its callbacks: the command line's lists unexpanded
+    cfg = compose_train("experiment=positions", "trainer.max_steps=5", hydra=True)
+    with read_write(cfg), open_dict(cfg):
+        cfg.hydra.overrides.task.append("optim.lr=1e-3,2e-3")
+    varying = sweep_keys(cfg)
+    assert varying == {"seed", "model.positions", "optim.lr"}
+    name = folder_name("experiment:positions+model.positions:rope+optim.lr:0.002+seed:2", varying)
+    assert name == "model.positions:rope+optim.lr:0.002+seed:2+experiment:positions"

@@ -43,7 +43,7 @@ def test_two_processes_train_the_same_model_as_one(runs):
     diff = max((a["state_dict"][k] - b["state_dict"][k]).abs().max().item()
                for k in a["state_dict"])
     assert diff < 1e-5
-    va, vb = scalars_by_step(one, "hp/val_loss"), scalars_by_step(two, "hp/val_loss")
+    va, vb = scalars_by_step(one, "val/loss"), scalars_by_step(two, "val/loss")
     assert abs(list(va.values())[-1] - list(vb.values())[-1]) < TOL
     # train/loss of the two-process run is the mean over both ranks' halves of the batch
     la, lb = scalars_by_step(one, "train/loss"), scalars_by_step(two, "train/loss")

@@ -51,13 +51,13 @@ def test_causal_eval_equals_val_loss_for_a_causal_model_only(sweep):
 
 def test_diagnostics_are_logged_every_n_steps_and_at_the_end(sweep):
     _, runs = sweep
-    entropy = scalars_by_step(runs["True"], "attention/entropy/layer_1")
+    entropy = scalars_by_step(runs["True"], "watch/attention/entropy/layer_1")
     assert sorted(entropy) == [0, 10, 20, 30]  # smoke: diagnostics_every=10, 30 steps
-    uniform = scalars_by_step(runs["True"], "attention/entropy_uniform")
+    uniform = scalars_by_step(runs["True"], "watch/attention/entropy_uniform")
     assert all(0 < entropy[s] <= uniform[s] + 1e-6 for s in entropy)
     for tag in ("max_weight/layer_0", "score_std/layer_0", "entropy/layer_0/head_1"):
-        assert scalars_by_step(runs["True"], f"attention/{tag}"), tag
-    grads = scalars_by_step(runs["False"], "attention/grad_wq/layer_0")
+        assert scalars_by_step(runs["True"], f"watch/attention/{tag}"), tag
+    grads = scalars_by_step(runs["False"], "watch/attention/grad_wq/layer_0")
     assert sorted(grads) == [0, 10, 20] and all(g > 0 for g in grads.values())
 
 

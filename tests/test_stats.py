@@ -47,8 +47,8 @@ def fake_sweep(root, values: dict[tuple[str, int], float]):
             for step in range(10):
                 w.add_scalar("train/loss", 1.0, step)
             w.add_scalar("val/bpb", bpb, 9)
-            w.add_scalar("attention/max_score/layer_0", 10 * bpb, 5)
-            w.add_scalar("attention/entropy/layer_0", 1.0, 9)
+            w.add_scalar("watch/attention/max_score/layer_0", 10 * bpb, 5)
+            w.add_scalar("watch/attention/entropy/layer_0", 1.0, 9)
 
 
 def test_the_seeds_table_groups_seeds_and_tests_each_setting_against_the_default(tmp_path):

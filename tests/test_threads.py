@@ -5,8 +5,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from tinygpt.training.threads import SPIN_ENV, WAIT_ENV, apply_wait_policy, describe
 
 
@@ -38,10 +36,21 @@ def test_the_entry_point_sets_the_policy_before_torch_loads():
     assert out.stdout.split() == ["False", "False"]
 
 
-@pytest.mark.slow
-def test_the_shared_cpu_benchmark_runs(tmp_path):
-    from tinygpt.lab.bench_threads import measure, table
+def test_the_shared_cpu_benchmark_times_alone_two_at_once_and_beside_a_busy_process(
+        monkeypatch):
+    # its orchestration, with a stand-in for the training run (a benchmark is not a test)
+    from tinygpt.lab import bench_threads
 
-    r = measure(["experiment=smoke", f"data.cache_dir={tmp_path}"], steps=2, repeats=1)
-    assert r["seconds"]["alone"] > 0 and r["ratio_two_at_once"] > 0
-    assert "| experiment=smoke" in table([r])
+    started = []
+
+    def stand_in(overrides, steps, folder):
+        started.append(folder.name)
+        return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2)"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    monkeypatch.setattr(bench_threads, "start_run", stand_in)
+    r = bench_threads.measure(["threads=1"], steps=2, repeats=1)
+    assert started == ["run0", "run0", "run1", "run0"]  # alone; two at once; beside the busy one
+    assert all(s >= 0.2 for s in r["seconds"].values())
+    assert r["ratio_two_at_once"] == r["seconds"]["two_at_once"] / r["seconds"]["alone"]
+    assert "| threads=1 |" in bench_threads.table([r])

@@ -1,7 +1,9 @@
 """The one home of every metric's name (TensorBoard tags, report columns) and of bits per byte.
 
 Tags are what the README documents and what TensorBoard, `report.py` and the tests read back, so
-each is spelt once, here.
+each is spelt once, here. The losses are `train/` and `val/`; everything else a run logs sits under
+`watch/`, which sorts after them: TensorBoard's Time Series tab orders its groups by name and opens
+the first two, so it opens on the losses.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ VAL_LOSS = f"{VAL_PREFIX}loss"
 VAL_PPL = "val/ppl"
 VAL_BPB = "val/bpb"
 VAL_LOSS_CAUSAL = "val/loss_causal_eval"  # a model trained without the mask, scored with it
-GRAD_NORM = "grad_norm"  # grad_norm/total and grad_norm/<parameter path>
+WATCH = "watch"  # what to watch besides the losses
+GRAD_NORM = f"{WATCH}/grad_norm"  # .../total and .../<parameter path>
 GRAD_NORM_TOTAL = f"{GRAD_NORM}/total"
-# The HPARAMS tab's metric columns.
-HP_VAL_BPB, HP_VAL_LOSS, HP_TRAIN_LOSS = "hp/val_bpb", "hp/val_loss", "hp/train_loss"
-HP_METRICS = (HP_VAL_BPB, HP_VAL_LOSS, HP_TRAIN_LOSS)
+# The HPARAMS tab's metric columns: the final values of these series.
+HPARAM_METRICS = (VAL_BPB, VAL_LOSS, TRAIN_LOSS)
 SAMPLES = "samples/text"
-ATTENTION = "attention"  # attention/<quantity>/layer_<i>[/head_<j>] and the maps
+ATTENTION = f"{WATCH}/attention"  # .../<quantity>/layer_<i>[/head_<j>] and the maps
 ENTROPY_UNIFORM = f"{ATTENTION}/entropy_uniform"
 KV_CACHE_BYTES = f"{ATTENTION}/kv_cache_bytes_per_token"
 GENERATE_TOKENS_PER_SEC = f"{ATTENTION}/generate_tokens_per_sec"

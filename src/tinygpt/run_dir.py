@@ -19,10 +19,15 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.:+@%-]+")
 DEFAULT_NAME = "default"  # the folder of runs that change nothing
 
 
-def folder_name(text: str) -> str:
-    """A folder name for a run's overrides (`seed:9+model.n_heads:16`): anything a shell or Hydra
-    would not take back as it is becomes `_`."""
-    return _UNSAFE.sub("_", text)
+ITEM_SEP, KEY_SEP = "+", ":"  # how configs/train.yaml joins a run's overrides into its name
+
+
+def folder_name(text: str, first: frozenset[str] = frozenset()) -> str:
+    """A folder name for a run's overrides (`seed:9+model.n_heads:16`), the keys in `first` (what
+    a sweep varies) leading; anything a shell or Hydra would not take back becomes `_`."""
+    items = text.split(ITEM_SEP) if text else []
+    items.sort(key=lambda item: item.split(KEY_SEP, 1)[0] not in first)  # stable: else as given
+    return _UNSAFE.sub("_", ITEM_SEP.join(items))
 
 
 def run_name(time: str, overrides: str = "") -> str:

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from tinygpt.errors import exit_usage
-from tinygpt.run_dir import holds_run
+from tinygpt.run_dir import folder_name, holds_run
 
 
 def first_process() -> bool:
@@ -52,6 +52,13 @@ class JobFailed:
     message: str
 
 
+def sweep_keys(config: DictConfig) -> frozenset[str]:
+    """The keys a multirun sweeps: its command line's lists (a=1,2) and the sweeper's params."""
+    task = [o.split("=", 1) for o in config.hydra.overrides.task if "=" in o]
+    given = {k.lstrip("+~") for k, v in task if "," in v or v.startswith(("range(", "choice("))}
+    return frozenset(given | set(config.hydra.sweeper.get("params") or {}))
+
+
 class SweepStatus(Callback):
     """Lets a sweep run every job even when one fails (the job returns `JobFailed`), then exits
     non-zero with a count, so one diverging configuration does not cost the rest."""
@@ -59,6 +66,12 @@ class SweepStatus(Callback):
     def __init__(self) -> None:
         self.failed: list[str] = []
         self.jobs = 0
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Each job's folder (and TensorBoard run) leads with what the sweep varies.
+        varying = sweep_keys(config)
+        OmegaConf.register_new_resolver(
+            "folder_name", lambda text: folder_name(text, varying), replace=True)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         self.jobs += 1

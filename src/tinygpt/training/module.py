@@ -168,12 +168,6 @@ class GPTLightningModule(L.LightningModule):
         self.val_nats.reset()
         self.val_bytes.reset()
         self.log(metrics.VAL_BPB, bpb, prog_bar=True, sync_dist=True)
-        # The HPARAMS tab's metric columns (declared when the run logs its hyperparameters).
-        self.log(metrics.HP_VAL_BPB, bpb, sync_dist=True)
-        self.log(metrics.HP_VAL_LOSS, loss, sync_dist=True)
-        train_loss = self.trainer.callback_metrics.get(metrics.TRAIN_LOSS)
-        if train_loss is not None:
-            self.log(metrics.HP_TRAIN_LOSS, train_loss, sync_dist=True)
         if self.causal_eval:
             self.log(metrics.VAL_LOSS_CAUSAL, self.val_loss_causal)
 

@@ -123,10 +123,12 @@ def register_configs() -> None:
     """Put the training schema in Hydra's ConfigStore (idempotent)."""
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
     # the resolvers that name run and sweep folders (configs/train.yaml)
-    OmegaConf.register_new_resolver("folder_name", folder_name, replace=True)
-    OmegaConf.register_new_resolver("run_name", run_name, replace=True)
-    OmegaConf.register_new_resolver("plumbing", lambda: list(PLUMBING), replace=True)
-    OmegaConf.register_new_resolver("tokenizer_for", tokenizer_for, replace=True)
+    resolvers = {"folder_name": folder_name, "run_name": run_name,
+                 "plumbing": lambda: list(PLUMBING), "tokenizer_for": tokenizer_for}
+    for name, fn in resolvers.items():
+        # once: a running sweep puts its own folder_name in place (hydra_callbacks.SweepStatus)
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
 
 
 def tokenizer_for(init_from: str | None) -> str:

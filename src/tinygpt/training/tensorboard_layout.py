@@ -11,8 +11,11 @@ import matplotlib
 matplotlib.use("Agg")  # files and TensorBoard images only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
+from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+from torch.utils.tensorboard.summary import hparams  # noqa: E402
 
 from tinygpt import metrics as m  # noqa: E402
 from tinygpt.training.schema import PLUMBING, config_keys, flat_config, yaml_value  # noqa: E402
@@ -24,7 +27,7 @@ def exactly(*tags: str) -> list[str]:
 
 
 def per_layer(quantity: str) -> str:
-    """A regex for attention/<quantity>/layer_<i>, every layer."""
+    """A regex for <attention>/<quantity>/layer_<i>, every layer."""
     return f"^{re.escape(m.ATTENTION)}/{quantity}/layer_\\d+$"
 
 
@@ -95,20 +98,37 @@ def attention_figure(weights: torch.Tensor, labels: list[str], title: str) -> Fi
     return fig
 
 
-# What the HPARAMS tab always shows of a run, in this order; then whatever else it changed.
-HPARAMS_FIRST = ("data.tokenizer", "data.vocab_size", "model.n_layers", "model.emb_dim",
-                 "model.n_heads", "model.context_length", "model.attention.scale",
-                 "model.attention.causal", "optim.lr", "data.batch_size", "trainer.max_steps",
-                 "seed")
-
-
-def hyperparameters(cfg: DictConfig, precision: str) -> dict:
-    """The HPARAMS columns of a run: what it changed from the default config first, then the
-    keys that define any run (the full config is in the run's .hydra/config.yaml). Booleans read
-    true/false, not 1.0/0.0."""
+def hyperparameters(cfg: DictConfig, precision: str, overridden: list[str] = ()) -> dict:
+    """The HPARAMS columns of a run: the keys it set on its command line (`overridden`: a sweep's
+    jobs all set the same ones) and whatever else differs from the default config, and the
+    precision it trained in. TensorBoard sorts the columns by name and shows the first five, then
+    the metrics: keys nobody changed would crowd out the ones that tell runs apart (the whole
+    config is in the run's .hydra/config.yaml). Booleans read true/false, not 1.0/0.0."""
     run, default = flat_config(cfg), config_keys()
-    changed = [k for k in run if k not in PLUMBING and yaml_value(run[k]) != default.get(k)]
-    first = [k for k in HPARAMS_FIRST if k not in changed
-             and (k != "data.vocab_size" or run["data.tokenizer"] == "bpe")]
-    values = {k: run[k] for k in [*changed, *first]} | {"precision": precision}
-    return {k: yaml_value(v) if isinstance(v, bool) else v for k, v in values.items()}
+    changed = {k: v for k, v in run.items() if k not in PLUMBING
+               and (k in overridden or yaml_value(v) != default.get(k))}
+    return {k: yaml_value(v) if isinstance(v, bool) else v
+            for k, v in changed.items()} | {"precision": precision}
+
+
+def write_hparams(logger: object, params: dict) -> None:
+    """The HPARAMS tab's row for this run: its columns, and as its metrics the final values of
+    the runs' own loss series (no copies of them under other names). Rank 0 only: the others
+    have no writer."""
+    writer = getattr(logger, "experiment", None)
+    if not isinstance(writer, SummaryWriter):  # fast_dev_run's dummy logger, or another rank
+        return
+    for part in hparams(params, dict.fromkeys(m.HPARAM_METRICS, 0.0)):
+        writer.file_writer.add_summary(part)
+
+
+class RunLogger(TensorBoardLogger):
+    """Lightning's TensorBoard logger, events straight into the run directory, without the
+    `epoch` series Lightning adds for convenience: the runs count steps, and an `epoch` group
+    would sort before the losses and take one of the groups the Time Series tab opens."""
+
+    def __init__(self, run_dir: str) -> None:
+        super().__init__(save_dir=run_dir, name="", version="", default_hp_metric=False)
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        super().log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step)

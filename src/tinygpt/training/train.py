@@ -14,9 +14,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -48,7 +48,7 @@ from tinygpt.training.precision import PrecisionChoice, resolve_precision
 from tinygpt.training.progress import progress_callback
 from tinygpt.training.resume import flatten, resume_source
 from tinygpt.training.schema import TrainConfig
-from tinygpt.training.tensorboard_layout import hyperparameters
+from tinygpt.training.tensorboard_layout import RunLogger, hyperparameters, write_hparams
 from tinygpt.training.threads import describe as describe_threads
 from tinygpt.training.throughput import Throughput
 
@@ -97,8 +97,7 @@ def train(cfg: DictConfig, run_dir: str | Path, sweep: bool = False,
     rank_zero_info(f"precision {precision.precision} ({precision.reason}); {threads}")
     trainer, final, best = build_trainer(cfg, s, run_dir, precision,
                                          [RunRecord(settings), *(callbacks or [])])
-    trainer.logger.log_hyperparams(hyperparameters(cfg, precision.precision),
-                                   dict.fromkeys(metrics.HP_METRICS, math.nan))
+    write_hparams(trainer.logger, hyperparameters(cfg, precision.precision, overridden_keys()))
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     if module.nonfinite_step is not None:
         kept = f"; the last good checkpoint is {final.path}" if final.path.exists() else ""
@@ -118,6 +117,13 @@ def train(cfg: DictConfig, run_dir: str | Path, sweep: bool = False,
     sample = next(c.last for c in trainer.callbacks if isinstance(c, SampleText))
     summary(result, data, gpt_cfg, precision, sample, s.sample.prompt, sweep)
     return result
+
+
+def overridden_keys() -> list[str]:
+    """The keys this run's command line set, where Hydra started it (none in-process)."""
+    if not HydraConfig.initialized():
+        return []
+    return [o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
 
 
 def readable_prompt(prompt: str, data: TokenSplit) -> str:
@@ -169,8 +175,7 @@ def build_trainer(cfg: DictConfig, s: TrainConfig, run_dir: Path, precision: Pre
         *progress_callback(cfg.trainer, every=5 * log_every), *extra,
     ]
     # Events straight into the run directory: in a sweep each job's folder is one TB run.
-    logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="",
-                               default_hp_metric=False)
+    logger = RunLogger(str(run_dir))
     trainer = instantiate(cfg.trainer, precision=precision.precision, logger=logger,
                           callbacks=callbacks, default_root_dir=str(run_dir),
                           plugins=[AtomicCheckpointIO()])
