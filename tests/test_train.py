@@ -325,3 +325,26 @@ def test_model_summary_counts_real_flops(train_run, capsys):
     assert "Total FLOPs" in out and "Total FLOPs: 0 " not in out.replace("\n", " ")
 
 
+def test_hparams_take_every_kind_of_value():
+    from tinygpt.training.tensorboard_layout import hyperparameters
+
+    params = hyperparameters(compose_train("optim.betas=[0.9,0.99]", "model.attention.scale=false",
+                                           "model.attention.window=8"), "32-true")
+    assert params["optim.betas"] == "[0.9, 0.99]" and params["model.attention.scale"] == "false"
+    assert params["model.attention.window"] == 8 and params["precision"] == "32-true"
+
+
+def test_target_bpb_stops_at_the_first_validation_below_it(train_run, tmp_path):
+    result, _ = train_run("target_bpb=100.0")  # any model beats 100 bpb: the first validation
+    assert result.steps == 20 and result.reached_target  # val_check_interval=20 of 40 steps
+    record = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert record["steps"] == 20 and record["reached_target"] is True
+    assert record["tokens"] == 20 * 8 * 32  # steps x batch x context (smoke)
+    assert 0 < record["train_seconds"] and record["train_bytes"] >= record["tokens"]
+
+
+def test_without_a_target_the_run_goes_on(train_run, tmp_path):
+    result, _ = train_run()
+    record = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result.steps == 40 and record["target_bpb"] is None and record["reached_target"] is None
+

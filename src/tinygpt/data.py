@@ -100,6 +100,11 @@ class TokenSplit:
         """Validation loss (nats per token) of an add-one unigram model of the training tokens."""
         return unigram_baseline(self.train_ids, self.val_ids, self.tokenizer.vocab_size)
 
+    def train_bytes_per_token(self) -> float:
+        """UTF-8 bytes of training text per training token (turns tokens into text)."""
+        sizes = np.asarray(self.tokenizer.token_bytes())
+        return float(sizes[np.asarray(self.train_ids)].sum() / max(1, len(self.train_ids)))
+
     def unigram_bpb(self) -> float:
         """The same baseline in bits per byte of the validation text."""
         nbytes = np.asarray(self.tokenizer.token_bytes())[np.asarray(self.val_ids)].sum()

@@ -10,6 +10,7 @@ EVENTS_GLOB = "events.out.tfevents.*"  # TensorBoard's event files, one per writ
 CHECKPOINTS = "checkpoints"
 LAST = "last.ckpt"  # the checkpoint a run keeps up to date, in checkpoints/
 HYDRA = ".hydra"  # config.yaml and overrides.yaml of the run, written by Hydra
+RESULT = "result.json"  # what the run ended with (tinygpt.training.train.TrainResult)
 
 
 # What a folder name keeps: letters, digits and the marks Hydra's override parser and a shell both

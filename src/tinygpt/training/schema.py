@@ -103,6 +103,8 @@ class TrainConfig:
     ckpt_path: str | None = None  # resume from this checkpoint; "last": the newest one
     resume: bool = False  # same as ckpt_path=last
     save_every_n_steps: int = 100  # write checkpoints/last.ckpt this often (0: only at the end)
+    # Stop at the first validation whose val/bpb is below this (a speedrun's target; null: run on)
+    target_bpb: float | None = None
     on_nonfinite: NonFinite = NonFinite.stop  # a NaN/inf loss: stop, or skip the batch
     grad_norm_every: int = 50  # per-layer gradient norms every N steps (0: never)
     diagnostics_every: int = 50  # attention entropy, saturation, W_q/W_k grads (0: never)

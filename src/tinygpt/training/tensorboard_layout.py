@@ -107,7 +107,9 @@ def hyperparameters(cfg: DictConfig, precision: str, overridden: list[str] = ())
     run, default = flat_config(cfg), config_keys()
     changed = {k: v for k, v in run.items() if k not in PLUMBING
                and (k in overridden or yaml_value(v) != default.get(k))}
-    return {k: yaml_value(v) if isinstance(v, bool) else v
+    # numbers stay numbers (sortable columns); the rest as YAML spells it: true, null, [0.9, 0.99]
+    plain = (int, float, str)
+    return {k: v if isinstance(v, plain) and not isinstance(v, bool) else yaml_value(v)
             for k, v in changed.items()} | {"precision": precision}
 
 

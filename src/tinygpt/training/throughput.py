@@ -1,5 +1,5 @@
 """Training throughput: tokens per second over all devices (`train/tokens_per_sec`) and model
-FLOPs utilisation (`train/mfu`), from Lightning's `Throughput` meter."""
+FLOPs utilisation (`train/mfu`), from Lightning's `Throughput` meter; the training loop's time."""
 
 from __future__ import annotations
 
@@ -61,3 +61,17 @@ class Throughput(L.Callback):
             out[MFU] = m["device/mfu"]
         if out:
             trainer.logger.log_metrics(out, step=trainer.global_step)
+
+
+class TrainClock(L.Callback):
+    """Wall seconds of the training loop alone (validation inside it included): from the first
+    step's start to training's end, without the imports, data and setup before it."""
+
+    def __init__(self) -> None:
+        self.seconds: float | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.seconds = time.perf_counter() - self._t0

@@ -6,6 +6,7 @@ call it in-process with `tinygpt.training.schema.compose_train(...)`.
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import sys
@@ -16,15 +17,17 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from tinygpt import metrics
+from tinygpt.atomic import atomic_write
 from tinygpt.data import TokenSplit
 from tinygpt.errors import UsageError
 from tinygpt.hf import load_hf_gpt2
 from tinygpt.model import GPT
+from tinygpt.run_dir import RESULT
 from tinygpt.tokenizer import tokenizer_state
 from tinygpt.training.callbacks import (
     AttentionDiagnostics,
@@ -50,7 +53,7 @@ from tinygpt.training.resume import flatten, resume_source
 from tinygpt.training.schema import TrainConfig
 from tinygpt.training.tensorboard_layout import RunLogger, hyperparameters, write_hparams
 from tinygpt.training.threads import describe as describe_threads
-from tinygpt.training.throughput import Throughput
+from tinygpt.training.throughput import Throughput, TrainClock
 
 
 @dataclass
@@ -66,6 +69,22 @@ class TrainResult:
     best_checkpoint: Path | None
     precision: str
     signal: int | None = None
+    tokens: int = 0  # trained on, all devices
+    train_bytes: float = 0.0  # of training text those tokens stand for
+    train_seconds: float | None = None  # the training loop alone (TrainClock)
+    target_bpb: float | None = None
+
+    @property
+    def reached_target(self) -> bool | None:
+        return None if self.target_bpb is None else self.val_bpb < self.target_bpb
+
+    def write(self, path: Path) -> None:
+        """result.json: what a run ended with, for scripts (tinygpt-speedrun) to read."""
+        fields = {k: v for k, v in vars(self).items() if k not in ("run_dir",)}
+        record = {k: str(v) if isinstance(v, Path) else v for k, v in fields.items()}
+        with atomic_write(path) as f:
+            f.write(json.dumps(record | {"reached_target": self.reached_target}, indent=2)
+                    .encode())
 
 
 def train(cfg: DictConfig, run_dir: str | Path, sweep: bool = False,
@@ -114,6 +133,12 @@ def train(cfg: DictConfig, run_dir: str | Path, sweep: bool = False,
         last_checkpoint=final.path if final.path.exists() else None,
         best_checkpoint=Path(best.best_model_path) if best.best_model_path else None,
         precision=precision.precision, signal=final.signum)
+    result.tokens = result.steps * s.data.batch_size * gpt_cfg.context_length
+    result.train_bytes = result.tokens * data.train_bytes_per_token()
+    result.train_seconds = next(c.seconds for c in trainer.callbacks if isinstance(c, TrainClock))
+    result.target_bpb = s.target_bpb
+    if trainer.is_global_zero:
+        result.write(run_dir / RESULT)
     sample = next(c.last for c in trainer.callbacks if isinstance(c, SampleText))
     summary(result, data, gpt_cfg, precision, sample, s.sample.prompt, sweep)
     return result
@@ -169,11 +194,14 @@ def build_trainer(cfg: DictConfig, s: TrainConfig, run_dir: Path, precision: Pre
     final, best, checkpoints = checkpoint_callbacks(run_dir, s.save_every_n_steps)
     log_every = cfg.trainer.log_every_n_steps or 50
     callbacks = [
-        *checkpoints, Throughput(window=log_every, peak_tflops=s.peak_tflops),
+        *checkpoints, Throughput(window=log_every, peak_tflops=s.peak_tflops), TrainClock(),
         SampleText(s.sample, seed=s.seed), AttentionMaps(s.attention_map_tokens),
         TensorBoardLayout(), LongContextEval(), AttentionDiagnostics(s.diagnostics_every),
         *progress_callback(cfg.trainer, every=5 * log_every), *extra,
     ]
+    if s.target_bpb is not None:  # Lightning's own: stop once val/bpb is below the target
+        callbacks.append(EarlyStopping(monitor=metrics.VAL_BPB, mode="min", patience=2**31,
+                                       stopping_threshold=s.target_bpb, check_finite=False))
     # Events straight into the run directory: in a sweep each job's folder is one TB run.
     logger = RunLogger(str(run_dir))
     trainer = instantiate(cfg.trainer, precision=precision.precision, logger=logger,
