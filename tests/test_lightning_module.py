@@ -24,6 +24,7 @@ def test_weight_decay_only_on_matrices_not_biases_norms_or_positions():
 
     class FakeTrainer:
         estimated_stepping_batches = 100
+        precision = "32-true"
 
     lit._trainer = FakeTrainer()  # configure_optimizers reads the step count from it
     opt = lit.configure_optimizers()["optimizer"]

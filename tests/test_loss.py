@@ -34,3 +34,19 @@ def test_no_gradients_needed_in_eval():
     h, w = torch.randn(4, 8), torch.randn(10, 8)
     loss = linear_cross_entropy(h, w, torch.tensor([1, 2, 3, 4]))
     assert not loss.requires_grad
+
+
+@pytest.mark.parametrize("cap", [3.0, 30.0])
+def test_softcap_matches_capped_logits_with_gradients(cap):
+    g = torch.Generator().manual_seed(1)
+    h = (3 * torch.randn(50, 16, generator=g)).requires_grad_()
+    w = torch.randn(70, 16, generator=g).requires_grad_()
+    y = torch.randint(0, 64, (50,), generator=g)
+    logits = (h @ w.T)[:, :64]  # the last 6 rows are padding
+    ref = F.cross_entropy(cap * torch.tanh(logits / cap), y)
+    ref_grads = torch.autograd.grad(ref, (h, w))
+    got = linear_cross_entropy(h, w, y, n_valid=64, softcap=cap)
+    torch.testing.assert_close(got, ref)
+    for a, b in zip(torch.autograd.grad(got, (h, w)), ref_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert got.item() != pytest.approx(F.cross_entropy(logits, y).item(), abs=1e-3)  # it caps

@@ -96,6 +96,8 @@ def test_manual_attention_returns_weights_and_restores_backend():
         (dict(attention=AttentionConfig(mask_impl="renorm")), "manual"),
         (dict(n_layers=0), "n_layers"),
         (dict(drop_rate=1.5), "drop_rate"),
+        (dict(logit_softcap=0.0), "logit_softcap"),
+        (dict(activation="relu3"), "model.activation"),
     ],
 )
 def test_bad_config_raises_value_error(kw, match):
@@ -106,3 +108,31 @@ def test_bad_config_raises_value_error(kw, match):
 def test_too_long_input_raises():
     with pytest.raises(ValueError, match="context_length"):
         GPT(tiny_cfg())(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_relu2_mlp_squares_the_positive_part():
+    mlp = GPT(tiny_cfg(activation="relu2")).blocks[0].mlp
+    x = torch.tensor([-2.0, -0.5, 0.0, 0.5, 3.0])
+    torch.testing.assert_close(mlp.act(x), torch.tensor([0.0, 0.0, 0.0, 0.25, 9.0]))
+    assert isinstance(GPT(tiny_cfg()).blocks[0].mlp.act, torch.nn.GELU)  # the default: GPT-2's
+
+
+def test_zero_init_makes_each_block_start_as_the_identity():
+    model = GPT(tiny_cfg(zero_init=True))
+    block, x = model.blocks[0], torch.randn(2, 5, 32)
+    assert not block.attn.out_proj.weight.any() and not block.mlp.proj.weight.any()
+    torch.testing.assert_close(block(x)[0], x)  # biases start at zero too
+    assert GPT(tiny_cfg()).blocks[0].mlp.proj.weight.any()
+
+
+def test_logit_softcap_bounds_every_logit_and_agrees_with_the_loss():
+    torch.manual_seed(0)
+    model = GPT(tiny_cfg(logit_softcap=0.5))
+    with torch.no_grad():
+        model.head.weight.mul_(200)  # logits far beyond the cap
+    x = torch.randint(0, 50, (2, 8))
+    logits = model(x)
+    assert logits.abs().max() <= 0.5 and logits.abs().max() > 0.45
+    assert model.next_logits(x).abs().max() <= 0.5
+    ref = F.cross_entropy(logits.flatten(0, 1), x.roll(-1, 1).flatten())
+    torch.testing.assert_close(model.loss(x, x.roll(-1, 1)), ref)

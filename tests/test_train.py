@@ -2,6 +2,7 @@
 schema; scripts/train.py itself only where its process is what is tested (sweeps, exit codes)."""
 
 import json
+import math
 import socket
 import subprocess
 import sys
@@ -348,3 +349,23 @@ def test_without_a_target_the_run_goes_on(train_run, tmp_path):
     record = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result.steps == 40 and record["target_bpb"] is None and record["reached_target"] is None
 
+
+
+def test_speedrun_switches_train_through_lightning(train_run, tmp_path):
+    from tinygpt.checkpoint import load_checkpoint
+
+    result, _ = train_run("optim=muon", "optim.schedule=wsd", "model.activation=relu2",
+                          "model.zero_init=true", "model.logit_softcap=15", "optim.fused=true")
+    assert result.steps == 40 and math.isfinite(result.val_bpb)
+    ckpt = torch.load(result.last_checkpoint, weights_only=False)
+    assert ckpt["hyper_parameters"]["optim"]["algorithm"] == "muon"
+    assert len(ckpt["optimizer_states"][0]["optimizers"]) == 2  # Muon's state and AdamW's
+    model, _ = load_checkpoint(str(result.last_checkpoint))
+    assert model.cfg.logit_softcap == 15 and model.cfg.activation == "relu2"
+
+
+def test_fused_adamw_under_mixed_precision_is_refused(train_run):
+    from tinygpt.errors import UsageError
+
+    with pytest.raises(UsageError, match="optim.fused=true cannot clip"):
+        train_run("optim.fused=true", "trainer.precision=bf16-mixed")

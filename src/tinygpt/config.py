@@ -4,11 +4,11 @@ torch, so the training schema checks a config before any model code loads."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 
 from tinygpt.corpus import Corpus
-from tinygpt.errors import UsageError
+from tinygpt.errors import UsageError, parse_choice
 from tinygpt.tokenizer import TokenizerName
 
 
@@ -41,15 +41,47 @@ class DataConfig:
                              "windows side by side)")
 
 
+class Algorithm(str, Enum):
+    """The optimizer."""
+
+    adamw = "adamw"  # AdamW for every parameter
+    muon = "muon"  # Muon for the blocks' matrices, AdamW for embeddings, head, gains and biases
+
+
+class Schedule(str, Enum):
+    """How the learning rate moves after warmup."""
+
+    cosine = "cosine"  # cosine decay to lr * min_lr_ratio at the last step
+    wsd = "wsd"  # warmup-stable-decay: flat at lr, then linear to lr * min_lr_ratio
+
+
 @dataclass
 class OptimConfig:
-    """AdamW with linear warmup, then cosine decay to lr * min_lr_ratio."""
+    """AdamW (or Muon for the hidden matrices) with linear warmup, then cosine decay to
+    lr * min_lr_ratio (or warmup-stable-decay: flat, then a linear fall over decay_fraction)."""
 
+    algorithm: Algorithm = Algorithm.adamw
     lr: float = 1e-3
     weight_decay: float = 0.1
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1
+    schedule: Schedule = Schedule.cosine
+    decay_fraction: float = 0.3  # schedule=wsd: the last share of the steps that decays
+    # One kernel for the whole AdamW step (null: where the precision allows it; Lightning refuses
+    # gradient clipping with a fused optimizer under mixed precision)
+    fused: bool | None = None
+    muon_lr: float = 0.02  # algorithm=muon: the hidden matrices' peak learning rate
+    muon_momentum: float = 0.95
+
+    def __post_init__(self) -> None:
+        # Strings (a checkpoint's hparams, a library call) become enums, once, here.
+        self.algorithm = parse_choice(Algorithm, self.algorithm, "optim.algorithm")
+        self.schedule = parse_choice(Schedule, self.schedule, "optim.schedule")
+
+    def to_dict(self) -> dict:
+        """Plain Python values (choices as strings): what a checkpoint stores."""
+        return {k: getattr(v, "value", v) for k, v in asdict(self).items()}
 
 
 class NonFinite(str, Enum):

@@ -21,7 +21,7 @@ def _chunk_rows(vocab_size: int, device: torch.device) -> int:
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: Tensor, weight: Tensor, targets: Tensor, compute_dtype: torch.dtype,
-                n_valid: int):
+                n_valid: int, softcap: float | None):
         n = h.shape[0]
         hc, wc = h.to(compute_dtype), weight.to(compute_dtype)
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
@@ -32,6 +32,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
         for s in range(0, n, step):
             hs, ys = hc[s : s + step], targets[s : s + step]
             logits = (hs @ wc.T).float()
+            if softcap is not None:  # z = c tanh(l / c); dz/dl = 1 - tanh²
+                tanh = logits.div_(softcap).tanh_()
+                slope = 1.0 - tanh.square() if need_grad else None
+                logits = tanh.mul_(softcap)
             if n_valid < logits.shape[1]:
                 logits[:, n_valid:] = -torch.inf  # padding rows: probability 0, gradient 0
             lse = torch.logsumexp(logits, dim=-1)
@@ -40,6 +44,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 # d(loss_i)/d(logits_i) = softmax(logits_i) - onehot(y_i), built in place.
                 p = logits.sub_(lse[:, None]).exp_()
                 p[torch.arange(len(ys), device=p.device), ys] -= 1.0
+                if softcap is not None:
+                    p.mul_(slope)
                 pc = p.to(compute_dtype)
                 grad_h[s : s + step] = pc @ wc
                 grad_w += (pc.T @ hs).float()
@@ -51,13 +57,15 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         grad_h, grad_w = ctx.saved_tensors
         scale = grad_out / grad_h.shape[0]
-        return grad_h * scale, (grad_w * scale).to(ctx.weight_dtype), None, None, None
+        return grad_h * scale, (grad_w * scale).to(ctx.weight_dtype), None, None, None, None
 
 
 def linear_cross_entropy(
-    h: Tensor, weight: Tensor, targets: Tensor, n_valid: int | None = None
+    h: Tensor, weight: Tensor, targets: Tensor, n_valid: int | None = None,
+    softcap: float | None = None,
 ) -> Tensor:
-    """Mean cross-entropy of logits h @ weight.T (h: (N, d), weight: (V, d), targets: (N,)).
+    """Mean cross-entropy of logits h @ weight.T (h: (N, d), weight: (V, d), targets: (N,)),
+    soft-capped to softcap * tanh(logits / softcap) if softcap is set.
 
     Only the first n_valid rows of weight are classes (the rest is padding). Under autocast the
     matmuls run in the autocast dtype; softmax and the sums stay float32.
@@ -65,7 +73,7 @@ def linear_cross_entropy(
     n = weight.shape[0] if n_valid is None else n_valid
     dev = h.device.type
     if not torch.amp.is_autocast_available(dev):  # e.g. the meta device FLOPs are counted on
-        return _LinearCrossEntropy.apply(h, weight, targets, h.dtype, n)
+        return _LinearCrossEntropy.apply(h, weight, targets, h.dtype, n, softcap)
     dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
     with torch.autocast(dev, enabled=False):
-        return _LinearCrossEntropy.apply(h, weight, targets, dtype, n)
+        return _LinearCrossEntropy.apply(h, weight, targets, dtype, n, softcap)

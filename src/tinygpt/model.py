@@ -13,18 +13,25 @@ from tinygpt.attention import KVCache, MultiHeadAttention, check_length
 from tinygpt.loss import linear_cross_entropy
 
 # The model's settings live in model_config (no torch there); the contract names them here too.
-from tinygpt.model_config import AttentionConfig, GPTConfig, Positions
+from tinygpt.model_config import Activation, AttentionConfig, GPTConfig, Positions
 
 __all__ = ["GPT", "AttentionConfig", "Block", "GPTConfig", "attention_overrides", "evaluating"]
 
 
+class ReLU2(nn.Module):
+    """relu(x)²."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(x).square()
+
+
 class MLP(nn.Module):
-    """Position-wise feed-forward: widen 4x, GELU, project back."""
+    """Position-wise feed-forward: widen 4x, GELU (or ReLU²), project back."""
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.fc = nn.Linear(cfg.emb_dim, 4 * cfg.emb_dim)
-        self.act = nn.GELU(approximate="tanh")  # GPT-2's GELU
+        self.act = nn.GELU(approximate="tanh") if cfg.activation == Activation.gelu else ReLU2()
         self.proj = nn.Linear(4 * cfg.emb_dim, cfg.emb_dim)
         self.drop = nn.Dropout(cfg.drop_rate)
 
@@ -78,7 +85,10 @@ class GPT(nn.Module):
         # 1/sqrt(2 * n_layers) so the stream's variance does not grow with depth.
         for name, p in self.named_parameters():
             if name.endswith(("attn.out_proj.weight", "mlp.proj.weight")):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
+                if cfg.zero_init:
+                    nn.init.zeros_(p)
+                else:
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -103,19 +113,25 @@ class GPT(nn.Module):
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
         """Token ids (B, T) -> logits (B, T, vocab); return_weights adds each block's weights."""
         x, weights = self.hidden(idx, cache, return_weights)
-        logits = self.head(x)[..., : self.cfg.vocab_size]  # padding rows are not tokens
+        logits = self.capped(self.head(x)[..., : self.cfg.vocab_size])  # padding: not tokens
         return (logits, weights) if return_weights else logits
 
     def next_logits(self, idx: Tensor, cache: list[KVCache] | None = None) -> Tensor:
         """Logits (B, vocab) for the token after idx: the head runs on the last position only."""
         x, _ = self.hidden(idx, cache)
-        return self.head(x[:, -1])[..., : self.cfg.vocab_size]
+        return self.capped(self.head(x[:, -1])[..., : self.cfg.vocab_size])
+
+    def capped(self, logits: Tensor) -> Tensor:
+        """The logits soft-capped by model.logit_softcap (unchanged when it is off)."""
+        cap = self.cfg.logit_softcap
+        return logits if cap is None else cap * torch.tanh(logits / cap)
 
     def loss(self, idx: Tensor, targets: Tensor) -> Tensor:
         """Mean next-token cross-entropy; never builds the full logits tensor (see tinygpt.loss)."""
         x, _ = self.hidden(idx)
         return linear_cross_entropy(
-            x.flatten(0, 1), self.head.weight, targets.flatten(), self.cfg.vocab_size
+            x.flatten(0, 1), self.head.weight, targets.flatten(), self.cfg.vocab_size,
+            softcap=self.cfg.logit_softcap,
         )
 
     @property

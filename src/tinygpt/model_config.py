@@ -51,6 +51,13 @@ class Positions(str, Enum):
     none = "none"  # NoPE: the causal mask alone tells tokens apart
 
 
+class Activation(str, Enum):
+    """The MLP's nonlinearity."""
+
+    gelu = "gelu"  # GPT-2's (tanh approximation)
+    relu2 = "relu2"  # ReLU squared (Primer; modded-nanogpt): cheaper, and sparse
+
+
 _CHOICES = {"mask_impl": MaskImpl, "backend": Backend, "scale_type": ScaleType,
             "qk_norm": QKNorm}
 
@@ -129,6 +136,12 @@ class GPTConfig:
     positions: Positions = Positions.learned
     rope_base: float = 10000.0
     attention: AttentionConfig = field(default_factory=AttentionConfig)
+    activation: Activation = Activation.gelu
+    # Output projections (attention's and the MLP's) start at zero, so each block starts as the
+    # identity (modded-nanogpt); false: GPT-2's small normal init
+    zero_init: bool = False
+    # Logits -> logit_softcap * tanh(logits / logit_softcap) (Gemma 2; modded-nanogpt). null: off
+    logit_softcap: float | None = None
 
     @property
     def padded_vocab_size(self) -> int:
@@ -143,6 +156,7 @@ class GPTConfig:
         if isinstance(self.attention, dict):  # e.g. rebuilt from a checkpoint's hparams
             self.attention = AttentionConfig(**self.attention)
         self.positions = parse_choice(Positions, self.positions, "model.positions")
+        self.activation = parse_choice(Activation, self.activation, "model.activation")
 
     def validate(self) -> None:
         """Raise UsageError, saying what to change, for a shape the model cannot be built with."""
@@ -152,6 +166,9 @@ class GPTConfig:
                 raise UsageError(f"model.{name} must be a positive integer (got {value})")
         if not 0.0 <= self.drop_rate < 1.0:
             raise UsageError(f"model.drop_rate must be in [0, 1) (got {self.drop_rate})")
+        if self.logit_softcap is not None and self.logit_softcap <= 0:
+            raise UsageError(f"model.logit_softcap={self.logit_softcap} must be positive "
+                             "(e.g. 15, or null: off)")
         self.attention.check(self.emb_dim, self.n_heads, self.positions)
 
     def kv_cache_bytes_per_token(self, element_bytes: int = 4) -> int:

@@ -1,5 +1,6 @@
 """The optimizer and its schedule, in plain PyTorch: AdamW over two parameter groups (decayed
-matrices, the rest), linear warmup, then cosine decay."""
+matrices, the rest), or Muon for the blocks' matrices beside AdamW for the rest; linear warmup,
+then cosine decay or warmup-stable-decay."""
 
 from __future__ import annotations
 
@@ -8,13 +9,19 @@ import math
 import torch
 from torch import nn
 
-from tinygpt.config import OptimConfig
+from tinygpt.config import Algorithm, OptimConfig, Schedule
 
 
-def lr_lambda(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
-    """Linear warmup to 1, then cosine decay to min_lr_ratio at total_steps (factor of lr)."""
+def lr_lambda(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float,
+              schedule: Schedule = Schedule.cosine, decay_fraction: float = 0.3) -> float:
+    """Linear warmup to 1, then cosine decay to min_lr_ratio at total_steps (factor of lr); or,
+    for wsd, 1 until the last decay_fraction of the steps and a straight line down over them."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps
+    if schedule == Schedule.wsd:
+        decay_start = total_steps * (1.0 - decay_fraction)
+        progress = min(1.0, max(0.0, step - decay_start) / max(1.0, total_steps - decay_start))
+        return 1.0 - (1.0 - min_lr_ratio) * progress
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
@@ -31,13 +38,70 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"}]
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig, total_steps: int
+def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
+    """The blocks' 2-D weights: what Muon orthogonalises (embeddings and head stay with AdamW)."""
+    return [p for name, p in model.named_parameters()
+            if p.dim() == 2 and name.startswith("blocks.")]
+
+
+class Combined(torch.optim.Optimizer):
+    """Several optimizers stepped as one, so Lightning's automatic optimization, its gradient
+    clipping and one LR scheduler see a single optimizer over all their parameter groups."""
+
+    def __init__(self, *optimizers: torch.optim.Optimizer):
+        # Not Optimizer.__init__: the groups and state are the parts' own.
+        self.optimizers = optimizers
+        self.defaults = {}
+        self._optimizer_step_pre_hooks, self._optimizer_step_post_hooks = {}, {}
+
+    @property
+    def param_groups(self) -> list[dict]:
+        # read live: a part's load_state_dict replaces its group dicts
+        return [g for o in self.optimizers for g in o.param_groups]
+
+    @property
+    def state(self) -> dict:
+        return {k: v for o in self.optimizers for k, v in o.state.items()}
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for o in self.optimizers:
+            o.step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in self.optimizers:
+            o.zero_grad(set_to_none)
+
+    def state_dict(self) -> dict:
+        return {"optimizers": [o.state_dict() for o in self.optimizers]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        for o, s in zip(self.optimizers, state_dict["optimizers"], strict=True):
+            o.load_state_dict(s)
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig, total_steps: int, fused: bool = False
                     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW and its per-step schedule over total_steps."""
-    # foreach: a few batched kernels per step. (fused=True would be one, but Lightning refuses
-    # gradient clipping with a fused optimizer under mixed precision.)
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
-                            betas=tuple(cfg.betas), foreach=True)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_lambda(s, cfg.warmup_steps, total_steps, cfg.min_lr_ratio))
+    """AdamW (or Muon + AdamW) and its per-step schedule over total_steps. fused: AdamW in one
+    kernel per step, else foreach (a few batched kernels)."""
+    groups = param_groups(model, cfg.weight_decay)
+    adamw_args = {"lr": cfg.lr, "betas": tuple(cfg.betas)} | (
+        {"fused": True} if fused else {"foreach": True})
+    if cfg.algorithm == Algorithm.muon:
+        muon_params = {id(p) for p in hidden_matrices(model)}
+        for g in groups:
+            g["params"] = [p for p in g["params"] if id(p) not in muon_params]
+        muon = torch.optim.Muon(hidden_matrices(model), lr=cfg.muon_lr,
+                                weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum)
+        muon.param_groups[0]["name"] = "muon"
+        opt = Combined(muon, torch.optim.AdamW(groups, **adamw_args))
+    else:
+        opt = torch.optim.AdamW(groups, **adamw_args)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(
+        s, cfg.warmup_steps, total_steps, cfg.min_lr_ratio, cfg.schedule, cfg.decay_fraction))
     return opt, sched

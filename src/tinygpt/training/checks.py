@@ -70,6 +70,12 @@ def check_optim(s: TrainConfig) -> None:
                          "(e.g. [0.9, 0.95])")
     if not 0 <= o.min_lr_ratio <= 1:
         raise UsageError(f"optim.min_lr_ratio={o.min_lr_ratio} must be in [0, 1] (e.g. 0.1)")
+    if not 0.0 < o.decay_fraction <= 1.0:
+        raise UsageError(f"optim.decay_fraction={o.decay_fraction} must be in (0, 1] (e.g. 0.3)")
+    if not o.muon_lr > 0:
+        raise UsageError(f"optim.muon_lr={o.muon_lr} must be positive (e.g. 0.02)")
+    if not 0.0 <= o.muon_momentum < 1.0:
+        raise UsageError(f"optim.muon_momentum={o.muon_momentum} must be in [0, 1) (e.g. 0.95)")
 
 
 def check_trainer(t: DictConfig, batch_size: int) -> None:

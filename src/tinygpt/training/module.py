@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from dataclasses import asdict
 from typing import Any
 
 import lightning as L
@@ -15,7 +14,7 @@ from torchmetrics import MeanMetric, SumMetric
 
 from tinygpt import metrics
 from tinygpt.config import NonFinite, OptimConfig
-from tinygpt.errors import parse_choice
+from tinygpt.errors import UsageError, parse_choice
 from tinygpt.metrics import bits_per_byte
 from tinygpt.model import GPT, GPTConfig, attention_overrides
 from tinygpt.optim import build_optimizer
@@ -48,7 +47,7 @@ class GPTLightningModule(L.LightningModule):
         optim = optim if isinstance(optim, OptimConfig) else OptimConfig(**(optim or {}))
         on_nonfinite = parse_choice(NonFinite, on_nonfinite, "on_nonfinite")
         self.save_hyperparameters({
-            "model": model.to_dict(), "tokenizer": tokenizer, "optim": asdict(optim),
+            "model": model.to_dict(), "tokenizer": tokenizer, "optim": optim.to_dict(),
             "grad_norm_every": grad_norm_every, "on_nonfinite": on_nonfinite.value,
             "compile": compile, "causal_eval": causal_eval,
         })
@@ -128,8 +127,9 @@ class GPTLightningModule(L.LightningModule):
         y = batch[1]
         self.log(metrics.TRAIN_BPB, bits_per_byte(loss * y.numel(), self.token_bytes[y].sum()),
                  sync_dist=True)
-        # The rate this step uses; the groups differ in weight decay only, so one number.
-        self.log(metrics.TRAIN_LR, self.optimizers().param_groups[0]["lr"])
+        # The rate this step uses: AdamW's groups differ in weight decay only, so one number
+        # (the last group is AdamW's with optim=muon too).
+        self.log(metrics.TRAIN_LR, self.optimizers().param_groups[-1]["lr"])
         if self.skipped_batches:
             self.log(metrics.SKIPPED_BATCHES, float(self.skipped_batches))
         return loss
@@ -215,5 +215,12 @@ class GPTLightningModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict:
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        opt, sched = build_optimizer(self.model, self.optim, total)
+        # Lightning clips gradients of a fused optimizer only without mixed precision
+        mixed = "mixed" in str(self.trainer.precision)
+        fused = self.optim.fused if self.optim.fused is not None else not mixed
+        if fused and mixed:
+            raise UsageError(f"optim.fused=true cannot clip gradients under "
+                             f"{self.trainer.precision} (set optim.fused=null, or "
+                             "trainer.precision=32-true)")
+        opt, sched = build_optimizer(self.model, self.optim, total, fused=fused)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
