@@ -16,7 +16,7 @@ from tinygpt.lab.speedrun import (
 
 
 def attempts(name, walls, reached=True):
-    return [Attempt(name, i, w, w - 5, 100, 1000, 3000.0, 1.7, reached)
+    return [Attempt(name, i, w, w - 5, 100, 1000, 3000.0, 1.7, reached, 50.0, 0.2)
             for i, w in enumerate(walls, 1)]
 
 
@@ -43,7 +43,8 @@ def test_a_record_needs_p_below_001_against_the_record_standing_then():
     text = tables(list(v.values()), "test CPU", 1.777)
     records, negatives = text.split("Tried, not a record:")
     assert "record 1: fast" in records and "record 2: faster" in records
-    assert "| same | `tinygpt-train a=1` | 60.0 ± 1.6 |" in negatives
+    assert "| same | `tinygpt-train a=1` | 60.0 ± 1.6 | 55.0 ± 1.6 | 100 | 50.0 | 20.0 |" \
+        in negatives
 
 
 def test_a_candidate_that_missed_the_target_on_a_seed_is_no_record():

@@ -342,6 +342,7 @@ def test_target_bpb_stops_at_the_first_validation_below_it(train_run, tmp_path):
     assert record["steps"] == 20 and record["reached_target"] is True
     assert record["tokens"] == 20 * 8 * 32  # steps x batch x context (smoke)
     assert 0 < record["train_seconds"] and record["train_bytes"] >= record["tokens"]
+    assert record["median_step_ms"] > 0 and 0 < record["step_peak_share"] < 1
 
 
 def test_without_a_target_the_run_goes_on(train_run, tmp_path):

@@ -52,6 +52,8 @@ class Attempt:
     train_bytes: float
     val_bpb: float
     reached: bool
+    median_step_ms: float | None = None
+    step_peak_share: float | None = None  # the step's FLOP/s over the matmul peak
 
 
 def attempt(config: Config, seed: int, target: float, folder: Path) -> Attempt:
@@ -66,7 +68,8 @@ def attempt(config: Config, seed: int, target: float, folder: Path) -> Attempt:
                          "(fix its overrides)")
     r = json.loads((folder / RESULT).read_text())
     return Attempt(config.name, seed, wall, r["train_seconds"], r["steps"], r["tokens"],
-                   r["train_bytes"], r["val_bpb"], bool(r["reached_target"]))
+                   r["train_bytes"], r["val_bpb"], bool(r["reached_target"]),
+                   r["median_step_ms"], r["step_peak_share"])
 
 
 def sweep(configs: list[Config], seeds: list[int], target: float, root: Path,
@@ -102,6 +105,8 @@ class Verdict:
     wall: Summary
     train: Summary
     steps: Summary
+    step_ms: Summary
+    share: Summary  # the step's FLOP/s as a share of the peak
     reached: int
     n: int
     against: str | None  # the record it was tested against (None: record 0)
@@ -121,6 +126,8 @@ def judge(configs: list[Config], attempts: list[Attempt]) -> list[Verdict]:
         v = Verdict(c, Summary(tuple(a.wall_s for a in mine)),
                     Summary(tuple(a.train_s for a in mine)),
                     Summary(tuple(float(a.steps) for a in mine)),
+                    Summary(tuple(a.median_step_ms or 0.0 for a in mine)),
+                    Summary(tuple(100 * (a.step_peak_share or 0.0) for a in mine)),
                     sum(a.reached for a in mine), len(mine), None, None, current is None)
         if current is not None:
             v.against = current.config.name
@@ -140,14 +147,16 @@ def command(c: Config) -> str:
 def tables(verdicts: list[Verdict], machine: str, target: float) -> str:
     """Markdown: the records, then the changes that did not beat the record they met."""
     head = ("| {} | command | time to target, s (whole process) | training loop, s | steps | "
-            "reached | p vs {} |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+            "median step, ms | step FLOP/s, % of peak | reached | p vs {} |\n"
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     rows = {True: [], False: []}
     for i, v in enumerate(verdicts):
         p = "" if v.p is None else f"{format_p(v.p)} ({v.against})"
         name = f"record {sum(1 for w in verdicts[:i] if w.record)}: {v.config.name}" \
             if v.record else v.config.name
         rows[v.record].append(f"| {name} | {command(v.config)} | {v.wall.format(1)} | "
-                              f"{v.train.format(1)} | {v.steps.format(0)} | {v.reached}/{v.n} | "
+                              f"{v.train.format(1)} | {v.steps.format(0)} | "
+                              f"{v.step_ms.format(1)} | {v.share.format(1)} | {v.reached}/{v.n} | "
                               f"{p} |")
     out = [f"Target: val bpb < {target}. Machine: {machine}.", "", "Records:", "",
            head.format("record", "the record before"), *rows[True]]

@@ -3,6 +3,7 @@ FLOPs utilisation (`train/mfu`), from Lightning's `Throughput` meter; the traini
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import lightning as L
@@ -65,13 +66,23 @@ class Throughput(L.Callback):
 
 class TrainClock(L.Callback):
     """Wall seconds of the training loop alone (validation inside it included): from the first
-    step's start to training's end, without the imports, data and setup before it."""
+    step's start to training's end, without the imports, data and setup before it; and the
+    median time from one step's end to the next's (nanoGPT's "time" per iteration)."""
 
     def __init__(self) -> None:
         self.seconds: float | None = None
+        self._ends: list[float] = []
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = time.perf_counter()
 
+    def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+        self._ends.append(time.perf_counter())
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.seconds = time.perf_counter() - self._t0
+
+    @property
+    def median_step_ms(self) -> float | None:
+        gaps = [b - a for a, b in zip(self._ends, self._ends[1:], strict=False)]
+        return 1000 * statistics.median(gaps) if gaps else None

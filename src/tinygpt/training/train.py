@@ -72,6 +72,9 @@ class TrainResult:
     tokens: int = 0  # trained on, all devices
     train_bytes: float = 0.0  # of training text those tokens stand for
     train_seconds: float | None = None  # the training loop alone (TrainClock)
+    median_step_ms: float | None = None  # from one step's end to the next's
+    # the median step's FLOP/s over the peak train/mfu divides by (a measured matmul on CPUs)
+    step_peak_share: float | None = None
     target_bpb: float | None = None
 
     @property
@@ -135,7 +138,12 @@ def train(cfg: DictConfig, run_dir: str | Path, sweep: bool = False,
         precision=precision.precision, signal=final.signum)
     result.tokens = result.steps * s.data.batch_size * gpt_cfg.context_length
     result.train_bytes = result.tokens * data.train_bytes_per_token()
-    result.train_seconds = next(c.seconds for c in trainer.callbacks if isinstance(c, TrainClock))
+    clock = next(c for c in trainer.callbacks if isinstance(c, TrainClock))
+    result.train_seconds, result.median_step_ms = clock.seconds, clock.median_step_ms
+    meter = next(c for c in trainer.callbacks if isinstance(c, Throughput))
+    flops = getattr(trainer.lightning_module, "flops_per_batch", None)
+    if flops and clock.median_step_ms and meter.available_flops:
+        result.step_peak_share = flops / (clock.median_step_ms / 1000) / meter.available_flops
     result.target_bpb = s.target_bpb
     if trainer.is_global_zero:
         result.write(run_dir / RESULT)
