@@ -7,6 +7,7 @@ import torch
 
 from tinygpt.config import OptimConfig
 from tinygpt.model import GPT, GPTConfig
+from tinygpt.muon import Muon, orthogonalise
 from tinygpt.optim import Combined, build_optimizer, hidden_matrices, lr_lambda
 
 SHAPE = dict(vocab_size=40, context_length=8, emb_dim=16, n_heads=2, n_layers=2)
@@ -32,7 +33,8 @@ def test_muon_takes_the_blocks_matrices_and_adamw_the_rest():
     model = GPT(GPTConfig(**SHAPE))
     opt, _ = build_optimizer(model, OptimConfig(algorithm="muon"), total_steps=10)
     muon, adamw = opt.optimizers
-    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    assert isinstance(muon, Muon) and isinstance(adamw, torch.optim.AdamW)
+    assert muon.param_groups[0]["ns_dtype"] == "float32"  # bf16 only where it is fast
     hidden = {id(p) for p in hidden_matrices(model)}
     assert {id(p) for p in muon.param_groups[0]["params"]} == hidden
     rest = {id(p) for g in adamw.param_groups for p in g["params"]}
@@ -85,3 +87,27 @@ def test_fused_adamw_takes_the_same_step_as_foreach():
     step_on_batches(plain, b)
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(24, 40), (40, 24)])
+def test_our_muon_in_bf16_is_torchs_muon(shape):
+    g = torch.Generator().manual_seed(0)
+    start = torch.randn(*shape, generator=g)
+    ours, theirs = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    opt_ours = Muon([ours], lr=0.02, weight_decay=0.1, ns_dtype="bfloat16")
+    opt_theirs = torch.optim.Muon([theirs], lr=0.02, weight_decay=0.1, momentum=0.95)
+    for _ in range(3):
+        grad = torch.randn(*shape, generator=g)
+        ours.grad, theirs.grad = grad.clone(), grad.clone()
+        opt_ours.step()
+        opt_theirs.step()
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+
+def test_float32_iteration_orthogonalises_like_bf16_and_stays_float32():
+    g = torch.randn(32, 96, generator=torch.Generator().manual_seed(1))
+    x32, x16 = orthogonalise(g, 5, torch.float32), orthogonalise(g, 5, torch.bfloat16)
+    assert x32.dtype == torch.float32
+    torch.testing.assert_close(x32, x16.float(), atol=0.05, rtol=0.05)
+    s = torch.linalg.svdvals(x32)
+    assert 0.5 < s.min() and s.max() < 1.5  # the quintic's band around 1, not exact

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from tinygpt.config import Algorithm, OptimConfig, Schedule
+from tinygpt.muon import Muon
 
 
 def lr_lambda(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float,
@@ -85,10 +86,12 @@ class Combined(torch.optim.Optimizer):
             o.load_state_dict(s)
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig, total_steps: int, fused: bool = False
+def build_optimizer(model: nn.Module, cfg: OptimConfig, total_steps: int, fused: bool = False,
+                    fast_bf16: bool = False
                     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW (or Muon + AdamW) and its per-step schedule over total_steps. fused: AdamW in one
-    kernel per step, else foreach (a few batched kernels)."""
+    kernel per step, else foreach (a few batched kernels). fast_bf16: Muon's iteration in bf16
+    (where bf16 matmuls are fast), else float32."""
     groups = param_groups(model, cfg.weight_decay)
     adamw_args = {"lr": cfg.lr, "betas": tuple(cfg.betas)} | (
         {"fused": True} if fused else {"foreach": True})
@@ -96,8 +99,8 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, total_steps: int, fused:
         muon_params = {id(p) for p in hidden_matrices(model)}
         for g in groups:
             g["params"] = [p for p in g["params"] if id(p) not in muon_params]
-        muon = torch.optim.Muon(hidden_matrices(model), lr=cfg.muon_lr,
-                                weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum)
+        muon = Muon(hidden_matrices(model), lr=cfg.muon_lr, weight_decay=cfg.weight_decay,
+                    momentum=cfg.muon_momentum, ns_dtype="bfloat16" if fast_bf16 else "float32")
         muon.param_groups[0]["name"] = "muon"
         opt = Combined(muon, torch.optim.AdamW(groups, **adamw_args))
     else:

@@ -222,5 +222,7 @@ class GPTLightningModule(L.LightningModule):
             raise UsageError(f"optim.fused=true cannot clip gradients under "
                              f"{self.trainer.precision} (set optim.fused=null, or "
                              "trainer.precision=32-true)")
-        opt, sched = build_optimizer(self.model, self.optim, total, fused=fused)
+        # bf16-mixed is picked where bf16 matmuls are fast: Muon's iteration may use them too
+        opt, sched = build_optimizer(self.model, self.optim, total, fused=fused,
+                                     fast_bf16=str(self.trainer.precision).startswith("bf16"))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
