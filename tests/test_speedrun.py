@@ -47,11 +47,28 @@ def test_a_record_needs_p_below_001_against_the_record_standing_then():
         in negatives
 
 
+def test_a_change_tried_on_fewer_than_five_seeds_is_no_record():
+    runs = attempts("default", [100, 101, 99, 100, 102]) + attempts("fast", [50, 51, 49])
+    v = judge(CONFIGS[:2], runs)
+    assert v[1].p < 0.01 and not v[1].record
+
+
+def test_a_sweep_runs_a_tried_change_on_its_first_seeds_only(monkeypatch, tmp_path):
+    import tinygpt.lab.speedrun as sr
+
+    ran = []
+    monkeypatch.setattr(sr, "attempt", lambda c, seed, target, folder: ran.append(
+        (c.name, seed)) or attempts(c.name, [1.0])[0])
+    sr.sweep([Config("a", ()), Config("b", (), seeds=2)], [1, 2, 3], 1.7, tmp_path,
+             report=lambda line: None)
+    assert ran == [("a", 1), ("b", 1), ("a", 2), ("b", 2), ("a", 3)]  # interleaved
+
+
 def test_a_candidate_that_missed_the_target_on_a_seed_is_no_record():
-    runs = attempts("default", [100, 101, 99]) + attempts("fast", [50, 51], ) + attempts(
+    runs = attempts("default", [100, 101, 99]) + attempts("fast", [50, 51, 50, 49]) + attempts(
         "fast", [49], reached=False)
     v = judge(CONFIGS[:2], runs)
-    assert v[1].reached == 2 and v[1].n == 3 and not v[1].record
+    assert v[1].reached == 4 and v[1].n == 5 and not v[1].record
 
 
 def test_tables_go_between_the_markers_and_the_prose_stays(tmp_path):

@@ -1,6 +1,7 @@
 """Time to a target val bpb over several seeds per configuration; records by one-sided Welch test.
 
-    tinygpt-speedrun --seeds 5 --config "default:" --config "muon: optim=muon"
+    tinygpt-speedrun --seeds 5 --config "default:" --config "muon: optim=muon" \
+        --try "muon_wsd: optim=muon optim.schedule=wsd" --try-seeds 3
     tinygpt-speedrun --tables docs/speedrun.json --doc docs/speedrun.md   # redraw the tables
 """
 
@@ -28,7 +29,11 @@ def main() -> None:
     ap.add_argument("--config", action="append", default=[], metavar="'NAME: OVERRIDES'",
                     help="a configuration (repeat; the first is record 0, each later one is "
                          "tested against the record standing before it)")
+    ap.add_argument("--try", dest="tries", action="append", default=[],
+                    metavar="'NAME: OVERRIDES'", help="a change measured on --try-seeds seeds, "
+                    "after the configurations, against the record they leave")
     ap.add_argument("--seeds", type=int, default=5, help="seeds per configuration (1, 2, ...)")
+    ap.add_argument("--try-seeds", type=int, default=3, help="seeds per --try")
     ap.add_argument("--target", type=float, default=TARGET_BPB, help="val bpb to get below")
     ap.add_argument("--out", default="docs/speedrun.json", help="every attempt, for --tables")
     ap.add_argument("--doc", help="markdown file whose speedrun-tables block is rewritten")
@@ -38,7 +43,8 @@ def main() -> None:
         if args.tables:
             configs, attempts, machine, target = load(Path(args.tables))
         else:
-            configs = [Config.parse(c) for c in args.config] or [Config("default", ())]
+            configs = ([Config.parse(c) for c in args.config] or [Config("default", ())]) + [
+                Config.parse(t, min(args.try_seeds, args.seeds)) for t in args.tries]
             if len({c.name for c in configs}) < len(configs):
                 raise UsageError("two --config share a name (give each its own)")
             if args.seeds < 2:

@@ -20,23 +20,26 @@ from tinygpt.run_dir import RESULT
 
 TARGET_BPB = 1.777  # the default run's val bpb at its last step (README: what a run costs)
 RECORD_P = 0.01  # a new record needs p below this (modded-nanogpt's rule)
+RECORD_SEEDS = 5  # ... and at least this many seeds
 
 
 @dataclass(frozen=True)
 class Config:
-    """A named set of overrides; its command is `tinygpt-train <overrides>`."""
+    """A named set of overrides; its command is `tinygpt-train <overrides>`. seeds: run only
+    the first this many of the sweep's seeds (a change tried on fewer cannot be a record)."""
 
     name: str
     overrides: tuple[str, ...]
+    seeds: int | None = None
 
     @classmethod
-    def parse(cls, text: str) -> Config:
+    def parse(cls, text: str, seeds: int | None = None) -> Config:
         """`NAME: override override ...` (nothing after the colon: the default run)."""
         name, sep, rest = text.partition(":")
         if not sep or not name.strip() or " " in name.strip():
             raise UsageError(f"--config {text!r} needs a name and a colon (e.g. --config "
                              "'muon: optim=muon')")
-        return cls(name.strip(), tuple(rest.split()))
+        return cls(name.strip(), tuple(rest.split()), seeds)
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ def sweep(configs: list[Config], seeds: list[int], target: float, root: Path,
     """Every configuration with every seed, interleaved; report() hears of each attempt."""
     attempts = []
     for seed in seeds:
-        for c in configs:
+        for c in (c for c in configs if c.seeds is None or seed <= c.seeds):
             a = attempt(c, seed, target, root / c.name / f"seed{seed}")
             report(f"{c.name:>16} seed {seed}: {a.wall_s:6.1f} s whole, {a.train_s:6.1f} s "
                    f"training, {a.steps} steps, val {a.val_bpb:.4f}"
@@ -116,7 +119,8 @@ class Verdict:
 
 def judge(configs: list[Config], attempts: list[Attempt]) -> list[Verdict]:
     """Record 0 is the first configuration; each later one, in order, becomes the new record
-    only if every seed reached the target and its whole-process time is lower at p < 0.01."""
+    only if it ran on at least 5 seeds, every seed reached the target and its whole-process
+    time is lower at p < 0.01."""
     verdicts: list[Verdict] = []
     current: Verdict | None = None
     for c in configs:
@@ -132,7 +136,8 @@ def judge(configs: list[Config], attempts: list[Attempt]) -> list[Verdict]:
         if current is not None:
             v.against = current.config.name
             v.p = one_sided_p(v.wall, current.wall)
-            v.record = (v.reached == v.n and v.p is not None and v.p < RECORD_P
+            v.record = (v.n >= RECORD_SEEDS and v.reached == v.n and v.p is not None
+                        and v.p < RECORD_P
                         and v.wall.mean < current.wall.mean)
         if v.record:
             current = v
@@ -170,13 +175,14 @@ def save(path: Path, configs: list[Config], attempts: list[Attempt], machine: st
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "machine": machine, "target_bpb": target,
-        "configs": [{"name": c.name, "overrides": list(c.overrides)} for c in configs],
+        "configs": [{"name": c.name, "overrides": list(c.overrides), "seeds": c.seeds}
+                    for c in configs],
         "attempts": [asdict(a) for a in attempts]}, indent=2) + "\n")
 
 
 def load(path: Path) -> tuple[list[Config], list[Attempt], str, float]:
     book = json.loads(path.read_text())
-    return ([Config(c["name"], tuple(c["overrides"])) for c in book["configs"]],
+    return ([Config(c["name"], tuple(c["overrides"]), c.get("seeds")) for c in book["configs"]],
             [Attempt(**a) for a in book["attempts"]], book["machine"], book["target_bpb"])
 
 
