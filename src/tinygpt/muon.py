@@ -29,6 +29,14 @@ def orthogonalise(g: Tensor, steps: int, dtype: torch.dtype, eps: float = 1e-7) 
     return x.mT if tall else x
 
 
+def run_closure(closure) -> Tensor | None:
+    """The loss a closure returns, computed with gradients on, as torch's optimizers call it."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class Muon(torch.optim.Optimizer):
     """Muon for 2-D parameters; lr is scaled by sqrt(max(1, rows / cols)) as in the original.
     ns_dtype: "bfloat16" (torch's choice) or "float32", by name so checkpoints hold a string."""
@@ -45,10 +53,7 @@ class Muon(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         for group in self.param_groups:
             lr, mu = group["lr"], group["momentum"]
             by_shape: dict[torch.Size, list[tuple[Tensor, Tensor]]] = {}

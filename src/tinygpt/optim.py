@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from tinygpt.config import Algorithm, OptimConfig, Schedule
-from tinygpt.muon import Muon
+from tinygpt.muon import Muon, run_closure
 
 
 def lr_lambda(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float,
@@ -66,10 +66,7 @@ class Combined(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         for o in self.optimizers:
             o.step()
         return loss
