@@ -146,7 +146,8 @@ def judge(configs: list[Config], attempts: list[Attempt]) -> list[Verdict]:
 
 
 def command(c: Config) -> str:
-    return "`tinygpt-train " + (" ".join(c.overrides) or "") + "`"
+    """The configuration as the command a user types, in backticks."""
+    return "`" + " ".join(("tinygpt-train", *c.overrides)) + "`"
 
 
 def tables(verdicts: list[Verdict], machine: str, target: float) -> str:
