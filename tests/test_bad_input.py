@@ -39,6 +39,15 @@ TRAIN_CASES = {
     "nothing to resume": (lambda t: ["resume=true"], "no last.ckpt"),
     "batch not divisible by accumulation": (
         lambda t: ["data.batch_size=7", "trainer.accumulate_grad_batches=2"], "multiple of"),
+    "sigmoid attention with sdpa": (lambda t: ["model.attention.kind=sigmoid"], "backend=manual"),
+    "differential with an odd head count": (
+        lambda t: ["model.attention.kind=differential", "model.n_heads=1"], "is odd"),
+    "a sink with sigmoid": (lambda t: ["model.attention.kind=sigmoid", "model.attention.sink=zero",
+                                       "model.attention.backend=manual"], "set sink=none"),
+    "bos without an end-of-text token": (lambda t: ["data.bos=true"], "has none"),
+    "repeat share above 1": (lambda t: ["data.repeat_share=1.5"], "between 0 and 1"),
+    "repeat segment longer than half the context": (
+        lambda t: ["data.repeat_share=0.5", "data.repeat_length=20"], "half"),
 }
 
 
@@ -155,6 +164,7 @@ CLI_CASES = {
     "wrong type": (["model.n_layers=many"], "model.n_layers=many"),
     "unknown option": (["model.attention.mask_impl=renrom"], "expected one of [neg_inf, renorm]"),
     "resume without a run": (["resume=true"], "no last.ckpt to resume"),
+    "unknown sink": (["model.attention.sink=sinkhole"], "expected one of [none, zero, learned]"),
 }
 
 

@@ -163,3 +163,43 @@ def test_two_processes_building_the_same_cache_entry_at_once_both_get_it_whole(t
     assert outs[0][0] == outs[1][0]  # the same tokens in both
     names = sorted(p.name for p in cache.iterdir())
     assert len(names) == 3 and not any(".tmp" in n for n in names), names  # bpe + 2 token files
+
+
+def test_bos_windows_start_with_the_token_and_score_each_text_token_once():
+    from tinygpt.data import TokenWindows
+
+    ids = np.arange(10, 30)
+    w = TokenWindows(ids, 5, 5, bos=0)
+    assert len(w) == 4
+    x, y = w[1]
+    assert x.tolist() == [0, 15, 16, 17, 18] and y.tolist() == [15, 16, 17, 18, 19]
+    assert sorted(t for i in range(len(w)) for t in w[i][1].tolist()) == ids.tolist()
+
+
+def test_repeated_segments_replace_a_share_of_windows_the_same_way_every_time():
+    from tinygpt.data import WithRepeats
+
+    base = TokenWindows(np.arange(1000) % 97, 8, 8)
+    none, every = WithRepeats(base, 0.0, 4, 50), WithRepeats(base, 1.0, 4, 10**6)
+    assert all(torch.equal(none[i][0], base[i][0]) for i in range(len(base)))
+    periods = set()
+    for i in range(len(base)):
+        x, y = every[i]
+        n = next(n for n in range(1, 9) if torch.equal(x[n:], x[:-n]))  # the segment's length
+        periods.add(n)
+        assert torch.equal(y[:-1], x[1:]) and y[-1] == x[8 % n]
+    assert periods == {4}
+    half = WithRepeats(base, 0.5, 4, 50)
+    chosen = [not torch.equal(half[i][0], base[i][0]) for i in range(len(base))]
+    assert 0.25 < sum(chosen) / len(chosen) < 0.75
+    assert all(torch.equal(half[i][0], WithRepeats(base, 0.5, 4, 50)[i][0])
+               for i in range(len(base)))  # a function of the index: a resume sees the same
+
+
+def test_data_options_reach_the_split(tmp_path):
+    from tinygpt.data import WithRepeats, load_split
+
+    split = load_split(DataConfig(cache_dir=str(tmp_path), bos=True, repeat_share=0.3,
+                                  vocab_size=300), 16)
+    assert isinstance(split.train_set, WithRepeats) and split.train_set.length == 2
+    assert split.val_set[0][0][0] == split.tokenizer.eot_token

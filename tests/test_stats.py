@@ -70,3 +70,25 @@ def test_the_baseline_can_be_named_by_value(tmp_path):
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in table.splitlines()}
     assert rows["qk_norm=rms"][-1].startswith("(itself)")
     assert rows["qk_norm=none"][-1].startswith("qk_norm=rms")
+
+
+def test_the_phenomena_table_tests_each_quantity_and_finds_the_formation_step(tmp_path):
+    from tinygpt import metrics as m
+    from tinygpt.lab.report_tables import phenomena_table
+
+    assert phenomena_table(find_runs(tmp_path), {}) == ""  # nothing logged: no table
+    drops = {"none": [0.1, 0.5, 1.5, 3.0], "rms": [0.1, 0.2, 0.3, 0.4]}
+    mass = {("none", 1): 0.5, ("none", 2): 0.6, ("none", 3): 0.7,
+            ("rms", 1): 0.1, ("rms", 2): 0.12, ("rms", 3): 0.11}
+    fake_sweep(tmp_path, {k: 2.0 for k in mass})
+    for (qk, seed), value in mass.items():
+        with SummaryWriter(str(tmp_path / f"qk_norm={qk},seed={seed}")) as w:
+            for i, drop in enumerate(drops[qk]):
+                w.add_scalar(m.IN_CONTEXT_DROP, drop + 0.01 * seed, 25 * i)
+            w.add_scalar(m.FIRST_TOKEN_MASS_MAX, value, 75)
+    table = phenomena_table(find_runs(tmp_path), {"model.attention.qk_norm": None})
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in table.splitlines()}
+    assert rows["qk_norm=none"][1] == "50 (3/3)" and rows["qk_norm=rms"][1] == "never (0/3)"
+    expected = welch_p(Summary((0.1, 0.12, 0.11)), Summary((0.5, 0.6, 0.7)))
+    assert rows["qk_norm=rms"][3].strip(" |") == f"0.110 ± 0.010 (p {format_p(expected)})"
+    assert rows["qk_norm=none"][3].strip(" |") == "0.600 ± 0.100"  # the baseline: no p

@@ -54,6 +54,20 @@ def test_training_logs_every_contract_tag_and_loss_goes_down(smoke_run):
     assert "precision: 32-true (set by trainer.precision)" in out  # smoke pins it; auto says why
 
 
+def test_a_run_logs_what_attention_does_and_its_int8_cost(smoke_run):
+    from tinygpt import metrics as m
+
+    scalars = set(events(smoke_run).Tags()["scalars"])
+    for tag in (m.INDUCTION_MAX, m.PREVIOUS_MAX, m.IN_CONTEXT_DROP, m.FIRST_TOKEN_MASS_MAX,
+                m.SINK_RATE, m.OUTLIER_RATIO_MAX, m.INT8_DELTA_BPB,
+                m.probe_tag(m.INDUCTION, "score", 1, 1),
+                m.probe_tag(m.SINKS, "first_token_mass", 0, 0),
+                m.probe_tag(m.OUTLIERS, "kurtosis", 1)):
+        assert tag in scalars, tag
+    steps = [e.step for e in events(smoke_run).Scalars(m.INDUCTION_MAX)]
+    assert steps == [0, 10, 20, 30, 40]  # every diagnostics_every steps, and the final weights
+
+
 def test_hparams_tab_holds_config_and_final_val_loss(smoke_run):
     ea = events(smoke_run)
     assert "val/loss" in ea.Tags()["scalars"]

@@ -13,8 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tinygpt.attention_variants import (
+    DiffLambda,
+    OutputGate,
+    pair_values,
+    sigmoid_bias,
+    with_sink,
+)
 from tinygpt.errors import UsageError, parse_choice
-from tinygpt.model_config import AttentionConfig, Positions, QKNorm, ScaleType
+from tinygpt.model_config import AttentionConfig, Gate, Kind, Positions, QKNorm, ScaleType, Sink
 from tinygpt.positions import alibi_bias, alibi_slopes, apply_rope, rope_angles
 
 
@@ -55,7 +62,11 @@ class MultiHeadAttention(nn.Module):
     return the weights). qk_norm: normalise each head's q and k. n_kv_heads: fewer key/value
     heads, shared by groups of query heads (grouped-query; 1 = multi-query). softcap: scores ->
     softcap * tanh(scores / softcap). positions: "rope" and "alibi" act here; "learned" and
-    "none" leave attention as it is.
+    "none" leave attention as it is. sink: an extra key that takes mass and gives nothing
+    (zero: logit 0, softmax + 1; learned: a logit per head). gate: each head's output times a
+    sigmoid of the input (one per head, or per channel). kind: softmax, sigmoid (weights
+    sigmoid(score - log n), no normalisation) or differential (pairs of heads: the difference of
+    two softmax maps over shared values; tinygpt.attention_variants).
     """
 
     def __init__(
@@ -82,6 +93,7 @@ class MultiHeadAttention(nn.Module):
         self.scale, self.causal, self.window, self.softcap = a.scale, a.causal, a.window, a.softcap
         self.mask_impl, self.backend = a.mask_impl, a.backend
         self.scale_type, self.positions, self.rope_base = a.scale_type, positions, rope_base
+        self.kind, self.sink = a.kind, a.sink
         kv = self.n_kv_heads * self.head_dim
         self.qkv = nn.Linear(d_in, d_out + 2 * kv, bias=qkv_bias)
         self.out_proj = nn.Linear(d_out, d_out)
@@ -96,6 +108,12 @@ class MultiHeadAttention(nn.Module):
             self.learned_scale = nn.Parameter(torch.full(shape, inv_sqrt_d))
         if self.positions == Positions.alibi:
             self.register_buffer("alibi_slopes", alibi_slopes(num_heads), persistent=False)
+        if a.sink == Sink.learned:  # starts where the zero sink is
+            self.sink_logit = nn.Parameter(torch.zeros(num_heads))
+        self.gate = None if a.gate == Gate.none else OutputGate(
+            d_in, num_heads, self.head_dim, elementwise=a.gate == Gate.elementwise)
+        self.diff = DiffLambda(self.head_dim, 2 * self.head_dim) if a.kind == Kind.differential \
+            else None
 
     def forward(
         self, x: Tensor, cache: KVCache | None = None, return_weights: bool = False
@@ -109,12 +127,27 @@ class MultiHeadAttention(nn.Module):
         q, k, v = self.project(x, past)
         if cache is not None:  # keys as they were rotated and normalised: reused as they are
             k, v = cache.append(k, v)
-        if self.backend == "sdpa":
-            out, weights = self._sdpa(q, k, v, past), None
-        else:
-            out, weights = self._manual(q, k, v, past)
-        out = self.out_proj(out.transpose(1, 2).reshape(B, T, -1))
+        if self.diff is None:
+            out, weights = self.attend(q, k, v, past)
+        else:  # head pair i: maps of heads 2i and 2i+1 over their values side by side
+            v = pair_values(v)
+            (first, w1), (second, w2) = (self.attend(q[:, h::2], k[:, h::2], v, past,
+                                                     slice(h, None, 2)) for h in (0, 1))
+            out = self.diff.combine(first, second)
+            weights = None if w1 is None else w1 - self.diff.value() * w2
+        out = out.transpose(1, 2).reshape(B, T, -1)
+        if self.gate is not None:
+            out = self.gate(x, out)
+        out = self.out_proj(out)
         return (out, weights) if return_weights else out
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, past: int,
+               heads: slice = slice(None)) -> tuple[Tensor, Tensor | None]:
+        """The chosen kernel on q (B, h, T_q, D) and k, v; `heads` picks the per-head settings
+        (learned scales, ALiBi slopes, sink logits) of these h heads. The weights: manual only."""
+        if self.backend == "sdpa":
+            return self._sdpa(q, k, v, past, heads), None
+        return self._manual(q, k, v, past, heads)
 
     def project(self, x: Tensor, past: int = 0) -> tuple[Tensor, Tensor, Tensor]:
         """x (B, T, d_in) -> q (B, heads, T, d_head), k and v (B, kv heads, T, d_head), with
@@ -134,13 +167,13 @@ class MultiHeadAttention(nn.Module):
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         return q, k, v
 
-    def score_scale(self) -> float | Tensor:
+    def score_scale(self, heads: slice = slice(None)) -> float | Tensor:
         """The factor scores are multiplied by: a number, or a learned tensor (per head: shaped
         to broadcast over (B, heads, T_q, T_k))."""
         if not self.scale:
             return 1.0
         if self.scale_type == ScaleType.learned_head:
-            return self.learned_scale.view(1, -1, 1, 1)
+            return self.learned_scale[heads].view(1, -1, 1, 1)
         if self.scale_type == ScaleType.learned_layer:
             return self.learned_scale
         return self.scale_value  # inv_sqrt_d's 1/sqrt(d_head), or the fixed value
@@ -162,54 +195,84 @@ class MultiHeadAttention(nn.Module):
             seen = seen & ((q_pos - k_pos).abs() < self.window)
         return seen
 
-    def bias(self, past: int, T_q: int, T_k: int, device=None) -> Tensor | None:
+    def bias(self, past: int, T_q: int, T_k: int, device=None,
+             heads: slice = slice(None)) -> Tensor | None:
         """ALiBi's additive score bias (heads, T_q, T_k), or None."""
         if self.positions != Positions.alibi:
             return None
-        return alibi_bias(self.alibi_slopes, torch.arange(past, past + T_q, device=device),
-                          torch.arange(T_k, device=device))
+        return alibi_bias(self.alibi_slopes[heads], torch.arange(past, past + T_q,
+                          device=device), torch.arange(T_k, device=device))
 
-    def scores(self, q: Tensor, k: Tensor, past: int = 0) -> Tensor:
+    def sink_logits(self, heads: slice = slice(None)) -> Tensor | None:
+        """The sink key's logit per head (h,), or None without a sink."""
+        if self.sink == Sink.learned:
+            return self.sink_logit[heads]
+        if self.sink == Sink.zero:
+            return torch.zeros(self.num_heads, device=self.qkv.weight.device)[heads]
+        return None
+
+    def scores(self, q: Tensor, k: Tensor, past: int = 0, heads: slice = slice(None)) -> Tensor:
         """Pre-softmax scores (B, heads, T_q, T_k): the scaled q.k, soft-capped, plus ALiBi's
         bias (the mask is applied after)."""
-        scores = (q @ self.expand_kv(k).transpose(-2, -1)) * self.score_scale()
+        scores = (q @ self.expand_kv(k).transpose(-2, -1)) * self.score_scale(heads)
         if self.softcap is not None:
             scores = self.softcap * torch.tanh(scores / self.softcap)
-        bias = self.bias(past, q.shape[2], k.shape[2], q.device)
+        bias = self.bias(past, q.shape[2], k.shape[2], q.device, heads)
         return scores if bias is None else scores + bias.to(scores.dtype)
 
-    def _sdpa(self, q: Tensor, k: Tensor, v: Tensor, past: int) -> Tensor:
+    def _sdpa(self, q: Tensor, k: Tensor, v: Tensor, past: int, heads: slice) -> Tensor:
         T_q, T_k = q.shape[2], k.shape[2]
-        factor = self.score_scale()
+        factor = self.score_scale(heads)
         if isinstance(factor, Tensor):  # learned: into q, so the kernel's own factor is 1
             q, factor = q * factor.to(q.dtype), 1.0
-        bias, seen = self.bias(past, T_q, T_k, q.device), None
+        bias, seen, sink = self.bias(past, T_q, T_k, q.device, heads), None, self.sink_logits(
+            heads)
         # The kernel's own causal flag assumes queries and keys start together and no window:
         # anything else gets an explicit mask (a single new token with no window needs none).
-        plain_causal = self.causal and self.window is None and bias is None
+        plain_causal = self.causal and self.window is None and bias is None and sink is None
         is_causal = plain_causal and past == 0
         if not is_causal and not (plain_causal and T_q == 1):
             seen = self.visible(past, T_q, T_k, q.device)
         attn_mask = seen
-        if bias is not None:  # ALiBi: a float mask, -inf where a key is hidden
-            attn_mask = bias.to(q.dtype) if seen is None else bias.to(q.dtype).masked_fill(
-                ~seen, -torch.inf)
+        if bias is not None or sink is not None:  # a float mask, -inf where a key is hidden
+            attn_mask = torch.zeros(q.shape[1], T_q, T_k, dtype=q.dtype, device=q.device)
+            attn_mask = attn_mask if bias is None else attn_mask + bias.to(q.dtype)
+            if seen is not None:
+                attn_mask = attn_mask.masked_fill(~seen, -torch.inf)
+        if sink is not None:
+            # The sink as a key of zeros with a value of zeros: its score is the mask's entry,
+            # the logit, and it adds nothing to the output.
+            k = torch.cat([k, k.new_zeros(*k.shape[:2], 1, k.shape[3])], dim=2)
+            v = torch.cat([v, v.new_zeros(*v.shape[:2], 1, v.shape[3])], dim=2)
+            attn_mask = with_sink(attn_mask[None], sink)[0]
         return F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0,
             is_causal=is_causal, scale=factor, enable_gqa=self.n_kv_heads != self.num_heads,
         )
 
-    def _manual(self, q: Tensor, k: Tensor, v: Tensor, past: int) -> tuple[Tensor, Tensor]:
-        scores = self.scores(q, k, past)
+    def _manual(self, q: Tensor, k: Tensor, v: Tensor, past: int,
+                heads: slice) -> tuple[Tensor, Tensor]:
+        scores = self.scores(q, k, past, heads)
         mask = self.visible(past, q.shape[2], k.shape[2], q.device)
+        if self.kind == Kind.sigmoid:  # each weight on its own: no row sums to 1
+            scores = scores + sigmoid_bias(self.context_length)
         if mask is not None and self.mask_impl == "neg_inf":
             scores = scores.masked_fill(~mask, -torch.inf)
-        weights = torch.softmax(scores, dim=-1)
+        sink = self.sink_logits(heads)
+        if sink is not None:  # one more column, always visible; dropped after the softmax
+            scores = with_sink(scores, sink)
+            mask = None if mask is None else F.pad(mask, (0, 1), value=True)
+        if self.kind == Kind.sigmoid:
+            weights = torch.sigmoid(scores)
+        else:
+            weights = torch.softmax(scores, dim=-1)
         if mask is not None and self.mask_impl == "renorm":
             # The future still took part in the softmax, but its weights are zeroed and each row
             # rescaled: exp(s_j)/sum_{j<=t} exp(s_j), the same numbers neg_inf gives, no leak.
             weights = weights * mask
             weights = weights / weights.sum(dim=-1, keepdim=True)
+        if sink is not None:
+            weights = weights[..., :-1]
         # Weights are returned before dropout: they are what the model computed, not the noise.
         out = F.dropout(weights, self.dropout, self.training) @ self.expand_kv(v)
         return out, weights

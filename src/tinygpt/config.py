@@ -27,6 +27,13 @@ class DataConfig:
     val_fraction: float = 0.1
     stride: int | None = 64  # tokens between training windows' starts (None: context_length)
     num_workers: int = 0
+    # Each window starts with the end-of-text token, as a document does (where sinks form)
+    bos: bool = False
+    # A share of training windows replaced by a random token segment and its copy (where
+    # induction heads form at CPU scale); repeat_length: the segment (null: an eighth of the
+    # context, so a window holds eight copies)
+    repeat_share: float = 0.0
+    repeat_length: int | None = None
     # Downloads, token caches and trained tokenizers. null: $TINYGPT_CACHE, else the user's
     # cache folder (~/.cache/tinygpt): the same wherever a run is started from.
     cache_dir: str | None = None
@@ -36,6 +43,9 @@ class DataConfig:
         if not 0.0 < self.val_fraction < 1.0:
             raise UsageError(f"data.val_fraction={self.val_fraction} must be between 0 and 1 "
                              "(e.g. 0.1)")
+        if not 0.0 <= self.repeat_share <= 1.0:
+            raise UsageError(f"data.repeat_share={self.repeat_share} must be between 0 and 1 "
+                             "(e.g. 0.25)")
         if self.stride is not None and self.stride < 1:
             raise UsageError(f"data.stride={self.stride} must be at least 1 token (or null: "
                              "windows side by side)")

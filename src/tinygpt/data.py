@@ -36,18 +36,46 @@ def encode_cached(text: str, tokenizer: Tokenizer, cache_dir: str | Path) -> np.
 
 
 class TokenWindows(Dataset):
-    """Windows of context_length + 1 tokens each `stride`: (inputs, targets = inputs + 1)."""
+    """Windows of context_length + 1 tokens each `stride`: (inputs, targets = inputs + 1). With
+    `bos`, each window is that token and the next context_length tokens, as a document starts."""
 
-    def __init__(self, ids: np.ndarray, context_length: int, stride: int):
-        self.ids, self.T, self.stride = ids, context_length, stride
-        self.n = max(0, (len(ids) - context_length - 1) // stride + 1)
+    def __init__(self, ids: np.ndarray, context_length: int, stride: int, bos: int | None = None):
+        self.ids, self.T, self.stride, self.bos = ids, context_length, stride, bos
+        span = context_length + (bos is None)  # tokens each window reads from ids
+        self.n = max(0, (len(ids) - span) // stride + 1)
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         s = i * self.stride
-        chunk = torch.from_numpy(self.ids[s : s + self.T + 1].astype(np.int64))
+        chunk = torch.from_numpy(self.ids[s : s + self.T + (self.bos is None)].astype(np.int64))
+        if self.bos is not None:
+            chunk = torch.cat([torch.tensor([self.bos]), chunk])
+        return chunk[:-1], chunk[1:]
+
+
+class WithRepeats(Dataset):
+    """Training windows of which a `share` are replaced by a random token segment of `length`
+    tokens repeated to fill the window (the lab's induction setting). A window is chosen, and
+    its segment drawn, from (seed, index) alone, so the stream resumes exactly."""
+
+    def __init__(self, windows: TokenWindows, share: float, length: int, vocab_size: int,
+                 seed: int = 0):
+        self.windows, self.share, self.length, self.vocab_size = windows, share, length, vocab_size
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
+        if torch.rand((), generator=g).item() >= self.share:
+            return self.windows[i]
+        n = self.length
+        segment = torch.randint(0, self.vocab_size, (n,), generator=g)
+        T = self.windows.T
+        chunk = segment.repeat(-(-(T + 1) // n))[: T + 1]
         return chunk[:-1], chunk[1:]
 
 
@@ -93,7 +121,7 @@ class TokenSplit:
     tokenizer: Tokenizer
     train_ids: np.ndarray
     val_ids: np.ndarray
-    train_set: TokenWindows
+    train_set: TokenWindows | WithRepeats
     val_set: TokenWindows  # side by side: each validation token is scored once
 
     def unigram_baseline(self) -> float:
@@ -129,9 +157,21 @@ def load_split(cfg: DataConfig, context_length: int) -> TokenSplit:
     tok = get_tokenizer(tokenizer_name, text=source, vocab_size=cfg.vocab_size, cache_dir=cache)
     train_ids, val_ids = encode_cached(train_text, tok, cache), encode_cached(val_text, tok, cache)
     stride = cfg.stride or context_length  # default: windows side by side, no overlap
-    split = TokenSplit(name.value, tok, train_ids, val_ids,
-                       TokenWindows(train_ids, context_length, stride),
-                       TokenWindows(val_ids, context_length, context_length))
+    bos = None
+    if cfg.bos:
+        if tok.eot_token is None:
+            raise UsageError(f"data.bos=true starts windows with the end-of-text token; "
+                             f"tokenizer={tok.name} has none (use tokenizer=bpe or gpt2)")
+        bos = tok.eot_token
+    train_set = TokenWindows(train_ids, context_length, stride, bos)
+    if cfg.repeat_share:
+        length = cfg.repeat_length or context_length // 8
+        if not 1 <= length <= context_length // 2:
+            raise UsageError(f"data.repeat_length={length} must be 1..{context_length // 2} (half "
+                             "the context: a segment and its copy fit one window)")
+        train_set = WithRepeats(train_set, cfg.repeat_share, length, tok.vocab_size)
+    split = TokenSplit(name.value, tok, train_ids, val_ids, train_set,
+                       TokenWindows(val_ids, context_length, context_length, bos))
     if len(split.train_set) == 0 or len(split.val_set) == 0:
         ids, need = len(train_ids) + len(val_ids), 2 * (context_length + 1)
         raise UsageError(

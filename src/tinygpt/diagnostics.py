@@ -13,8 +13,20 @@ from tinygpt.model import GPT, attention_overrides, evaluating
 
 
 def row_entropy(weights: Tensor) -> Tensor:
-    """Entropy in nats of each attention row: (..., T_keys) -> (...); 0 log 0 counts as 0."""
-    return -torch.special.xlogy(weights, weights).sum(-1)
+    """Entropy in nats of each attention row: (..., T_keys) -> (...); 0 log 0 counts as 0.
+    Rows that are not a distribution (a sink took mass; sigmoid or differential weights) are
+    read as |w| / sum |w|: for a plain softmax that changes nothing."""
+    p = weights.abs()
+    p = p / p.sum(-1, keepdim=True).clamp_min(1e-30)
+    return -torch.special.xlogy(p, p).sum(-1)
+
+
+def attention_weights(model: GPT, idx: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """Logits (B, T, vocab) and each layer's weights (B, heads, T, T) on idx, in eval mode, in
+    float32 and without gradients, by the manual backend for this call only."""
+    with (evaluating(model), torch.no_grad(), attention_overrides(model, backend="manual"),
+          torch.autocast(idx.device.type, enabled=False)):
+        return model(idx, return_weights=True)
 
 
 def uniform_entropy(T: int, causal: bool = True) -> float:

@@ -52,3 +52,21 @@ def bits_per_byte(nats: float, nbytes: int) -> float:
     """A summed loss in nats over the bytes of the text it predicted: comparable across
     tokenizers, unlike nats per token."""
     return nats / nbytes / math.log(2)
+
+# Attention lab III: what attention does (tinygpt.induction, tinygpt.sinks, tinygpt.quantize)
+INDUCTION = f"{WATCH}/induction"  # .../score/layer_<i>/head_<j>, .../score_max, ...
+INDUCTION_MAX = f"{INDUCTION}/score_max"
+PREVIOUS_MAX = f"{INDUCTION}/previous_token_max"
+IN_CONTEXT_DROP = f"{INDUCTION}/in_context_drop"  # nats per token: first copy minus the copy
+SINKS = f"{WATCH}/sinks"  # .../first_token_mass/layer_<i>/head_<j>, .../rate
+FIRST_TOKEN_MASS_MAX = f"{SINKS}/first_token_mass_max"
+SINK_RATE = f"{SINKS}/rate"
+OUTLIERS = f"{WATCH}/outliers"  # .../ratio/layer_<i>, .../kurtosis/layer_<i>
+OUTLIER_RATIO_MAX = f"{OUTLIERS}/ratio_max"
+INT8_DELTA_BPB = f"{WATCH}/quantisation/int8_delta_bpb"  # val bpb with int8 minus in float
+
+
+def probe_tag(group: str, quantity: str, layer: int, head: int | None = None) -> str:
+    """<group>/<quantity>/layer_<i>[/head_<j>], e.g. watch/sinks/first_token_mass/layer_0."""
+    tag = f"{group}/{quantity}/layer_{layer}"
+    return tag if head is None else f"{tag}/head_{head}"

@@ -51,6 +51,30 @@ class Positions(str, Enum):
     none = "none"  # NoPE: the causal mask alone tells tokens apart
 
 
+class Sink(str, Enum):
+    """An extra key every query sees, with a logit and no value: it can take a row's mass."""
+
+    none = "none"
+    zero = "zero"  # its logit is 0: softmax + 1 (Miller 2023)
+    learned = "learned"  # one learned logit per head (gpt-oss)
+
+
+class Gate(str, Enum):
+    """A sigmoid gate on each head's output, computed from the attention's input (Qiu et al.)."""
+
+    none = "none"
+    head = "head"  # one scalar per head and token
+    elementwise = "elementwise"  # one per channel
+
+
+class Kind(str, Enum):
+    """What turns scores into weights."""
+
+    softmax = "softmax"
+    sigmoid = "sigmoid"  # sigmoid(score - log n), each weight on its own (Ramapuram et al.)
+    differential = "differential"  # softmax1 - lambda softmax2 over head pairs (Ye et al.)
+
+
 class Activation(str, Enum):
     """The MLP's nonlinearity."""
 
@@ -59,7 +83,7 @@ class Activation(str, Enum):
 
 
 _CHOICES = {"mask_impl": MaskImpl, "backend": Backend, "scale_type": ScaleType,
-            "qk_norm": QKNorm}
+            "qk_norm": QKNorm, "sink": Sink, "gate": Gate, "kind": Kind}
 
 
 @dataclass
@@ -76,6 +100,9 @@ class AttentionConfig:
     n_kv_heads: int | None = None  # key/value heads (null: n_heads; 1: multi-query)
     window: int | None = None  # sliding window: each query sees its last `window` keys
     softcap: float | None = None  # scores -> softcap * tanh(scores / softcap) (manual backend)
+    sink: Sink = Sink.none  # an extra key with a logit and no value: none, zero or learned
+    gate: Gate = Gate.none  # a sigmoid gate on each head's output: none, head or elementwise
+    kind: Kind = Kind.softmax  # softmax, sigmoid (manual backend) or differential
 
     def __post_init__(self) -> None:
         # Strings (a checkpoint's hparams, a library call) become enums, once, here.
@@ -111,6 +138,21 @@ class AttentionConfig:
              "at all (set scale=true, or scale_type=inv_sqrt_d)"),
             (self.scale_type == ScaleType.fixed and self.scale_value is None,
              "scale_type=fixed needs scale_value (e.g. scale_value=0.12)"),
+            (self.kind == Kind.sigmoid and not manual,
+             "kind=sigmoid needs the manual backend: sdpa computes a softmax (set "
+             "backend=manual)"),
+            (self.kind == Kind.sigmoid and self.sink != Sink.none,
+             f"sink={self.sink.value} takes a softmax row's mass; sigmoid weights are not a "
+             "share of anything (set sink=none, or kind=softmax)"),
+            (self.kind == Kind.sigmoid and self.mask_impl == MaskImpl.renorm,
+             "mask_impl=renorm renormalises softmax rows; sigmoid rows are not normalised (set "
+             "mask_impl=neg_inf)"),
+            (self.kind == Kind.differential and num_heads % 2,
+             f"kind=differential pairs heads: n_heads={num_heads} is odd (pick an even "
+             "n_heads)"),
+            (self.kind == Kind.differential and self.n_kv_heads not in (None, num_heads),
+             f"kind=differential pairs heads with their own keys: n_kv_heads="
+             f"{self.n_kv_heads} shares them (set n_kv_heads=null)"),
         ]
         for bad, message in problems:
             if bad:

@@ -13,7 +13,7 @@ from pathlib import Path
 from tinygpt.errors import UsageError
 from tinygpt.lab.report_plots import write_plots
 from tinygpt.lab.report_runs import TRAIN_TAIL, by_setting, find_runs
-from tinygpt.lab.report_tables import baseline_words, seeds_table, table
+from tinygpt.lab.report_tables import baseline_words, phenomena_table, seeds_table, table
 
 
 def write_report(sweep: Path, out: Path, compare: dict[str, str | None] | None = None) -> Path:
@@ -35,6 +35,19 @@ bpb against the setting's baseline: the same setting with {baseline_words(compar
 effects says, not evidence of none.
 
 {seeds_table(runs, compare or {})}
+"""
+    phenomena = phenomena_table(runs, compare or {})
+    if phenomena:
+        seeds += f"""
+## What attention does
+
+At the end of each run (attention lab III; docs/attention_lab.md says how each is measured):
+induction and previous-token scores on a random sequence and its copy, the in-context loss drop
+(first copy minus the copy), first-token mass on validation text and the share of heads above
+0.3, the residual stream's largest |activation| over its median, and the val bpb that int8
+weights and inputs add. Mean ± sd over seeds; p: Welch's t-test against the baseline above.
+
+{phenomena}
 """
     samples = "\n\n".join(f"**{r.label}**\n\n```\n{r.sample}\n```" for r in runs if r.sample)
     text = f"""# Sweep report: {sweep}

@@ -121,3 +121,53 @@ def baseline_words(compare: dict[str, str | None]) -> str:
         return "every key at its default"
     return ", ".join(f"{k}={v}" if v is not None else f"{k} at its default"
                      for k, v in sorted(compare.items()))
+
+
+# Attention lab III's quantities: each setting's mean ± sd over its seeds and Welch's p against
+# its baseline (the final values: the end-of-run measurement).
+PHENOMENA = (
+    ("induction score (best head)", 2, m.INDUCTION_MAX),
+    ("in-context drop, nats", 2, m.IN_CONTEXT_DROP),
+    ("previous-token score (best head)", 2, m.PREVIOUS_MAX),
+    ("first-token mass (largest head)", 3, m.FIRST_TOKEN_MASS_MAX),
+    ("sink rate", 2, m.SINK_RATE),
+    ("outlier ratio (largest layer)", 1, m.OUTLIER_RATIO_MAX),
+    ("int8 Δ val bpb", 4, m.INT8_DELTA_BPB),
+)
+FORMED_DROP = 1.0  # induction has formed once copying saves this many nats per token
+
+
+def formed_at(run: Run, threshold: float = FORMED_DROP) -> int | None:
+    """The first logged step whose in-context loss drop exceeds the threshold, or None."""
+    steps, values = run.series(m.IN_CONTEXT_DROP)
+    return next((s for s, v in zip(steps, values, strict=True) if v > threshold), None)
+
+
+def phenomena_table(runs: list[Run], compare: dict[str, str | None]) -> str:
+    """What attention does, per setting: each PHENOMENA column the runs logged as `mean ± sd
+    (p)`, p from Welch's t-test against the setting's baseline, and the step induction formed
+    at (its seeds that formed it); "" when no run logged any."""
+    columns = [c for c in PHENOMENA if any(r.last(c[2]) is not None for r in runs)]
+    if not columns:
+        return ""
+    groups = by_setting(runs)
+    settings = [g[0].setting for g in groups.values()]
+    defaults = compose_train()
+    formed = f"induction formed at step (drop > {FORMED_DROP:g} nat)"
+    rows = ["| setting | " + " | ".join([formed] + [c[0] for c in columns]) + " |",
+            "|" + "---|" * (len(columns) + 2)]
+    for name, group in groups.items():
+        base = baseline_of(group[0].setting, settings, compare, defaults)
+        base_group = next((g for g in groups.values() if g[0].setting == base), None)
+        steps = Summary(tuple(s for r in group if (s := formed_at(r)) is not None))
+        cells = [name, f"{steps.format(0) if steps.n else 'never'} ({steps.n}/{len(group)})"]
+        for _, digits, tag in columns:
+            mine = Summary(tuple(v for r in group if (v := r.last(tag)) is not None))
+            cell = mine.format(digits) if mine.n else "–"
+            if mine.n and base_group is not None and base_group is not group:
+                theirs = Summary(tuple(v for r in base_group if (v := r.last(tag)) is not None))
+                p = welch_p(mine, theirs) if theirs.n else None
+                cell += f" (p {format_p(p)})" if p is not None else ""
+            cells.append(cell)
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)

@@ -107,7 +107,9 @@ class TrainConfig:
     target_bpb: float | None = None
     on_nonfinite: NonFinite = NonFinite.stop  # a NaN/inf loss: stop, or skip the batch
     grad_norm_every: int = 50  # per-layer gradient norms every N steps (0: never)
-    diagnostics_every: int = 50  # attention entropy, saturation, W_q/W_k grads (0: never)
+    # Attention entropy, saturation, W_q/W_k grads; induction, sinks, outliers; at the end the
+    # int8 sensitivity (0: never)
+    diagnostics_every: int = 50
     causal_eval: bool | None = None  # also score val with the mask on (None: if causal=false)
     attention_map_tokens: int = 32
     compile: bool = False  # torch.compile the transformer blocks (falls back to eager if it fails)

@@ -31,6 +31,12 @@ def per_layer(quantity: str) -> str:
     return f"^{re.escape(m.ATTENTION)}/{quantity}/layer_\\d+$"
 
 
+def probe(group: str, quantity: str, heads: bool = False) -> str:
+    """A regex for <group>/<quantity>/layer_<i> (or every head of every layer)."""
+    head = r"/head_\d+" if heads else ""
+    return rf"^{re.escape(group)}/{quantity}/layer_\d+{head}$"
+
+
 def custom_scalars_layout(n_layers: int, longer_context: bool = False) -> dict:
     """The Custom Scalars tab: what a run is for first (losses, bits per byte; at twice the
     context where the positions allow it), then how it trains, then what the attention does,
@@ -66,6 +72,20 @@ def custom_scalars_layout(n_layers: int, longer_context: bool = False) -> dict:
             "model FLOPs utilisation": chart(*exactly(m.MFU)),
         },
         "3. attention": attention,
+        "4. what attention does": {
+            "induction: best head's score, previous-token score": chart(
+                *exactly(m.INDUCTION_MAX, m.PREVIOUS_MAX)),
+            "in-context loss drop on a repeated sequence, nats": chart(
+                *exactly(m.IN_CONTEXT_DROP)),
+            "induction score per head": chart(probe(m.INDUCTION, "score", heads=True)),
+            "first-token mass: largest head, sink rate (heads above 0.3)": chart(
+                *exactly(m.FIRST_TOKEN_MASS_MAX, m.SINK_RATE)),
+            "first-token mass per head": chart(probe(m.SINKS, "first_token_mass", heads=True)),
+            "residual stream: largest |activation| / median, per layer": chart(
+                probe(m.OUTLIERS, "ratio")),
+            "residual stream kurtosis per layer": chart(probe(m.OUTLIERS, "kurtosis")),
+            "int8 weights and inputs: val bpb minus float": chart(*exactly(m.INT8_DELTA_BPB)),
+        },
     }
 
 

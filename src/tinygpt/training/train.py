@@ -47,6 +47,7 @@ from tinygpt.training.checks import check_train_config
 from tinygpt.training.commands import as_typed, command, entry_point, override, tool
 from tinygpt.training.datamodule import TextDataModule
 from tinygpt.training.module import GPTLightningModule
+from tinygpt.training.phenomena import Phenomena
 from tinygpt.training.precision import PrecisionChoice, resolve_precision
 from tinygpt.training.progress import progress_callback
 from tinygpt.training.resume import flatten, resume_source
@@ -205,6 +206,7 @@ def build_trainer(cfg: DictConfig, s: TrainConfig, run_dir: Path, precision: Pre
         *checkpoints, Throughput(window=log_every, peak_tflops=s.peak_tflops), TrainClock(),
         SampleText(s.sample, seed=s.seed), AttentionMaps(s.attention_map_tokens),
         TensorBoardLayout(), LongContextEval(), AttentionDiagnostics(s.diagnostics_every),
+        Phenomena(s.diagnostics_every),
         *progress_callback(cfg.trainer, every=5 * log_every), *extra,
     ]
     if s.target_bpb is not None:  # Lightning's own: stop once val/bpb is below the target

@@ -1,0 +1,71 @@
+"""What attention lab III adds to the softmax (`MultiHeadAttention` wires them in): a sink logit
+that takes mass and gives no value, a sigmoid gate on each head's output, sigmoid attention's
+bias, and differential attention's lambda with the norm its output goes through."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+# Differential attention's lambda_init. Ye et al. make it depend on the layer's depth; they report
+# a constant 0.8 trains as well (their ablation), and it keeps a block ignorant of its position.
+DIFF_LAMBDA_INIT = 0.8
+
+
+def with_sink(scores: Tensor, logits: Tensor) -> Tensor:
+    """scores (B, heads, T_q, T_k) with one more key column holding each head's sink logit."""
+    B, H, T_q, _ = scores.shape
+    return torch.cat([scores, logits.to(scores.dtype).view(1, H, 1, 1).expand(B, H, T_q, 1)],
+                     dim=-1)
+
+
+def sigmoid_bias(context_length: int) -> float:
+    """Ramapuram et al.'s -log(n): sigmoid(score - log n) keeps a row's total weight near what
+    softmax gives it at the start of training, instead of about n/2."""
+    return -math.log(context_length)
+
+
+class OutputGate(nn.Module):
+    """Qiu et al.'s gate: each head's output times sigmoid(W x + b), computed from the attention's
+    input x; one scalar per head (`head`) or one per channel (`elementwise`)."""
+
+    def __init__(self, d_in: int, num_heads: int, head_dim: int, elementwise: bool):
+        super().__init__()
+        self.head_dim, self.elementwise = head_dim, elementwise
+        self.proj = nn.Linear(d_in, num_heads * head_dim if elementwise else num_heads)
+
+    def forward(self, x: Tensor, out: Tensor) -> Tensor:
+        """x (B, T, d_in), out (B, T, heads * head_dim) -> out gated."""
+        gate = torch.sigmoid(self.proj(x))
+        if not self.elementwise:
+            gate = gate.repeat_interleave(self.head_dim, dim=-1)
+        return out * gate.to(out.dtype)
+
+
+class DiffLambda(nn.Module):
+    """Differential attention's lambda = exp(lq1 . lk1) - exp(lq2 . lk2) + lambda_init, learnt
+    per layer, and the per-head RMSNorm (times 1 - lambda_init) of map1 V - lambda map2 V."""
+
+    def __init__(self, head_dim: int, value_dim: int, lambda_init: float = DIFF_LAMBDA_INIT):
+        super().__init__()
+        self.lambda_init = lambda_init
+        self.q1, self.k1, self.q2, self.k2 = (nn.Parameter(0.1 * torch.randn(head_dim))
+                                              for _ in range(4))
+        self.norm = nn.RMSNorm(value_dim, eps=1e-5)
+
+    def value(self) -> Tensor:
+        return (torch.exp(self.q1 @ self.k1) - torch.exp(self.q2 @ self.k2) + self.lambda_init)
+
+    def combine(self, first: Tensor, second: Tensor) -> Tensor:
+        """The two maps' outputs (B, pairs, T, value_dim) -> the head's output."""
+        diff = first - self.value().to(first.dtype) * second
+        return self.norm(diff) * (1 - self.lambda_init)
+
+
+def pair_values(v: Tensor) -> Tensor:
+    """Values (B, heads, T, D) -> (B, heads / 2, T, 2D): heads 2i and 2i+1 side by side, the
+    value of differential head i."""
+    B, H, T, D = v.shape
+    return v.view(B, H // 2, 2, T, D).transpose(2, 3).reshape(B, H // 2, T, 2 * D)

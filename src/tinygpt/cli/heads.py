@@ -1,0 +1,34 @@
+"""Draw a trained model's best induction head and its strongest first-token (sink) head.
+
+    tinygpt-heads CKPT [--text FILE] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tinygpt.checkpoint import load_model
+from tinygpt.corpus import python_docs_text
+from tinygpt.errors import UsageError, usage_errors_exit
+from tinygpt.lab.heads import draw_heads
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="tinygpt-heads", description=__doc__.split("\n")[0])
+    p.add_argument("ckpt", help="a training checkpoint (.ckpt) or a run folder")
+    p.add_argument("--text", type=Path, help="text for the sink head (default: the embedded "
+                   "corpus's last part, which no run trains on)")
+    p.add_argument("--out", type=Path, default=Path("outputs/heads"))
+    args = p.parse_args()
+    with usage_errors_exit():
+        if args.text is not None and not args.text.is_file():
+            raise UsageError(f"{args.text} is not a file (pass a UTF-8 text file)")
+        model, tokenizer = load_model(args.ckpt)
+        text = args.text.read_text() if args.text else python_docs_text()[-4000:]
+        for path, title in draw_heads(model, tokenizer, text, args.out):
+            print(f"{path}: {title}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""The callback that logs what attention does as a run trains (attention lab III): induction
+scores and the in-context loss drop, first-token mass and the sink rate, residual-stream
+outliers, and at the end the int8 quantisation sensitivity, all under `watch/`."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.utilities import rank_zero_only
+
+from tinygpt import metrics as m
+from tinygpt.induction import induction_scores, repeated_tokens
+from tinygpt.model import GPT
+from tinygpt.quantize import int8_sensitivity
+from tinygpt.sinks import activation_outliers, first_token_mass, sink_rate
+
+INDUCTION_SEED = 12_345  # the fixed repeated batch: not one any training window could be
+
+
+def phenomena_metrics(model: GPT, repeated: torch.Tensor, text: torch.Tensor) -> dict[str, float]:
+    """Every lab III quantity of the model, as tags: induction on `repeated` (a sequence and its
+    copy), first-token mass and outliers on `text` (validation windows)."""
+    with torch.autocast(text.device.type, enabled=False):
+        ind = induction_scores(model, repeated)
+        mass = first_token_mass(model, text)
+        outliers = activation_outliers(model, text)
+    out = {m.INDUCTION_MAX: ind.induction.max().item(), m.PREVIOUS_MAX: ind.previous.max().item(),
+           m.IN_CONTEXT_DROP: ind.in_context_drop, m.FIRST_TOKEN_MASS_MAX: mass.max().item(),
+           m.SINK_RATE: sink_rate(mass),
+           m.OUTLIER_RATIO_MAX: max(o.ratio for o in outliers)}
+    for i, o in enumerate(outliers):
+        out |= {m.probe_tag(m.OUTLIERS, "ratio", i): o.ratio,
+                m.probe_tag(m.OUTLIERS, "kurtosis", i): o.kurtosis}
+    for (group, name), values in (((m.INDUCTION, "score"), ind.induction),
+                                  ((m.SINKS, "first_token_mass"), mass)):
+        for i, layer in enumerate(values.tolist()):
+            out |= {m.probe_tag(group, name, i, h): v for h, v in enumerate(layer)}
+    return out
+
+
+class Phenomena(L.Callback):
+    """Every `every_n_steps` optimizer steps, and at the end, logs `phenomena_metrics`; at the end
+    also how much int8 weights and inputs cost in val bpb."""
+
+    def __init__(self, every_n_steps: int = 50, num_sequences: int = 4):
+        self.every_n_steps, self.num_sequences = every_n_steps, num_sequences
+        self._batches: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if isinstance(trainer.strategy, FSDPStrategy):  # sharded weights: no lone forward pass
+            self.every_n_steps = 0
+
+    def batches(self, trainer: L.Trainer, pl_module: L.LightningModule):
+        if self._batches is None:
+            model, data = pl_module.model, trainer.datamodule
+            val = data.val_set
+            bos = data.tokenizer.eot_token if data.cfg.bos else None
+            length = (model.cfg.context_length - (bos is not None)) // 2
+            repeated = repeated_tokens(model.cfg.vocab_size, length, seed=INDUCTION_SEED, bos=bos)
+            text = torch.stack([val[i][0] for i in range(min(self.num_sequences, len(val)))])
+            self._batches = repeated, text
+        return tuple(b.to(pl_module.device) for b in self._batches)
+
+    @rank_zero_only
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        step = trainer.global_step  # the weights after `step` updates, as AttentionDiagnostics
+        if not self.every_n_steps or step % self.every_n_steps or trainer.logger is None:
+            return
+        trainer.logger.log_metrics(phenomena_metrics(pl_module.model,
+                                                     *self.batches(trainer, pl_module)), step)
+
+    @rank_zero_only
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if (not self.every_n_steps or trainer.logger is None or trainer.fast_dev_run
+                or pl_module.stopped_on_nan):
+            return
+        model, data = pl_module.model, trainer.datamodule
+        out = phenomena_metrics(model, *self.batches(trainer, pl_module))
+        token_bytes = torch.tensor(data.tokenizer.token_bytes())
+        exact, rounded = int8_sensitivity(model, data.val_set, token_bytes)
+        out[m.INT8_DELTA_BPB] = rounded.bpb - exact.bpb
+        trainer.logger.log_metrics(out, step=trainer.global_step)
