@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -58,26 +57,6 @@ def test_sigkill_then_resume_repeats_every_later_loss(tmp_path, smoke, run_scrip
     assert len(a) == 60 and all(s in b for s in range(k, 60))
     for s in b:  # same config and seed: the same loss at every step, before and after the kill
         assert b[s] == pytest.approx(a[s], abs=1e-6), s
-
-
-def test_sigterm_saves_last_and_resumes(tmp_path, smoke, popen_train, wait_for, train_run):
-    run = tmp_path / "run"
-    args = [*smoke, "trainer.max_steps=100000", "save_every_n_steps=0",
-            f"data.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run}"]
-    proc = popen_train(*args)
-    wait_for(lambda: list(run.glob("events.out.tfevents.*")), what="training to start")
-    # The events file appears ~0.3 s before the first step, where the handler is installed
-    # (measured idle); 3 s leaves room for a loaded CI machine.
-    time.sleep(3.0)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
-    assert "Traceback" not in err and "stopped by SIGTERM" in err
-    k = ckpt_step(run / "checkpoints" / "last.ckpt")
-    assert k > 0
-    result, printed = train_run("save_every_n_steps=0", "resume=true",
-                                f"trainer.max_steps={k + 5}", run_dir=run)
-    assert result.steps == k + 5 and f"trained {k + 5} steps" in printed
 
 
 def test_a_signal_that_lands_during_the_ranks_agreement_is_not_lost(train_run, monkeypatch):

@@ -106,6 +106,7 @@ def test_a_sigterm_stopped_run_resumes_by_its_printed_command(tmp_path, smoke, p
     if proc.returncode == 0:
         pytest.skip("the run finished before the signal (a very fast machine)")
     assert proc.returncode == 128 + 15, err[-2000:]
+    assert "Traceback" not in err and "stopped by SIGTERM" in err
     command = next(line for line in err.splitlines() if line.startswith("resume with: "))
     command = command.removeprefix("resume with: ")
     assert ":" in command and "seed:9" in command  # the folder is named after its overrides

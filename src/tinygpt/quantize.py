@@ -8,8 +8,8 @@ from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
-from tinygpt.data import TokenWindows
 from tinygpt.evaluate import Score, score_windows
 from tinygpt.model import GPT
 
@@ -42,7 +42,7 @@ def int8_simulated(model: GPT) -> Iterator[GPT]:
                 m.weight.copy_(saved[id(m.weight)])
 
 
-def int8_sensitivity(model: GPT, windows: TokenWindows, token_bytes: Tensor) -> tuple[Score,
+def int8_sensitivity(model: GPT, windows: Dataset, token_bytes: Tensor) -> tuple[Score,
                                                                                         Score]:
     """The model's score on the windows in float, and with int8 weights and inputs."""
     with torch.autocast(next(model.parameters()).device.type, enabled=False):

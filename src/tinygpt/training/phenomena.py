@@ -1,6 +1,7 @@
 """The callback that logs what attention does as a run trains (attention lab III): induction
 scores and the in-context loss drop, first-token mass and the sink rate, residual-stream
-outliers, and at the end the int8 quantisation sensitivity, all under `watch/`."""
+outliers, and at the end the int8 quantisation sensitivity (on the first INT8_WINDOWS validation
+windows), all under `watch/`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_only
+from torch.utils.data import Subset
 
 from tinygpt import metrics as m
 from tinygpt.induction import induction_scores, repeated_tokens
@@ -16,6 +18,7 @@ from tinygpt.quantize import int8_sensitivity
 from tinygpt.sinks import activation_outliers, first_token_mass, sink_rate
 
 INDUCTION_SEED = 12_345  # the fixed repeated batch: not one any training window could be
+INT8_WINDOWS = 256  # the int8 cost on at most this many validation windows (all of a lab run's)
 
 
 def phenomena_metrics(model: GPT, repeated: torch.Tensor, text: torch.Tensor) -> dict[str, float]:
@@ -78,6 +81,7 @@ class Phenomena(L.Callback):
         model, data = pl_module.model, trainer.datamodule
         out = phenomena_metrics(model, *self.batches(trainer, pl_module))
         token_bytes = torch.tensor(data.tokenizer.token_bytes())
-        exact, rounded = int8_sensitivity(model, data.val_set, token_bytes)
+        windows = Subset(data.val_set, range(min(INT8_WINDOWS, len(data.val_set))))
+        exact, rounded = int8_sensitivity(model, windows, token_bytes)
         out[m.INT8_DELTA_BPB] = rounded.bpb - exact.bpb
         trainer.logger.log_metrics(out, step=trainer.global_step)

@@ -92,6 +92,8 @@ def custom_scalars_layout(n_layers: int, longer_context: bool = False) -> dict:
 def token_label(text: str) -> str:
     """A token as an axis label: whitespace made visible, long tokens cut."""
     text = text.replace("\n", "\u23ce").replace("\t", "\u21e5").replace(" ", "\u00b7")
+    # other control characters (a random token can be any byte) as escapes no font lacks
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
     return text if len(text) <= 8 else text[:7] + "\u2026"
 
 

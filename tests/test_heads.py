@@ -1,0 +1,25 @@
+"""tinygpt-heads' pictures: the head it picks is the one the scores rank first."""
+
+import torch
+
+from tinygpt.lab.heads import best_head, draw_heads
+from tinygpt.model import GPT, GPTConfig
+from tinygpt.tokenizer import get_tokenizer
+
+
+def test_the_best_head_is_the_largest_entry():
+    assert best_head(torch.tensor([[0.1, 0.2], [0.9, 0.3], [0.0, 0.5]])) == (1, 0)
+    assert best_head(torch.tensor([[0.1, 0.2, 0.7]])) == (0, 2)
+
+
+def test_draw_heads_writes_both_pictures_and_names_the_heads(tmp_path):
+    text = "def f(x):\n    return x + 1\n" * 20
+    tok = get_tokenizer("bpe", text=text, vocab_size=270, cache_dir=tmp_path)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, context_length=64, emb_dim=32, n_heads=2,
+                          n_layers=2))
+    drawn = draw_heads(model.eval(), tok, text, tmp_path / "out")
+    assert [p.name for p, _ in drawn] == ["induction_head.png", "sink_head.png"]
+    for path, title in drawn:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert title.startswith("layer ") and " head " in title
