@@ -30,8 +30,8 @@ class DataConfig:
     # Each window starts with the end-of-text token, as a document does (where sinks form)
     bos: bool = False
     # A share of training windows replaced by a random token segment and its copy (where
-    # induction heads form at CPU scale); repeat_length: the segment (null: an eighth of the
-    # context, so a window holds eight copies)
+    # induction heads form at CPU scale); repeat_length: the longest segment, each is half to all
+    # of it (null: an eighth of the context, so a window holds eight to sixteen copies)
     repeat_share: float = 0.0
     repeat_length: int | None = None
     # Downloads, token caches and trained tokenizers. null: $TINYGPT_CACHE, else the user's

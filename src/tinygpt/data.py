@@ -56,9 +56,11 @@ class TokenWindows(Dataset):
 
 
 class WithRepeats(Dataset):
-    """Training windows of which a `share` are replaced by a random token segment of `length`
-    tokens repeated to fill the window (the lab's induction setting). A window is chosen, and
-    its segment drawn, from (seed, index) alone, so the stream resumes exactly."""
+    """Training windows of which a `share` are replaced by a random token segment repeated to
+    fill the window (the lab's induction setting). Each segment is `length / 2` to `length`
+    tokens long, so no fixed offset finds the copy (a fixed one teaches a positional shortcut:
+    docs/attention_lab.md). A window is chosen, and its segment drawn, from (seed, index) alone,
+    so the stream resumes exactly."""
 
     def __init__(self, windows: TokenWindows, share: float, length: int, vocab_size: int,
                  seed: int = 0):
@@ -72,7 +74,7 @@ class WithRepeats(Dataset):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
         if torch.rand((), generator=g).item() >= self.share:
             return self.windows[i]
-        n = self.length
+        n = int(torch.randint(max(1, self.length // 2), self.length + 1, (), generator=g))
         segment = torch.randint(0, self.vocab_size, (n,), generator=g)
         T = self.windows.T
         chunk = segment.repeat(-(-(T + 1) // n))[: T + 1]
