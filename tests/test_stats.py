@@ -77,14 +77,14 @@ def test_the_phenomena_table_tests_each_quantity_and_finds_the_formation_step(tm
     from tinygpt.lab.report_tables import phenomena_table
 
     assert phenomena_table(find_runs(tmp_path), {}) == ""  # nothing logged: no table
-    drops = {"none": [0.1, 0.5, 1.5, 3.0], "rms": [0.1, 0.2, 0.3, 0.4]}
+    scores = {"none": [0.01, 0.05, 0.15, 0.3], "rms": [0.01, 0.02, 0.03, 0.04]}
     mass = {("none", 1): 0.5, ("none", 2): 0.6, ("none", 3): 0.7,
             ("rms", 1): 0.1, ("rms", 2): 0.12, ("rms", 3): 0.11}
     fake_sweep(tmp_path, {k: 2.0 for k in mass})
     for (qk, seed), value in mass.items():
         with SummaryWriter(str(tmp_path / f"qk_norm={qk},seed={seed}")) as w:
-            for i, drop in enumerate(drops[qk]):
-                w.add_scalar(m.IN_CONTEXT_DROP, drop + 0.01 * seed, 25 * i)
+            for i, score in enumerate(scores[qk]):
+                w.add_scalar(m.INDUCTION_MAX, score + 0.001 * seed, 25 * i)
             w.add_scalar(m.FIRST_TOKEN_MASS_MAX, value, 75)
     table = phenomena_table(find_runs(tmp_path), {"model.attention.qk_norm": None})
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in table.splitlines()}

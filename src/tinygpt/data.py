@@ -141,6 +141,13 @@ class TokenSplit:
         return bits_per_byte(self.unigram_baseline() * len(self.val_ids), nbytes)
 
 
+def repeat_length(cfg: DataConfig, context_length: int) -> int:
+    """The longest repeated segment (data.repeat_length; null: an eighth of the context), which
+    is also the length the induction probe repeats: induction learnt at these distances need not
+    reach further (docs/attention_lab.md)."""
+    return cfg.repeat_length or context_length // 8
+
+
 def load_split(cfg: DataConfig, context_length: int) -> TokenSplit:
     """Read, tokenise (or hit the cache) and split the corpus cfg names; UsageError with what to
     do for a corpus that cannot be read or is too short."""
@@ -167,7 +174,7 @@ def load_split(cfg: DataConfig, context_length: int) -> TokenSplit:
         bos = tok.eot_token
     train_set = TokenWindows(train_ids, context_length, stride, bos)
     if cfg.repeat_share:
-        length = cfg.repeat_length or context_length // 8
+        length = repeat_length(cfg, context_length)
         if not 1 <= length <= context_length // 2:
             raise UsageError(f"data.repeat_length={length} must be 1..{context_length // 2} (half "
                              "the context: a segment and its copy fit one window)")

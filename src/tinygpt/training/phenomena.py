@@ -12,6 +12,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import Subset
 
 from tinygpt import metrics as m
+from tinygpt.data import repeat_length
 from tinygpt.induction import induction_scores, repeated_tokens
 from tinygpt.model import GPT
 from tinygpt.quantize import int8_sensitivity
@@ -59,7 +60,7 @@ class Phenomena(L.Callback):
             model, data = pl_module.model, trainer.datamodule
             val = data.val_set
             bos = data.tokenizer.eot_token if data.cfg.bos else None
-            length = (model.cfg.context_length - (bos is not None)) // 2
+            length = repeat_length(data.cfg, model.cfg.context_length)
             repeated = repeated_tokens(model.cfg.vocab_size, length, seed=INDUCTION_SEED, bos=bos)
             text = torch.stack([val[i][0] for i in range(min(self.num_sequences, len(val)))])
             self._batches = repeated, text
