@@ -27,7 +27,7 @@ def main() -> None:
         model, tokenizer = load_model(args.ckpt)
         text = args.text.read_text() if args.text else python_docs_text()[-4000:]
         for path, title in draw_heads(model, tokenizer, text, args.out):
-            print(f"{path}: {title}")
+            print(f"{path}: " + title.replace("\n", " "))
 
 
 if __name__ == "__main__":

@@ -26,13 +26,14 @@ def draw_heads(model: GPT, tokenizer: Tokenizer, text: str, out: Path,
     """induction_head.png and sink_head.png in `out`, each with a line saying which head."""
     out.mkdir(parents=True, exist_ok=True)
     drawn = []
-    idx = repeated_tokens(model.cfg.vocab_size, length, batch=1, seed=7)
+    bos = tokenizer.eot_token  # as lab III's windows start (none: the sequence alone)
+    idx = repeated_tokens(model.cfg.vocab_size, length, batch=1, seed=7, bos=bos)
     _, weights = attention_weights(model, idx)
-    induction, _ = head_scores(weights, length)
+    induction, _ = head_scores(weights, length, start=int(bos is not None))
     layer, head = best_head(induction)
     labels = [token_label(tokenizer.decode([t])) for t in idx[0].tolist()]
-    title = (f"layer {layer} head {head}: induction score {induction[layer, head]:.2f} "
-             f"(a random sequence of {length} tokens and its copy)")
+    title = (f"layer {layer} head {head}: induction score {induction[layer, head]:.2f}\n"
+             f"({length} random tokens, then the same again)")
     drawn.append((_save(weights[layer][0, head], labels, title, out / "induction_head.png"),
                    title))
     ids = tokenizer.encode(text)[: min(48, model.cfg.context_length - 1)]
@@ -43,13 +44,14 @@ def draw_heads(model: GPT, tokenizer: Tokenizer, text: str, out: Path,
     mass = torch.stack([w[0, :, 1:, 0].mean(-1) for w in weights])
     layer, head = best_head(mass)
     labels = [token_label(tokenizer.decode([t])) for t in ids]
-    title = f"layer {layer} head {head}: first-token mass {mass[layer, head]:.2f} (text)"
+    title = f"layer {layer} head {head}: first-token mass {mass[layer, head]:.2f} on text"
     drawn.append((_save(weights[layer][0, head], labels, title, out / "sink_head.png"), title))
     return drawn
 
 
 def _save(weights: torch.Tensor, labels: list[str], title: str, path: Path) -> Path:
     fig = attention_figure(weights[None].clamp(min=0), labels, title)
+    fig.axes[0].set_title("")  # one head: the figure's title names it
     fig.savefig(path, dpi=90)
     import matplotlib.pyplot as plt
 
