@@ -55,7 +55,9 @@ class Phenomena(L.Callback):
         if isinstance(trainer.strategy, FSDPStrategy):  # sharded weights: no lone forward pass
             self.every_n_steps = 0
 
-    def batches(self, trainer: L.Trainer, pl_module: L.LightningModule):
+    def batches(self, trainer: L.Trainer,
+                pl_module: L.LightningModule) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fixed probes, built once: a random sequence and its copy, validation windows."""
         if self._batches is None:
             model, data = pl_module.model, trainer.datamodule
             val = data.val_set
