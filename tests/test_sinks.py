@@ -52,3 +52,15 @@ def test_a_planted_massive_activation_shows_as_an_outlier():
     assert after[0].ratio == before[0].ratio  # the first block is untouched
     assert after[1].ratio > 50 * before[1].ratio and after[1].kurtosis > 5
     assert 1.5 < before[1].kurtosis < 6  # a Gaussian's is 3
+
+
+def test_sigmoid_rows_read_as_shares_so_uniform_weights_are_not_a_sink():
+    from tinygpt.diagnostics import attention_weights
+
+    m = blind(model(kind="sigmoid", backend="manual"))  # every weight sigmoid(-log T) = 1/(T+1)
+    idx = torch.randint(0, 30, (2, T))
+    _, weights = attention_weights(m, idx)
+    torch.testing.assert_close(weights[0].sum(-1), torch.ones(2, 2, T))
+    expect = sum(1 / (t + 1) for t in range(1, T)) / (T - 1)  # an even spread, as softmax's
+    torch.testing.assert_close(first_token_mass(m, idx), torch.full((2, 2), expect), atol=1e-6,
+                               rtol=1e-6)
