@@ -10,7 +10,8 @@ from tinygpt.lab.report import write_report
 from tinygpt.lab.run_events import scalars_by_step
 
 ROOT = Path(__file__).resolve().parents[1]
-PNGS = ["loss.png", "bpb.png", "entropy.png", "saturation.png", "score_std.png", "grad_qk.png"]
+PNGS = ["loss.png", "bpb.png", "entropy.png", "saturation.png", "score_std.png", "grad_qk.png",
+        "phenomena.png"]
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +82,7 @@ def test_report_writes_the_table_and_plots(sweep, tmp_path):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
         assert f"({png})" in text
     assert "## Samples" in text and "The for statement" in text
+    assert "## What attention does" in text and "| causal=true | never (0/1) |" in text
 
 
 def test_report_on_a_folder_without_runs_is_a_one_line_error(tmp_path, run_script):

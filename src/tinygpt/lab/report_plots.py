@@ -101,18 +101,47 @@ def write_plots(runs: list[Run], out: Path) -> list[tuple[str, str]]:
     if any(len(g) > 1 for g in by_setting(runs).values()):
         seeds_plot(runs, out / "seeds.png")
         plots.insert(0, ("val bpb over seeds", "seeds.png"))
+    if any(r.series(m.INDUCTION_MAX)[0] for r in runs):
+        phenomena_plot(runs, out / "phenomena.png")
+        plots.insert(0, ("what attention does", "phenomena.png"))
     return plots
+
+
+PHENOMENA_PANELS = ((m.INDUCTION_MAX, "induction score, best head"),
+                    (m.IN_CONTEXT_DROP, "in-context loss drop (nats)"),
+                    (m.FIRST_TOKEN_MASS_MAX, "first-token mass, largest head"),
+                    (m.OUTLIER_RATIO_MAX, "outlier ratio, largest layer"))
+
+
+def phenomena_plot(runs: list[Run], path: Path) -> None:
+    """Lab III's quantities over training, per setting: the mean over its seeds, shaded
+    between min and max (a phase change shows as a step)."""
+    fig, axes = plt.subplots(1, len(PHENOMENA_PANELS), figsize=(4.2 * len(PHENOMENA_PANELS), 3.6))
+    for ax, (tag, title) in zip(axes, PHENOMENA_PANELS, strict=True):
+        for k, (name, group) in enumerate(by_setting(runs).items()):
+            mean_band(ax, group, tag, f"C{k}", name)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize=6)
+    save_figure(fig, path)
 
 
 def seeds_plot(runs: list[Run], path: Path) -> None:
     """Validation bpb per setting: the mean over its seeds, shaded between min and max."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
     for k, (name, group) in enumerate(by_setting(runs).items()):
-        curves = [dict(zip(*r.series(m.VAL_BPB), strict=True)) for r in group]
-        steps = sorted(set.intersection(*(set(c) for c in curves)))
-        values = [[c[s] for c in curves] for s in steps]
-        ax.plot(steps, [sum(v) / len(v) for v in values], color=f"C{k}", marker="o", ms=3,
-                label=f"{name} ({len(group)} seeds)")
-        ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values],
-                        color=f"C{k}", alpha=0.2)
+        mean_band(ax, group, m.VAL_BPB, f"C{k}", f"{name} ({len(group)} seeds)", marker="o",
+                  ms=3)
     finish_bpb_plot(fig, ax, "validation bits per byte: mean over seeds, shaded min-max", path)
+
+
+def mean_band(ax, group: list[Run], tag: str, color: str, label: str, **style) -> None:
+    """One setting's series: the mean over its seeds, shaded between their min and max, at the
+    steps every seed logged."""
+    curves = [dict(zip(*r.series(tag), strict=True)) for r in group]
+    steps = sorted(set.intersection(*(set(c) for c in curves)))
+    values = [[c[s] for c in curves] for s in steps]
+    ax.plot(steps, [sum(v) / len(v) for v in values], color=color, label=label, **style)
+    ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values], color=color,
+                    alpha=0.2)
