@@ -42,7 +42,9 @@ def fake_sweep(root, values: dict[tuple[str, int], float]):
         (run / ".hydra" / "overrides.yaml").write_text(
             f"- model.attention.qk_norm={qk}\n- seed={seed}\n")
         (run / ".hydra" / "config.yaml").write_text(
-            "trainer: {max_steps: 10, log_every_n_steps: 1}\nmodel: {emb_dim: 8, n_heads: 2}\n")
+            "trainer: {max_steps: 10, log_every_n_steps: 1}\n"
+            "model: {emb_dim: 8, n_heads: 2, context_length: 128}\n"
+            "data: {repeat_length: null, bos: true}\n")
         with SummaryWriter(str(run)) as w:
             for step in range(10):
                 w.add_scalar("train/loss", 1.0, step)
@@ -88,6 +90,7 @@ def test_the_phenomena_table_tests_each_quantity_and_finds_the_formation_step(tm
             w.add_scalar(m.FIRST_TOKEN_MASS_MAX, value, 75)
     table = phenomena_table(find_runs(tmp_path), {"model.attention.qk_norm": None})
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in table.splitlines()}
+    # the probe: 16 tokens after the end-of-text token, uniform 0.041, so "formed" is > 0.1
     assert rows["qk_norm=none"][1] == "50 (3/3)" and rows["qk_norm=rms"][1] == "never (0/3)"
     expected = welch_p(Summary((0.1, 0.12, 0.11)), Summary((0.5, 0.6, 0.7)))
     assert rows["qk_norm=rms"][3].strip(" |") == f"0.110 ± 0.010 (p {format_p(expected)})"

@@ -160,7 +160,7 @@ def test_tensorboard_time_series_opens_on_the_losses(tensorboard, smoke_run):
 def test_tensorboard_custom_scalars_open_on_the_losses(tensorboard, smoke_run):
     layout = tensorboard("/data/plugin/custom_scalars/layout")
     categories = [c["title"] for c in layout["category"]]
-    assert categories[0] == "1. losses" and categories[-1] == "3. attention"
+    assert categories[0] == "1. losses" and categories[-1] == "4. what attention does"
     losses = {c["title"]: c["multiline"]["tag"] for c in layout["category"][0]["chart"]}
     assert losses["bits per byte (comparable across tokenizers)"][:2] == ["^train/bpb$",
                                                                            "^val/bpb$"]

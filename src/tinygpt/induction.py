@@ -24,6 +24,12 @@ def repeated_tokens(vocab_size: int, length: int, batch: int = 8, seed: int = 0,
     return torch.cat([*start, first, first], dim=1)
 
 
+def uniform_score(length: int, start: int = 0) -> float:
+    """The induction score of uniform causal attention: query t spreads 1/(t+1) over its keys."""
+    copy = range(start + length, start + 2 * length)
+    return sum(1 / (t + 1) for t in copy) / length
+
+
 @dataclass
 class InductionScores:
     """Per layer and head (layers, heads), and the loss on each copy in nats per token."""

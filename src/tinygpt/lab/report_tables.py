@@ -8,6 +8,8 @@ import math
 from omegaconf import DictConfig, OmegaConf
 
 from tinygpt import metrics as m
+from tinygpt.data import repeat_length
+from tinygpt.induction import uniform_score
 from tinygpt.lab.report_runs import Run, by_setting, train_tail
 from tinygpt.lab.stats import Summary, format_p, verdict, welch_p
 from tinygpt.training.schema import compose_train, yaml_value
@@ -134,14 +136,20 @@ PHENOMENA = (
     ("outlier ratio (largest layer)", 1, m.OUTLIER_RATIO_MAX),
     ("int8 Δ val bpb", 4, m.INT8_DELTA_BPB),
 )
-# Induction has formed once a head's induction score passes this: 2.4 times what uniform
-# attention scores on the probe of 16 tokens and their copy (0.041); the in-context drop alone
-# also counts copying that needs no induction head (docs/attention_lab.md).
-FORMED_SCORE = 0.1
+# Induction has formed once a head's induction score passes this many times what uniform
+# attention scores on the run's probe (lab III's probe of 16 tokens: 0.041, so 0.10); the
+# in-context drop alone also counts copying that needs no induction head (docs/attention_lab.md).
+FORMED_FACTOR = 2.5
 
 
-def formed_at(run: Run, threshold: float = FORMED_SCORE) -> int | None:
-    """The first logged step whose best induction score exceeds the threshold, or None."""
+def formed_at(run: Run, factor: float = FORMED_FACTOR) -> int | None:
+    """The first logged step whose best induction score exceeds `factor` times the uniform
+    score of the run's probe (its length and start read from the run's config), or None."""
+    data = OmegaConf.select(run.config, "data") if run.config is not None else None
+    context = OmegaConf.select(run.config, "model.context_length") if data is not None else None
+    if context is None:  # not a run of this project's config: nothing to compare against
+        return None
+    threshold = factor * uniform_score(repeat_length(data, context), start=int(bool(data.bos)))
     steps, values = run.series(m.INDUCTION_MAX)
     return next((s for s, v in zip(steps, values, strict=True) if v > threshold), None)
 
@@ -156,7 +164,7 @@ def phenomena_table(runs: list[Run], compare: dict[str, str | None]) -> str:
     groups = by_setting(runs)
     settings = [g[0].setting for g in groups.values()]
     defaults = compose_train()
-    formed = f"induction formed at step (score > {FORMED_SCORE:g})"
+    formed = f"induction formed at step (score > {FORMED_FACTOR:g} x uniform)"
     rows = ["| setting | " + " | ".join([formed] + [c[0] for c in columns]) + " |",
             "|" + "---|" * (len(columns) + 2)]
     for name, group in groups.items():
