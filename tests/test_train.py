@@ -164,9 +164,11 @@ def test_tensorboard_custom_scalars_open_on_the_losses(tensorboard, smoke_run):
     losses = {c["title"]: c["multiline"]["tag"] for c in layout["category"][0]["chart"]}
     assert losses["bits per byte (comparable across tokenizers)"][:2] == ["^train/bpb$",
                                                                            "^val/bpb$"]
-    attention = [c["title"] for c in layout["category"][-1]["chart"]]
+    charts = {c["title"]: [ch["title"] for ch in c["chart"]] for c in layout["category"]}
     # one chart per quantity (a line per layer or head), not a card per head
+    attention = charts["3. attention"]
     assert len(attention) == 6 + 2 and "entropy per head, layer 1" in attention
+    assert len(charts["4. what attention does"]) == 8
     assert len(losses) == 2  # learned positions: no empty chart for a 2x context they cannot reach
 
 
