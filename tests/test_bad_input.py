@@ -95,9 +95,6 @@ def test_lab_entry_points_print_one_error_line_and_exit_2(tmp_path, run_script):
     assert_one_error_line(p, "is not a folder")
     p = run_script("report.py", str(tmp_path))
     assert_one_error_line(p, "no TensorBoard event files")
-    p = run_script("heads.py", str(tmp_path), "--out", str(tmp_path / "heads"))
-    assert_one_error_line(p, "holds neither checkpoints/last.ckpt")
-    assert not (tmp_path / "heads").exists()
     if importlib.util.find_spec("llms_from_scratch") is None:
         p = run_script("bench_peers.py", "--steps", "1", "--out", str(tmp_path / "p.json"))
         assert_one_error_line(p, "the peer is not installed")

@@ -50,31 +50,6 @@ def test_two_processes_train_the_same_model_as_one(runs):
     assert la.keys() == lb.keys() and all(abs(la[s] - lb[s]) < TOL for s in la)
 
 
-@pytest.mark.slow
-def test_two_process_run_killed_and_resumed_continues_the_per_step_loss(runs, run_script,
-                                                                        wait_for):
-    run = runs["tmp"] / "killed"
-    common = [*BASE, *DDP, f"data.cache_dir={runs['cache']}", f"hydra.run.dir={run}"]
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *common],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # its own group: both ranks die together
-    last = run / "checkpoints" / "last.ckpt"
-    try:
-        wait_for(lambda: last.exists() and read_checkpoint(last)["global_step"] >= 20,
-                 what="a checkpoint at step 20")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    k = read_checkpoint(last)["global_step"]
-    assert 20 <= k < 40
-    p = run_script("train.py", *common, "resume=true")
-    assert p.returncode == 0, p.stderr[-3000:]
-    straight = scalars_by_step(runs["two"], "train/loss")
-    resumed = scalars_by_step(run, "train/loss")
-    assert all(s in resumed for s in range(k, 40))
-    assert all(abs(resumed[s] - straight[s]) < 1e-6 for s in resumed)
-
-
 def test_global_batch_must_split_evenly():
     assert split_batch(16, world_size=2, accumulate=2) == 4
     with pytest.raises(UsageError, match="data.batch_size=7 .* multiple of devices"):

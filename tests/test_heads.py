@@ -1,5 +1,6 @@
 """tinygpt-heads' pictures: the head it picks is the one the scores rank first."""
 
+import pytest
 import torch
 
 from tinygpt.lab.heads import best_head, draw_heads
@@ -23,3 +24,17 @@ def test_draw_heads_writes_both_pictures_and_names_the_heads(tmp_path):
     for path, title in drawn:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert title.startswith("layer ") and " head " in title
+
+
+def test_the_cli_answers_a_folder_without_a_model_with_one_error_line(tmp_path, monkeypatch,
+                                                                     capsys):
+    from tinygpt.cli.heads import main
+
+    monkeypatch.setattr("sys.argv", ["tinygpt-heads", str(tmp_path), "--out",
+                                     str(tmp_path / "heads")])
+    with pytest.raises(SystemExit) as e:
+        main()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1
+    assert err[0].startswith("error: ") and "holds neither checkpoints/last.ckpt" in err[0]
+    assert not (tmp_path / "heads").exists()
