@@ -170,7 +170,8 @@ def load_split(cfg: DataConfig, context_length: int) -> TokenSplit:
     if cfg.bos:
         if tok.eot_token is None:
             raise UsageError(f"data.bos=true starts windows with the end-of-text token; "
-                             f"tokenizer={tok.name} has none (use tokenizer=bpe or gpt2)")
+                             f"tokenizer={tok.name} has none (set data.tokenizer=bpe or gpt2, "
+                             "or data.bos=false)")
         bos = tok.eot_token
     train_set = TokenWindows(train_ids, context_length, stride, bos)
     if cfg.repeat_share:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import torch
 
 from tinygpt.diagnostics import attention_weights
@@ -53,7 +54,5 @@ def _save(weights: torch.Tensor, labels: list[str], title: str, path: Path) -> P
     fig = attention_figure(weights[None].clamp(min=0), labels, title)
     fig.axes[0].set_title("")  # one head: the figure's title names it
     fig.savefig(path, dpi=90)
-    import matplotlib.pyplot as plt
-
     plt.close(fig)
     return path

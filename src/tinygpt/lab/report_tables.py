@@ -85,17 +85,14 @@ def seeds_table(runs: list[Run], compare: dict[str, str | None]) -> str:
     of the EXTRA_COLUMNS the runs logged), and Welch's t-test of the val bpb against the
     setting's baseline."""
     groups = by_setting(runs)
-    settings = [g[0].setting for g in groups.values()]
-    defaults = compose_train()
+    baselines = baseline_names(groups, compare)
     extra = [c for c in EXTRA_COLUMNS if any(c[2](r) is not None for r in runs)]
     head = ["setting", "seeds", "stopped early", "val bpb", "p vs baseline", "", "val loss",
             "train bpb", *(c[0] for c in extra), "baseline"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    final = {name: Summary(tuple(r.last(m.VAL_BPB) for r in g if r.last(m.VAL_BPB) is not None))
-             for name, g in groups.items()}
+    final = {name: finals(g, m.VAL_BPB) for name, g in groups.items()}
     for name, group in groups.items():
-        base = baseline_of(group[0].setting, settings, compare, defaults)
-        base_name = next((n for n, g in groups.items() if g[0].setting == base), None)
+        base_name = baselines[name]
         p = None if base_name in (None, name) else welch_p(final[name], final[base_name])
         cells = [name, str(len(group)), str(sum(r.stopped_early() for r in group)),
                  str(final[name]) if final[name].n else "–",
@@ -105,6 +102,23 @@ def seeds_table(runs: list[Run], compare: dict[str, str | None]) -> str:
                  "(itself)" if base_name == name else (base_name or "–")]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def baseline_names(groups: dict[str, list[Run]],
+                   compare: dict[str, str | None]) -> dict[str, str | None]:
+    """Each setting's baseline setting (by name; None where the sweep has none)."""
+    settings = [g[0].setting for g in groups.values()]
+    defaults = compose_train()
+    out = {}
+    for name, group in groups.items():
+        base = baseline_of(group[0].setting, settings, compare, defaults)
+        out[name] = next((n for n, g in groups.items() if g[0].setting == base), None)
+    return out
+
+
+def finals(group: list[Run], tag: str) -> Summary:
+    """The last logged value of `tag` in each run of a group that logged it."""
+    return Summary(tuple(v for r in group if (v := r.last(tag)) is not None))
 
 
 def values_of(group: list[Run], value, digits: int) -> str:
@@ -162,21 +176,19 @@ def phenomena_table(runs: list[Run], compare: dict[str, str | None]) -> str:
     if not columns:
         return ""
     groups = by_setting(runs)
-    settings = [g[0].setting for g in groups.values()]
-    defaults = compose_train()
+    baselines = baseline_names(groups, compare)
     formed = f"induction formed at step (score > {FORMED_FACTOR:g} x uniform)"
     rows = ["| setting | " + " | ".join([formed] + [c[0] for c in columns]) + " |",
             "|" + "---|" * (len(columns) + 2)]
     for name, group in groups.items():
-        base = baseline_of(group[0].setting, settings, compare, defaults)
-        base_group = next((g for g in groups.values() if g[0].setting == base), None)
+        base = baselines[name]
         steps = Summary(tuple(s for r in group if (s := formed_at(r)) is not None))
         cells = [name, f"{steps.format(0) if steps.n else 'never'} ({steps.n}/{len(group)})"]
         for _, digits, tag in columns:
-            mine = Summary(tuple(v for r in group if (v := r.last(tag)) is not None))
+            mine = finals(group, tag)
             cell = mine.format(digits) if mine.n else "–"
-            if mine.n and base_group is not None and base_group is not group:
-                theirs = Summary(tuple(v for r in base_group if (v := r.last(tag)) is not None))
+            if mine.n and base not in (None, name):
+                theirs = finals(groups[base], tag)
                 p = welch_p(mine, theirs) if theirs.n else None
                 cell += f" (p {format_p(p)})" if p is not None else ""
             cells.append(cell)

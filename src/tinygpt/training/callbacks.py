@@ -118,6 +118,11 @@ def generation_speed(model: torch.nn.Module, new_tokens: int = 64, batch: int = 
         return batch * new_tokens / (time.perf_counter() - start)
 
 
+def first_windows(windows, n: int) -> torch.Tensor:
+    """The inputs of the first n windows (fewer if there are fewer): a fixed probe batch."""
+    return torch.stack([windows[i][0] for i in range(min(n, len(windows)))])
+
+
 class AttentionDiagnostics(L.Callback):
     """Every `every_n_steps`, logs how each layer's attention behaves on a fixed validation
     batch, and the gradient that reaches its W_q and W_k (before clipping), all under
@@ -162,8 +167,7 @@ class AttentionDiagnostics(L.Callback):
 
     def _attention_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
         if self._idx is None:
-            val = trainer.datamodule.val_set
-            self._idx = torch.stack([val[i][0] for i in range(min(self.num_sequences, len(val)))])
+            self._idx = first_windows(trainer.datamodule.val_set, self.num_sequences)
         model = pl_module.model
         with torch.autocast(pl_module.device.type, enabled=False):  # statistics in full precision
             stats = attention_stats(model, self._idx.to(pl_module.device))

@@ -17,6 +17,7 @@ from tinygpt.induction import induction_scores, repeated_tokens
 from tinygpt.model import GPT
 from tinygpt.quantize import int8_sensitivity
 from tinygpt.sinks import activation_outliers, first_token_mass, sink_rate
+from tinygpt.training.callbacks import first_windows
 
 INDUCTION_SEED = 12_345  # the fixed repeated batch: not one any training window could be
 INT8_WINDOWS = 256  # the int8 cost on at most this many validation windows (all of a lab run's)
@@ -60,11 +61,10 @@ class Phenomena(L.Callback):
         """The fixed probes, built once: a random sequence and its copy, validation windows."""
         if self._batches is None:
             model, data = pl_module.model, trainer.datamodule
-            val = data.val_set
             bos = data.tokenizer.eot_token if data.cfg.bos else None
             length = repeat_length(data.cfg, model.cfg.context_length)
             repeated = repeated_tokens(model.cfg.vocab_size, length, seed=INDUCTION_SEED, bos=bos)
-            text = torch.stack([val[i][0] for i in range(min(self.num_sequences, len(val)))])
+            text = first_windows(data.val_set, self.num_sequences)
             self._batches = repeated, text
         return tuple(b.to(pl_module.device) for b in self._batches)
 
