@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from tinygpt.attention import KVCache, MultiHeadAttention
+from tinygpt.attention import CPU_BF16_SDPA_MIN_KEYS, KVCache, MultiHeadAttention, sdpa
 from tinygpt.attention_forms import (
     CausalAttention,
     MultiHeadAttentionWrapper,
@@ -178,3 +178,25 @@ def test_wrapper_equals_multi_head_attention_once_weights_copied():
         m.out_proj.bias.zero_()
     x = x_batch()
     torch.testing.assert_close(wrapper(x), m(x), atol=1e-6, rtol=0)
+
+
+def test_short_cpu_bf16_training_attention_runs_its_kernel_in_float32():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 64, 32).bfloat16().requires_grad_() for _ in range(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as a bf16-mixed training step runs it
+        out = sdpa(q, k, v, is_causal=True)
+    assert out.dtype == torch.bfloat16
+    f32 = torch.nn.functional.scaled_dot_product_attention(
+        q.float(), k.float(), v.float(), is_causal=True)
+    torch.testing.assert_close(out, f32.bfloat16(), rtol=0, atol=0)  # the float32 kernel's
+    out.float().sum().backward()
+    assert q.grad.dtype == torch.bfloat16 and q.grad.abs().sum() > 0
+    with torch.no_grad():  # inference, and long sequences, keep the bf16 kernel
+        bf16 = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        assert torch.equal(sdpa(q, k, v, is_causal=True), bf16)
+    n = CPU_BF16_SDPA_MIN_KEYS
+    q, k, v = (torch.randn(1, 1, n, 8).bfloat16() for _ in range(3))
+    torch.testing.assert_close(
+        sdpa(q, k, v, is_causal=True),
+        torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True),
+        rtol=0, atol=0)

@@ -60,11 +60,13 @@ def test_greedy_generation_matches_transformers(tmp_path):
     assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("tie,qkv_bias", [(True, True), (False, False)])
-def test_export_loads_in_transformers_with_the_same_logits(tmp_path, tie, qkv_bias):
+@pytest.mark.parametrize("tie,qkv_bias,activation,bias", [(True, True, "gelu", True),
+                                                          (False, False, "gelu_exact", False)])
+def test_export_loads_in_transformers_with_the_same_logits(tmp_path, tie, qkv_bias, activation,
+                                                           bias):
     torch.manual_seed(1)
     cfg = GPTConfig(vocab_size=50257, context_length=32, emb_dim=32, n_heads=2, n_layers=2,
-                    qkv_bias=qkv_bias, tie_weights=tie)
+                    qkv_bias=qkv_bias, tie_weights=tie, activation=activation, bias=bias)
     ours = GPT(cfg)
     opt = torch.optim.AdamW(ours.parameters(), lr=1e-2)  # a few steps away from the init
     x = torch.randint(0, 50257, (2, 32))
@@ -77,6 +79,10 @@ def test_export_loads_in_transformers_with_the_same_logits(tmp_path, tie, qkv_bi
     ref = GPT2LMHeadModel.from_pretrained(tmp_path, local_files_only=True).eval()
     with torch.no_grad():
         assert max_logit_diff(ours(x), ref(x).logits) < 1e-5
+    back = load_hf_gpt2(tmp_path).eval()  # and back, the same GELU (and zero biases)
+    assert back.cfg.activation == activation
+    with torch.no_grad():
+        assert max_logit_diff(back(x), ours(x)) < 1e-5
 
 
 def test_export_refuses_what_gpt2_cannot_express(tmp_path):
@@ -147,6 +153,7 @@ def test_generate_reads_a_hf_directory(tmp_path):
     (dict(attention=AttentionConfig(window=4)), "window=4"),
     (dict(attention=AttentionConfig(softcap=5.0, backend="manual")), "softcap=5.0"),
     (dict(attention=AttentionConfig(scale_type="learned_head")), "scale_type=learned_head"),
+    (dict(activation="relu2"), "activation=relu2"), (dict(logit_softcap=15.0), "softcap=15.0"),
 ])
 def test_export_refuses_attention_gpt2_has_not(tmp_path, kw, needle):
     model = GPT(GPTConfig(vocab_size=100, context_length=8, emb_dim=16, n_heads=2, n_layers=1,

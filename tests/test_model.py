@@ -117,6 +117,24 @@ def test_relu2_mlp_squares_the_positive_part():
     assert isinstance(GPT(tiny_cfg()).blocks[0].mlp.act, torch.nn.GELU)  # the default: GPT-2's
 
 
+def test_gelu_exact_is_the_erf_form_and_gelu_the_tanh_form():
+    x = torch.linspace(-4, 4, 101)
+    exact = GPT(tiny_cfg(activation="gelu_exact")).blocks[0].mlp.act
+    torch.testing.assert_close(exact(x), x * 0.5 * (1 + torch.erf(x / 2**0.5)))
+    tanh = GPT(tiny_cfg()).blocks[0].mlp.act
+    c = (2 / torch.pi) ** 0.5
+    torch.testing.assert_close(tanh(x), 0.5 * x * (1 + torch.tanh(c * (x + 0.044715 * x**3))))
+    assert (exact(x) - tanh(x)).abs().max() > 1e-4  # two different functions
+
+
+def test_bias_false_leaves_no_bias_but_the_qkv_projections():
+    names = [n for n, _ in GPT(tiny_cfg(bias=False, qkv_bias=True)).named_parameters()]
+    assert [n for n in names if "bias" in n] == ["blocks.0.attn.qkv.bias", "blocks.1.attn.qkv.bias"]
+    with_biases = [n for n, _ in GPT(tiny_cfg()).named_parameters() if n.endswith("bias")]
+    assert {"ln_f.bias", "blocks.0.ln1.bias", "blocks.0.mlp.fc.bias",
+            "blocks.0.attn.out_proj.bias"} <= set(with_biases)
+
+
 def test_zero_init_makes_each_block_start_as_the_identity():
     model = GPT(tiny_cfg(zero_init=True))
     block, x = model.blocks[0], torch.randn(2, 5, 32)

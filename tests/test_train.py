@@ -381,8 +381,26 @@ def test_speedrun_switches_train_through_lightning(train_run, tmp_path):
     assert model.cfg.logit_softcap == 15 and model.cfg.activation == "relu2"
 
 
-def test_fused_adamw_under_mixed_precision_is_refused(train_run):
-    from tinygpt.errors import UsageError
+def test_fused_adamw_is_refused_under_float16_loss_scaling_only(train_run, monkeypatch):
+    from types import SimpleNamespace
 
+    from tinygpt.errors import UsageError
+    from tinygpt.model import GPTConfig
+    from tinygpt.training.module import GPTLightningModule
+
+    # a GPU's 16-mixed (Lightning turns it into bf16-mixed on a CPU)
+    module = GPTLightningModule(GPTConfig(vocab_size=16, context_length=8, emb_dim=16,
+                                          n_heads=2, n_layers=1),
+                                {"name": "char", "chars": "abcdefghijklmnop"}, {"fused": True})
+    trainer = SimpleNamespace(precision="16-mixed", estimated_stepping_batches=10)
+    monkeypatch.setattr(GPTLightningModule, "trainer", property(lambda self: trainer))
     with pytest.raises(UsageError, match="optim.fused=true cannot clip"):
-        train_run("optim.fused=true", "trainer.precision=bf16-mixed")
+        module.configure_optimizers()
+    module.optim.fused = None  # the default leaves it unfused there
+    assert not module.configure_optimizers()["optimizer"].defaults["fused"]
+    monkeypatch.undo()
+    # bf16 has no loss scaler: the fused step is the default there, and clipping still acts
+    result, _ = train_run("trainer.precision=bf16-mixed", "trainer.max_steps=4",
+                          "trainer.val_check_interval=4", "optim=adamw")
+    ckpt = torch.load(result.last_checkpoint, weights_only=False)
+    assert ckpt["optimizer_states"][0]["param_groups"][0]["fused"] is True

@@ -49,6 +49,26 @@ def check_length(n: int, context_length: int) -> None:
                          "(crop the input or raise context_length)")
 
 
+# On a CPU the fused kernel's bf16 backward is slower than its float32 one for short sequences
+# (an AMX Xeon, forward + backward, 4 heads of 32: 4.0 against 0.9 ms at 64 keys, 10.7 against
+# 3.4 at 128, even around 512-1024; docs/speedrun.md): below this many keys a training step's
+# attention runs in float32.
+CPU_BF16_SDPA_MIN_KEYS = 512
+
+
+def sdpa(q: Tensor, k: Tensor, v: Tensor, **kwargs: object) -> Tensor:
+    """F.scaled_dot_product_attention, in float32 where its CPU bf16 backward would be slower."""
+    if (q.dtype == torch.bfloat16 and q.device.type == "cpu" and torch.is_grad_enabled()
+            and k.shape[-2] < CPU_BF16_SDPA_MIN_KEYS):
+        mask = kwargs.get("attn_mask")
+        if isinstance(mask, Tensor) and mask.is_floating_point():
+            kwargs["attn_mask"] = mask.float()
+        with torch.autocast("cpu", enabled=False):  # which would cast them back to bf16
+            out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **kwargs)
+        return out.to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v, **kwargs)
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention with one fused Q/K/V projection and switches for each design choice.
 
@@ -81,6 +101,7 @@ class MultiHeadAttention(nn.Module):
         attention: AttentionConfig | None = None,
         positions: Positions | str = "learned",
         rope_base: float = 10000.0,
+        out_bias: bool = True,
         **switches: object,
     ):
         super().__init__()
@@ -96,7 +117,7 @@ class MultiHeadAttention(nn.Module):
         self.kind, self.sink = a.kind, a.sink
         kv = self.n_kv_heads * self.head_dim
         self.qkv = nn.Linear(d_in, d_out + 2 * kv, bias=qkv_bias)
-        self.out_proj = nn.Linear(d_out, d_out)
+        self.out_proj = nn.Linear(d_out, d_out, bias=out_bias)
         norm = {QKNorm.rms: nn.RMSNorm, QKNorm.layer: nn.LayerNorm}.get(a.qk_norm)
         self.q_norm = norm(self.head_dim) if norm else None
         self.k_norm = norm(self.head_dim) if norm else None
@@ -245,7 +266,7 @@ class MultiHeadAttention(nn.Module):
             k = torch.cat([k, k.new_zeros(*k.shape[:2], 1, k.shape[3])], dim=2)
             v = torch.cat([v, v.new_zeros(*v.shape[:2], 1, v.shape[3])], dim=2)
             attn_mask = with_sink(attn_mask[None], sink)[0]
-        return F.scaled_dot_product_attention(
+        return sdpa(
             q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0,
             is_causal=is_causal, scale=factor, enable_gqa=self.n_kv_heads != self.num_heads,
         )

@@ -78,8 +78,8 @@ class OptimConfig:
     min_lr_ratio: float = 0.1
     schedule: Schedule = Schedule.cosine
     decay_fraction: float = 0.3  # schedule=wsd: the last share of the steps that decays
-    # One kernel for the whole AdamW step (null: where the precision allows it; Lightning refuses
-    # gradient clipping with a fused optimizer under mixed precision)
+    # One kernel for the whole AdamW step (null: where the precision allows it, all but 16-mixed,
+    # whose loss scaler would leave the gradients scaled when they are clipped)
     fused: bool | None = None
     muon_lr: float = 0.02  # algorithm=muon: the hidden matrices' peak learning rate
     muon_momentum: float = 0.95

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from tinygpt.errors import UsageError
 from tinygpt.model import GPT, AttentionConfig, GPTConfig
+from tinygpt.model_config import Activation
 
 # HF names per block -> ours, and whether the tensor is a Conv1D weight (transposed).
 _BLOCK = {
@@ -29,13 +30,18 @@ _TOP = {"wte.weight": "tok_emb.weight", "wpe.weight": "pos_emb.weight",
         "ln_f.weight": "ln_f.weight", "ln_f.bias": "ln_f.bias"}
 
 
+# Hugging Face's names of the GELUs: gelu_new is GPT-2's tanh form, gelu the erf form
+_HF_GELU = {"gelu_new": Activation.gelu, "gelu": Activation.gelu_exact}
+
+
 def config_from_hf(hf: dict) -> GPTConfig:
     """A GPTConfig for a Hugging Face GPT-2 config.json; UsageError for what we cannot build."""
     if hf.get("model_type", "gpt2") != "gpt2":
         raise UsageError(f"model_type={hf.get('model_type')!r} is not GPT-2 "
                          "(give a GPT-2 directory)")
+    activation = hf.get("activation_function", "gelu_new")
     checks = {
-        "activation_function": (hf.get("activation_function", "gelu_new"), "gelu_new"),
+        "activation_function": (activation, activation if activation in _HF_GELU else "gelu_new"),
         "scale_attn_weights": (hf.get("scale_attn_weights", True), True),
         "scale_attn_by_inverse_layer_idx": (
             hf.get("scale_attn_by_inverse_layer_idx", False), False),
@@ -51,6 +57,7 @@ def config_from_hf(hf: dict) -> GPTConfig:
         vocab_size=hf["vocab_size"], context_length=hf["n_positions"], emb_dim=hf["n_embd"],
         n_heads=hf["n_head"], n_layers=hf["n_layer"], drop_rate=float(hf.get("resid_pdrop", 0.0)),
         qkv_bias=True, tie_weights=hf.get("tie_word_embeddings", True),
+        activation=_HF_GELU[activation],
     )
 
 
@@ -70,16 +77,21 @@ def config_to_hf(cfg: GPTConfig) -> dict:
         beyond.insert(0, f"positions={cfg.positions.value}")
     if a.n_kv_heads == cfg.n_heads:  # grouped-query with as many groups as heads is plain MHA
         beyond.remove(f"n_kv_heads={a.n_kv_heads}")
+    if cfg.activation not in _HF_GELU.values():
+        beyond.append(f"activation={cfg.activation.value}")
+    if cfg.logit_softcap is not None:
+        beyond.append(f"logit_softcap={cfg.logit_softcap}")
     if beyond:
-        raise UsageError(f"Hugging Face GPT-2 has learned positions and plain multi-head "
-                         f"attention; this model has {', '.join(beyond)} (export a model "
-                         "trained without them)")
+        raise UsageError(f"Hugging Face GPT-2 has learned positions, plain multi-head "
+                         f"attention, a GELU and uncapped logits; this model has "
+                         f"{', '.join(beyond)} (export a model trained without them)")
     return {
         "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
         "vocab_size": cfg.vocab_size,
         "n_positions": cfg.context_length, "n_ctx": cfg.context_length,
         "n_embd": cfg.emb_dim, "n_head": cfg.n_heads, "n_layer": cfg.n_layers, "n_inner": None,
-        "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5,
+        "activation_function": next(k for k, v in _HF_GELU.items() if v == cfg.activation),
+        "layer_norm_epsilon": 1e-5,
         "resid_pdrop": cfg.drop_rate, "embd_pdrop": cfg.drop_rate, "attn_pdrop": cfg.drop_rate,
         "initializer_range": 0.02, "scale_attn_weights": True,
         "tie_word_embeddings": cfg.tie_weights, "bos_token_id": 50256, "eos_token_id": 50256,
@@ -104,13 +116,16 @@ def state_dict_from_hf(sd: dict[str, Tensor], cfg: GPTConfig) -> dict[str, Tenso
 def state_dict_to_hf(model: GPT) -> dict[str, Tensor]:
     """Our state dict in GPT2LMHeadModel's names and layouts (tied head stored once, as HF does)."""
     cfg, sd = model.cfg, model.state_dict()
-    out = {f"transformer.{hf}": sd[ours] for hf, ours in _TOP.items()}
+    out = {f"transformer.{hf}": sd[ours] for hf, ours in _TOP.items() if ours in sd}
+    if not cfg.bias:
+        out["transformer.ln_f.bias"] = torch.zeros_like(sd["ln_f.weight"])
     out["transformer.wte.weight"] = sd["tok_emb.weight"][: cfg.vocab_size]  # drop padding
     for i in range(cfg.n_layers):
         for hf, (ours, conv) in _BLOCK.items():
             key = f"blocks.{i}.{ours}"
-            if key not in sd:  # qkv without bias: GPT-2 always has one, and zero is the same
-                t = torch.zeros(3 * cfg.emb_dim, dtype=sd[f"blocks.{i}.attn.qkv.weight"].dtype)
+            if key not in sd:  # a bias this model lacks: GPT-2 always has one, zero is the same
+                weight = sd[key.removesuffix("bias") + "weight"]
+                t = weight.new_zeros(weight.shape[0])
             else:
                 t = sd[key].t() if conv else sd[key]
             out[f"transformer.h.{i}.{hf}"] = t.contiguous()

@@ -30,9 +30,10 @@ class MLP(nn.Module):
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.fc = nn.Linear(cfg.emb_dim, 4 * cfg.emb_dim)
-        self.act = nn.GELU(approximate="tanh") if cfg.activation == Activation.gelu else ReLU2()
-        self.proj = nn.Linear(4 * cfg.emb_dim, cfg.emb_dim)
+        self.fc = nn.Linear(cfg.emb_dim, 4 * cfg.emb_dim, bias=cfg.bias)
+        self.act = {Activation.gelu: lambda: nn.GELU(approximate="tanh"),
+                    Activation.gelu_exact: nn.GELU, Activation.relu2: ReLU2}[cfg.activation]()
+        self.proj = nn.Linear(4 * cfg.emb_dim, cfg.emb_dim, bias=cfg.bias)
         self.drop = nn.Dropout(cfg.drop_rate)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -44,13 +45,13 @@ class Block(nn.Module):
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.ln1 = nn.LayerNorm(cfg.emb_dim)
+        self.ln1 = nn.LayerNorm(cfg.emb_dim, bias=cfg.bias)
         self.attn = MultiHeadAttention(
             cfg.emb_dim, cfg.emb_dim, cfg.context_length, cfg.n_heads, dropout=cfg.drop_rate,
             qkv_bias=cfg.qkv_bias, attention=cfg.attention, positions=cfg.positions,
-            rope_base=cfg.rope_base,
+            rope_base=cfg.rope_base, out_bias=cfg.bias,
         )
-        self.ln2 = nn.LayerNorm(cfg.emb_dim)
+        self.ln2 = nn.LayerNorm(cfg.emb_dim, bias=cfg.bias)
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.drop_rate)
 
@@ -76,7 +77,7 @@ class GPT(nn.Module):
         self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim) if learned else None
         self.drop = nn.Dropout(cfg.drop_rate)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
-        self.ln_f = nn.LayerNorm(cfg.emb_dim)
+        self.ln_f = nn.LayerNorm(cfg.emb_dim, bias=cfg.bias)
         self.head = nn.Linear(cfg.emb_dim, cfg.padded_vocab_size, bias=False)
         if cfg.tie_weights:
             self.head.weight = self.tok_emb.weight

@@ -13,7 +13,7 @@ from tinygpt.diagnostics import attention_weights
 from tinygpt.induction import head_scores, repeated_tokens
 from tinygpt.model import GPT
 from tinygpt.tokenizer import Tokenizer
-from tinygpt.training.tensorboard_layout import attention_figure, token_label
+from tinygpt.training.attention_maps import attention_figure, token_label
 
 
 def best_head(scores: torch.Tensor) -> tuple[int, int]:

@@ -17,11 +17,8 @@ from tinygpt.evaluate import longer_context
 from tinygpt.generate import generate
 from tinygpt.metrics import layer_tag
 from tinygpt.model import attention_overrides, evaluating
-from tinygpt.training.tensorboard_layout import (
-    attention_figure,
-    custom_scalars_layout,
-    token_label,
-)
+from tinygpt.training.attention_maps import HeatmapFrame, token_label
+from tinygpt.training.tensorboard_layout import custom_scalars_layout
 
 
 class SampleText(L.Callback):
@@ -49,10 +46,11 @@ class SampleText(L.Callback):
 
 class AttentionMaps(L.Callback):
     """At each validation, logs the first and last layer's attention weights for a fixed input
-    as labelled heatmaps, one per head (`attention/layer_<i>`)."""
+    as labelled heatmaps, one per head (`attention/layer_<i>`; the step is TensorBoard's)."""
 
     def __init__(self, num_tokens: int = 32):
         self.num_tokens = num_tokens
+        self.frames: dict[int, HeatmapFrame] = {}  # per layer: drawn at the first validation
 
     @rank_zero_only
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -65,10 +63,11 @@ class AttentionMaps(L.Callback):
         tok = pl_module.tokenizer
         labels = [token_label(tok.decode([t])) for t in x[0].tolist()]
         for i in sorted({0, len(weights) - 1}):
-            fig = attention_figure(weights[i][0], labels,
-                                   f"layer {i} at step {trainer.global_step}")
-            trainer.logger.experiment.add_figure(metrics.attention_map_tag(i), fig,
-                                                 trainer.global_step, close=True)
+            if i not in self.frames:
+                self.frames[i] = HeatmapFrame(weights[i].shape[1], labels, f"layer {i}")
+            trainer.logger.experiment.add_image(
+                metrics.attention_map_tag(i), self.frames[i].paint(weights[i][0]),
+                trainer.global_step, dataformats="HWC")
 
 
 class LongContextEval(L.Callback):

@@ -123,6 +123,8 @@ class GPTLightningModule(L.LightningModule):
                 rank_zero_warn(f"loss is not finite on some rank at step {self.global_step}: "
                                "batch skipped")
             return self._no_update()
+        if not self.logs_this_step():
+            return loss
         self.log(metrics.TRAIN_LOSS, loss, prog_bar=True, sync_dist=True)  # mean over all ranks
         y = batch[1]
         self.log(metrics.TRAIN_BPB, bits_per_byte(loss * y.numel(), self.token_bytes[y].sum()),
@@ -133,6 +135,14 @@ class GPTLightningModule(L.LightningModule):
         if self.skipped_batches:
             self.log(metrics.SKIPPED_BATCHES, float(self.skipped_batches))
         return loss
+
+    def logs_this_step(self) -> bool:
+        """Whether the logger writes this step's values: every trainer.log_every_n_steps, and the
+        last step (the run's final train loss). Lightning would drop the others, after about a
+        millisecond of bookkeeping per value, which is a few percent of a small model's step."""
+        t = self.trainer
+        return (t._logger_connector.should_update_logs or t.fast_dev_run
+                or 0 < t.max_steps <= self.global_step + 1)
 
     def _no_update(self) -> Tensor:
         """A loss whose backward changes nothing: zero gradients for every parameter (so each
@@ -203,7 +213,8 @@ class GPTLightningModule(L.LightningModule):
         else:
             grads = [p.grad for p in self.model.parameters() if p.grad is not None]
             total = torch.nn.utils.get_total_norm(grads)
-        self.log(metrics.GRAD_NORM_TOTAL, total)  # before clipping: the norm the clip acted on
+        if self.logs_this_step():  # before clipping: the norm the clip acted on
+            self.log(metrics.GRAD_NORM_TOTAL, total)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         every = self.hparams.grad_norm_every
@@ -215,13 +226,14 @@ class GPTLightningModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict:
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        # Lightning clips gradients of a fused optimizer only without mixed precision
-        mixed = "mixed" in str(self.trainer.precision)
-        fused = self.optim.fused if self.optim.fused is not None else not mixed
-        if fused and mixed:
+        # float16's loss scaler leaves a fused optimizer to unscale its own gradients, inside its
+        # step: a clip before it would see them scaled. bf16 has no scaler.
+        scaled = str(self.trainer.precision).startswith("16")
+        fused = self.optim.fused if self.optim.fused is not None else not scaled
+        if fused and scaled:
             raise UsageError(f"optim.fused=true cannot clip gradients under "
                              f"{self.trainer.precision} (set optim.fused=null, or "
-                             "trainer.precision=32-true)")
+                             "trainer.precision=32-true or bf16-mixed)")
         # bf16-mixed is picked where bf16 matmuls are fast: Muon's iteration may use them too
         opt, sched = build_optimizer(self.model, self.optim, total, fused=fused,
                                      fast_bf16=str(self.trainer.precision).startswith("bf16"))

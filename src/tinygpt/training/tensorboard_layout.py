@@ -1,24 +1,17 @@
 """How a run looks in TensorBoard: the custom-scalars layout (losses first, one multi-line chart
-per attention quantity), attention maps a person can read, and the HPARAMS tab's columns."""
+per attention quantity) and the HPARAMS tab's columns (the attention maps: attention_maps.py)."""
 
 from __future__ import annotations
 
-import math
 import re
 
-import matplotlib
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
 
-matplotlib.use("Agg")  # files and TensorBoard images only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-from torch.utils.tensorboard import SummaryWriter  # noqa: E402
-from torch.utils.tensorboard.summary import hparams  # noqa: E402
-
-from tinygpt import metrics as m  # noqa: E402
-from tinygpt.training.schema import PLUMBING, config_keys, flat_config, yaml_value  # noqa: E402
+from tinygpt import metrics as m
+from tinygpt.training.schema import PLUMBING, config_keys, flat_config, yaml_value
 
 
 def exactly(*tags: str) -> list[str]:
@@ -87,37 +80,6 @@ def custom_scalars_layout(n_layers: int, longer_context: bool = False) -> dict:
             "int8 weights and inputs: val bpb minus float": chart(*exactly(m.INT8_DELTA_BPB)),
         },
     }
-
-
-def token_label(text: str) -> str:
-    """A token as an axis label: whitespace made visible, long tokens cut."""
-    text = text.replace("\n", "\u23ce").replace("\t", "\u21e5").replace(" ", "\u00b7")
-    # other control characters (a random token can be any byte) as escapes no font lacks
-    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
-    return text if len(text) <= 8 else text[:7] + "\u2026"
-
-
-def attention_figure(weights: torch.Tensor, labels: list[str], title: str) -> Figure:
-    """Attention weights (heads, T, T) as a grid of heatmaps, queries down, keys across, each
-    axis labelled with the tokens (dark = strong)."""
-    heads, T, _ = weights.shape
-    cols = math.ceil(math.sqrt(heads))
-    rows = math.ceil(heads / cols)
-    size = max(3.0, 0.16 * T)  # room for one label per token
-    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
-    for h, ax in enumerate(axes.flat):
-        if h >= heads:
-            ax.axis("off")
-            continue
-        ax.imshow(weights[h].float().cpu().numpy(), cmap="Greys", vmin=0.0, vmax=1.0)
-        ax.set_title(f"head {h}", fontsize=9)
-        ax.set_xticks(range(T), labels, rotation=90, fontsize=6)
-        ax.set_yticks(range(T), labels, fontsize=6)
-        ax.set_xlabel("key", fontsize=8)
-        ax.set_ylabel("query", fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
 
 
 def hyperparameters(cfg: DictConfig, precision: str, overridden: list[str] = ()) -> dict:

@@ -1,0 +1,86 @@
+"""Attention maps a person can read: each head a heatmap with the tokens on both axes, and a
+frame that repaints such a figure's heatmaps with new weights without drawing it again."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")  # files and TensorBoard images only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+CMAP = "Greys"  # dark = strong
+
+
+def token_label(text: str) -> str:
+    """A token as an axis label: whitespace made visible, long tokens cut."""
+    text = text.replace("\n", "\u23ce").replace("\t", "\u21e5").replace(" ", "\u00b7")
+    # other control characters (a random token can be any byte) as escapes no font lacks
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    return text if len(text) <= 8 else text[:7] + "\u2026"
+
+
+def attention_figure(weights: torch.Tensor, labels: list[str], title: str) -> Figure:
+    """Attention weights (heads, T, T) as a grid of heatmaps, queries down, keys across, each
+    axis labelled with the tokens (dark = strong)."""
+    heads, T, _ = weights.shape
+    cols = math.ceil(math.sqrt(heads))
+    rows = math.ceil(heads / cols)
+    size = max(3.0, 0.16 * T)  # room for one label per token
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
+    for h, ax in enumerate(axes.flat):
+        if h >= heads:
+            ax.axis("off")
+            continue
+        ax.imshow(weights[h].float().cpu().numpy(), cmap=CMAP, vmin=0.0, vmax=1.0)
+        ax.set_title(f"head {h}", fontsize=9)
+        ax.set_xticks(range(T), labels, rotation=90, fontsize=6)
+        ax.set_yticks(range(T), labels, fontsize=6)
+        ax.set_xlabel("key", fontsize=8)
+        ax.set_ylabel("query", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+class HeatmapFrame:
+    """`attention_figure` drawn once as pixels (H, W, 3), with where each head's heatmap lies.
+
+    Drawing a labelled figure takes matplotlib about a second (its hundreds of tick labels), and
+    a run logs one per layer at every validation; the labels are the same fixed tokens each time,
+    so later maps paint only the heatmaps' pixels, in the colours imshow would give them."""
+
+    def __init__(self, heads: int, labels: list[str], title: str):
+        T = len(labels)
+        fig = attention_figure(torch.zeros(heads, T, T), labels, title)
+        fig.canvas.draw()
+        self.frame = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+        height = self.frame.shape[0]
+        # each head's image fills its axes box (imshow's equal aspect fits the box to it);
+        # display coordinates start at the bottom, pixel rows at the top
+        self.boxes = []
+        for ax in fig.axes[:heads]:
+            box = ax.get_window_extent()
+            self.boxes.append((height - round(box.y1), height - round(box.y0),
+                               round(box.x0), round(box.x1)))
+        plt.close(fig)
+        self.colours = (plt.get_cmap(CMAP)(np.linspace(0.0, 1.0, 256))[:, :3] * 255).round()
+        self.colours = self.colours.astype(np.uint8)
+
+    def paint(self, weights: torch.Tensor) -> np.ndarray:
+        """The frame with weights (heads, T, T) in its heatmaps: an (H, W, 3) uint8 image."""
+        image = self.frame.copy()
+        levels = (weights.detach().float().clamp(0.0, 1.0) * 255).round().to(torch.uint8)
+        levels = levels.cpu().numpy()
+        T = levels.shape[-1]
+        for h, (top, bottom, left, right) in enumerate(self.boxes):
+            # nearest cell for each pixel, as imshow upsamples
+            rows = (np.arange(bottom - top) + 0.5) * T // (bottom - top)
+            cols = (np.arange(right - left) + 0.5) * T // (right - left)
+            cells = levels[h][np.ix_(rows.astype(int), cols.astype(int))]
+            image[top:bottom, left:right] = self.colours[cells]
+        return image
