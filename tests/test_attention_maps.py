@@ -1,8 +1,16 @@
+import io
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from PIL import Image
 
-from tinygpt.training.attention_maps import HeatmapFrame, attention_figure, token_label
+from tinygpt.training.attention_maps import (
+    HeatmapFrame,
+    attention_figure,
+    image_summary,
+    token_label,
+)
 
 
 def rendered(weights: torch.Tensor, labels: list[str], title: str) -> np.ndarray:
@@ -45,3 +53,12 @@ def test_each_cell_lands_where_its_query_and_key_are():
             assert image[y, x].max() < 30 if q == k else image[y, x].min() > 225
     top, bottom, left, right = frame.boxes[0]
     assert image[top + 2:bottom - 2, left + 2:right - 2].min() > 225  # head 0: all zero, white
+
+
+def test_image_summary_holds_the_pixels_as_png():
+    pixels = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    value = image_summary("watch/attention/layer_0", pixels).value[0]
+    assert value.tag == "watch/attention/layer_0"
+    assert (value.image.height, value.image.width, value.image.colorspace) == (20, 30, 3)
+    decoded = np.asarray(Image.open(io.BytesIO(value.image.encoded_image_string)))
+    assert np.array_equal(decoded, pixels)

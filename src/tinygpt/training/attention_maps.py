@@ -3,6 +3,7 @@ frame that repaints such a figure's heatmaps with new weights without drawing it
 
 from __future__ import annotations
 
+import io
 import math
 
 import matplotlib
@@ -12,6 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from PIL import Image  # noqa: E402
+from tensorboard.compat.proto.summary_pb2 import Summary  # noqa: E402
 
 CMAP = "Greys"  # dark = strong
 
@@ -42,7 +45,8 @@ def attention_figure(weights: torch.Tensor, labels: list[str], title: str) -> Fi
         ax.set_yticks(range(T), labels, fontsize=6)
         ax.set_xlabel("key", fontsize=8)
         ax.set_ylabel("query", fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -54,7 +58,7 @@ class HeatmapFrame:
     a run logs one per layer at every validation; the labels are the same fixed tokens each time,
     so later maps paint only the heatmaps' pixels, in the colours imshow would give them."""
 
-    def __init__(self, heads: int, labels: list[str], title: str):
+    def __init__(self, heads: int, labels: list[str], title: str = ""):
         T = len(labels)
         fig = attention_figure(torch.zeros(heads, T, T), labels, title)
         fig.canvas.draw()
@@ -84,3 +88,15 @@ class HeatmapFrame:
             cells = levels[h][np.ix_(rows.astype(int), cols.astype(int))]
             image[top:bottom, left:right] = self.colours[cells]
         return image
+
+
+def image_summary(tag: str, pixels: np.ndarray) -> Summary:
+    """An (H, W, 3) uint8 image as a TensorBoard image summary. SummaryWriter.add_image would
+    take a uint8 image through float32 and back (0.1 s for a 1024 x 1024 map); PNG at zlib's
+    fastest level is 17 ms and about 10% larger."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+    height, width, channels = pixels.shape
+    image = Summary.Image(height=height, width=width, colorspace=channels,
+                          encoded_image_string=buffer.getvalue())
+    return Summary(value=[Summary.Value(tag=tag, image=image)])

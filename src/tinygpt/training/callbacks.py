@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
+from torch.utils.tensorboard import SummaryWriter
 
 from tinygpt import metrics
 from tinygpt.config import SampleConfig
@@ -17,7 +18,7 @@ from tinygpt.evaluate import longer_context
 from tinygpt.generate import generate
 from tinygpt.metrics import layer_tag
 from tinygpt.model import attention_overrides, evaluating
-from tinygpt.training.attention_maps import HeatmapFrame, token_label
+from tinygpt.training.attention_maps import HeatmapFrame, image_summary, token_label
 from tinygpt.training.tensorboard_layout import custom_scalars_layout
 
 
@@ -46,15 +47,19 @@ class SampleText(L.Callback):
 
 class AttentionMaps(L.Callback):
     """At each validation, logs the first and last layer's attention weights for a fixed input
-    as labelled heatmaps, one per head (`attention/layer_<i>`; the step is TensorBoard's)."""
+    as labelled heatmaps, one per head (`attention/layer_<i>`: the tag names the layer, the
+    step is TensorBoard's, so every map shares one frame, drawn at the first validation)."""
 
     def __init__(self, num_tokens: int = 32):
         self.num_tokens = num_tokens
-        self.frames: dict[int, HeatmapFrame] = {}  # per layer: drawn at the first validation
+        self.frame: HeatmapFrame | None = None
 
     @rank_zero_only
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.logger is None or pl_module.stopped_on_nan:
+        writer = getattr(trainer.logger, "experiment", None)
+        # not under fast_dev_run's dummy logger, which writes nothing
+        if trainer.sanity_checking or not isinstance(writer, SummaryWriter) or (
+                pl_module.stopped_on_nan):
             return
         x = trainer.datamodule.val_set[0][0][: self.num_tokens][None].to(pl_module.device)
         model = pl_module.model
@@ -62,12 +67,11 @@ class AttentionMaps(L.Callback):
             _, weights = model(x, return_weights=True)
         tok = pl_module.tokenizer
         labels = [token_label(tok.decode([t])) for t in x[0].tolist()]
+        if self.frame is None:
+            self.frame = HeatmapFrame(weights[0].shape[1], labels)
         for i in sorted({0, len(weights) - 1}):
-            if i not in self.frames:
-                self.frames[i] = HeatmapFrame(weights[i].shape[1], labels, f"layer {i}")
-            trainer.logger.experiment.add_image(
-                metrics.attention_map_tag(i), self.frames[i].paint(weights[i][0]),
-                trainer.global_step, dataformats="HWC")
+            summary = image_summary(metrics.attention_map_tag(i), self.frame.paint(weights[i][0]))
+            writer.file_writer.add_summary(summary, trainer.global_step)
 
 
 class LongContextEval(L.Callback):
