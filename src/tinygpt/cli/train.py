@@ -11,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from tinygpt.cli.finish import exit_now
 from tinygpt.errors import USAGE_EXIT, UsageError, print_error, usage_errors_exit
 from tinygpt.run_dir import HYDRA, holds_run
 from tinygpt.training.hydra_callbacks import JobFailed, first_process
@@ -66,7 +67,11 @@ def forget(run_dir: Path) -> None:
 def main() -> None:
     with usage_errors_exit():
         sys.argv[1:] = precheck(sys.argv[1:])
-    run()
+    try:
+        run()
+    except SystemExit as stop:  # Hydra's and ours: the same code, the same quick exit
+        exit_now(stop.code)
+    exit_now(0)
 
 
 if __name__ == "__main__":
