@@ -4,7 +4,7 @@ installed Lightning: if a release changes it, this fails before a run misbehaves
 import lightning as L
 
 from tinygpt.lab.run_events import scalars_by_step
-from tinygpt.training.lightning_adapter import stop_without_validation
+from tinygpt.training.lightning_adapter import logger_writes_this_step, stop_without_validation
 
 
 class StopAt(L.Callback):
@@ -57,3 +57,26 @@ def test_the_precisions_are_lightnings_own():
         return {a for arg in args for a in (literals(arg) if typing.get_args(arg) else {arg})}
 
     assert set(PRECISIONS) == literals(_PRECISION_INPUT)
+
+
+def test_the_steps_said_to_be_written_are_the_ones_the_logger_writes(train_run):
+    class Probe(L.Callback):  # logs every step; Lightning keeps what it writes
+        def __init__(self):
+            self.said: list[int] = []
+
+        def on_train_batch_start(self, trainer, pl_module, *args) -> None:
+            if logger_writes_this_step(trainer):
+                self.said.append(trainer.global_step)
+
+        def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+            pl_module.log("probe", float(trainer.global_step))
+
+    probe = Probe()
+    result, _ = train_run("trainer.log_every_n_steps=3", "trainer.max_steps=14",
+                          "trainer.val_check_interval=14", callbacks=[probe])
+    written = scalars_by_step(result.run_dir, "probe")
+    assert probe.said == [2, 5, 8, 11]  # the 3rd, 6th, ... step, counted from 0
+    # and the last step, which Lightning writes as training ends (logs_this_step adds it)
+    assert sorted(written) == [*probe.said, 13]
+    # the module logs its train metrics on exactly those steps (GPTLightningModule.logs_this_step)
+    assert sorted(scalars_by_step(result.run_dir, "train/loss")) == sorted(written)

@@ -5,6 +5,8 @@
 - `lightning.Trainer`'s arguments, read from its source without importing Lightning: the import
   takes seconds, and a config mistake should be answered before it (the schema's trainer node).
 - The precision strings Lightning accepts, for the same early answer.
+- Which training steps the logger writes (the logger connector's rule), so a step that will not
+  be written does not log.
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ def stop_without_validation(trainer: L.Trainer) -> None:
     `limit_val_batches` each time it is asked."""
     trainer.should_stop = True
     trainer.limit_val_batches = 0
+
+
+def logger_writes_this_step(trainer: L.Trainer) -> bool:
+    """Whether the values a training step logs will be written: every `log_every_n_steps`, by
+    the rule of Lightning's logger connector (not public), asked during the step."""
+    return trainer._logger_connector.should_update_logs
 
 
 @dataclass(frozen=True)

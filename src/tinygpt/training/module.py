@@ -19,7 +19,7 @@ from tinygpt.metrics import bits_per_byte
 from tinygpt.model import GPT, GPTConfig, attention_overrides
 from tinygpt.optim import build_optimizer
 from tinygpt.tokenizer import Tokenizer, tokenizer_from_state
-from tinygpt.training.lightning_adapter import stop_without_validation
+from tinygpt.training.lightning_adapter import logger_writes_this_step, stop_without_validation
 from tinygpt.training.ranks import all_ranks_agree
 
 
@@ -141,7 +141,7 @@ class GPTLightningModule(L.LightningModule):
         last step (the run's final train loss). Lightning would drop the others, after about a
         millisecond of bookkeeping per value, which is a few percent of a small model's step."""
         t = self.trainer
-        return (t._logger_connector.should_update_logs or t.fast_dev_run
+        return (logger_writes_this_step(t) or t.fast_dev_run
                 or 0 < t.max_steps <= self.global_step + 1)
 
     def _no_update(self) -> Tensor:
