@@ -116,19 +116,20 @@ def state_dict_from_hf(sd: dict[str, Tensor], cfg: GPTConfig) -> dict[str, Tenso
 def state_dict_to_hf(model: GPT) -> dict[str, Tensor]:
     """Our state dict in GPT2LMHeadModel's names and layouts (tied head stored once, as HF does)."""
     cfg, sd = model.cfg, model.state_dict()
-    out = {f"transformer.{hf}": sd[ours] for hf, ours in _TOP.items() if ours in sd}
-    if not cfg.bias:
-        out["transformer.ln_f.bias"] = torch.zeros_like(sd["ln_f.weight"])
+
+    def tensor(ours: str) -> Tensor:
+        if ours in sd:
+            return sd[ours]
+        # a bias this model lacks (qkv_bias, bias): GPT-2 always has one, and zero is the same
+        weight = sd[ours.removesuffix("bias") + "weight"]
+        return weight.new_zeros(weight.shape[0])
+
+    out = {f"transformer.{hf}": tensor(ours) for hf, ours in _TOP.items()}
     out["transformer.wte.weight"] = sd["tok_emb.weight"][: cfg.vocab_size]  # drop padding
     for i in range(cfg.n_layers):
         for hf, (ours, conv) in _BLOCK.items():
-            key = f"blocks.{i}.{ours}"
-            if key not in sd:  # a bias this model lacks: GPT-2 always has one, zero is the same
-                weight = sd[key.removesuffix("bias") + "weight"]
-                t = weight.new_zeros(weight.shape[0])
-            else:
-                t = sd[key].t() if conv else sd[key]
-            out[f"transformer.h.{i}.{hf}"] = t.contiguous()
+            t = tensor(f"blocks.{i}.{ours}")
+            out[f"transformer.h.{i}.{hf}"] = (t.t() if conv else t).contiguous()
     if not cfg.tie_weights:
         out["lm_head.weight"] = sd["head.weight"][: cfg.vocab_size]
     return {k: v.detach().cpu().contiguous() for k, v in out.items()}

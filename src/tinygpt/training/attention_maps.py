@@ -72,22 +72,26 @@ class HeatmapFrame:
             self.boxes.append((height - round(box.y1), height - round(box.y0),
                                round(box.x0), round(box.x1)))
         plt.close(fig)
-        self.colours = (plt.get_cmap(CMAP)(np.linspace(0.0, 1.0, 256))[:, :3] * 255).round()
-        self.colours = self.colours.astype(np.uint8)
+        # which query and key cell each pixel row and column shows: the one under its centre,
+        # (i + 0.5) * T / n rounded down, as imshow upsamples
+        self.cells = [np.ix_(centre_cells(bottom - top, T), centre_cells(right - left, T))
+                      for top, bottom, left, right in self.boxes]
+        colours = plt.get_cmap(CMAP)(np.linspace(0.0, 1.0, 256))[:, :3]
+        self.colours = (colours * 255).round().astype(np.uint8)
 
     def paint(self, weights: torch.Tensor) -> np.ndarray:
         """The frame with weights (heads, T, T) in its heatmaps: an (H, W, 3) uint8 image."""
         image = self.frame.copy()
         levels = (weights.detach().float().clamp(0.0, 1.0) * 255).round().to(torch.uint8)
         levels = levels.cpu().numpy()
-        T = levels.shape[-1]
         for h, (top, bottom, left, right) in enumerate(self.boxes):
-            # nearest cell for each pixel, as imshow upsamples
-            rows = (np.arange(bottom - top) + 0.5) * T // (bottom - top)
-            cols = (np.arange(right - left) + 0.5) * T // (right - left)
-            cells = levels[h][np.ix_(rows.astype(int), cols.astype(int))]
-            image[top:bottom, left:right] = self.colours[cells]
+            image[top:bottom, left:right] = self.colours[levels[h][self.cells[h]]]
         return image
+
+
+def centre_cells(pixels: int, cells: int) -> np.ndarray:
+    """For each of `pixels` pixels across `cells` cells, the cell under the pixel's centre."""
+    return (2 * np.arange(pixels) + 1) * cells // (2 * pixels)
 
 
 def image_summary(tag: str, pixels: np.ndarray) -> Summary:
