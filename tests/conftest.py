@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tinygpt.training.schema import compose_train
+from tinygpt.training.settings import configure
 from tinygpt.training.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,10 +84,10 @@ def wait_for():
 
 def smoke_train(cache: Path, run_dir: Path, *overrides: str, callbacks=None):
     """train() in this process on the smoke config; returns (result, what it printed)."""
-    cfg = compose_train(*SMOKE, f"data.cache_dir={cache}", *overrides)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        result = train(cfg, run_dir, callbacks=callbacks)
+        settings = configure(*SMOKE, f"data.cache_dir={cache}", *overrides, run_dir=run_dir)
+        result = train(settings, run_dir, callbacks=callbacks)
     return result, out.getvalue()
 
 

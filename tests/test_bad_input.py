@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from tinygpt.checkpoint import RUN_SETTINGS
 from tinygpt.complete import complete
 from tinygpt.errors import UsageError
 
@@ -107,8 +108,16 @@ def test_train_truncated_or_foreign_checkpoint(smoke_run, tmp_path, train_run):
     cut.write_bytes(good.read_bytes()[:5000])
     with pytest.raises(UsageError, match="cannot read"):
         train_run(f"ckpt_path={cut}")
-    with pytest.raises(UsageError, match="another model") as e:
+    with pytest.raises(UsageError, match="would change the run's own settings") as e:
         train_run("model.emb_dim=64", f"ckpt_path={good}")
+    assert "model.emb_dim=32 -> 64" in str(e.value)
+    # a checkpoint that does not record its run's settings is still held to the model it holds
+    bare = tmp_path / "bare.ckpt"
+    ckpt = torch.load(good, weights_only=False)
+    del ckpt[RUN_SETTINGS]
+    torch.save(ckpt, bare)
+    with pytest.raises(UsageError, match="another model") as e:
+        train_run("model.emb_dim=64", f"ckpt_path={bare}")
     assert "emb_dim=32 (this run: 64)" in str(e.value)
 
 

@@ -28,7 +28,6 @@ def test_text_corpus_from_file_directory_and_glob(tmp_path):
 @pytest.mark.parametrize(
     "setup,match",
     [
-        (lambda p: None, "no text file"),
         (lambda p: p.write_text("  \n", encoding="utf-8"), "empty"),
         (lambda p: p.write_bytes(b"caf\xe9 au lait"), "not UTF-8"),
     ],
@@ -105,11 +104,11 @@ def test_corpus_too_short_for_windows(tmp_path):
 
 def test_bad_val_fraction_and_unknown_choices():
     with pytest.raises(UsageError, match="val_fraction"):
-        TextDataModule(DataConfig(val_fraction=1.0), context_length=16)
+        DataConfig(val_fraction=1.0).validate()
     with pytest.raises(UsageError, match="data.name='wikipedia' is unknown .*python_docs"):
-        TextDataModule(DataConfig(name="wikipedia"), context_length=16)
+        DataConfig(name="wikipedia")
     with pytest.raises(UsageError, match="data.tokenizer='bert' is unknown .*gpt2, bpe, char"):
-        TextDataModule(DataConfig(tokenizer="bert"), context_length=16)
+        DataConfig(tokenizer="bert")
 
 
 def test_unigram_baseline_of_uniform_text_is_log_vocab():
@@ -120,7 +119,7 @@ def test_unigram_baseline_of_uniform_text_is_log_vocab():
 
 def test_bad_stride_is_refused():
     with pytest.raises(UsageError, match="data.stride=0 must be at least 1"):
-        TextDataModule(DataConfig(stride=0), context_length=16)
+        DataConfig(stride=0).validate()
 
 
 def test_the_cache_does_not_depend_on_the_working_directory(tmp_path, monkeypatch):

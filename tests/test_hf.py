@@ -18,6 +18,7 @@ from tinygpt.lab.run_events import scalars_by_step
 from tinygpt.model import GPT, AttentionConfig, GPTConfig
 from tinygpt.training.datamodule import TextDataModule
 from tinygpt.training.schema import compose_train
+from tinygpt.training.settings import settle
 from tinygpt.training.train import train
 
 # A small random GPT-2: the real vocabulary (so GPT-2 tokens fit), a tiny body.
@@ -132,7 +133,7 @@ def test_init_from_reads_gpt2_tokens_unless_another_tokenizer_is_chosen(tmp_path
                         "trainer.enable_model_summary=false", f"data.cache_dir={cache_dir}")
     assert cfg.data.tokenizer == "gpt2"
     with contextlib.redirect_stdout(io.StringIO()):
-        result = train(cfg, tmp_path / "run")
+        result = train(settle(cfg, tmp_path / "run"), tmp_path / "run")
     assert result.steps == 2 and load_checkpoint(result.last_checkpoint)[1].name == "gpt2"
     # a tokenizer chosen explicitly (the smoke config sets char) is still refused
     with pytest.raises(UsageError, match="needs GPT-2's tokenizer"):

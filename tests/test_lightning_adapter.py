@@ -35,16 +35,6 @@ def test_a_plain_should_stop_validates_first(train_run):
     assert result.steps == 20 and scalars_by_step(result.run_dir, "val/loss")
 
 
-def test_the_trainer_arguments_read_from_source_are_lightnings_own():
-    import inspect
-
-    from tinygpt.training.lightning_adapter import trainer_args
-
-    signature = [(p.name, p.default) for p in inspect.signature(L.Trainer.__init__).parameters
-                 .values() if p.name != "self"]
-    assert [(a.name, a.default) for a in trainer_args()] == signature
-
-
 def test_the_precisions_are_lightnings_own():
     import typing
 

@@ -21,7 +21,7 @@ from tinygpt.complete import complete
 from tinygpt.errors import UsageError
 from tinygpt.lab.run_events import scalars_by_step
 from tinygpt.model import GPT
-from tinygpt.training import checkpoints
+from tinygpt.training import checkpoint_callbacks as checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 # Dropout on, so that resuming must also restore the RNG; a loss logged at every step.

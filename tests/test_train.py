@@ -19,6 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tinygpt.lab.run_events import scalars_by_step
 from tinygpt.model import GPT
 from tinygpt.training.schema import compose_train
+from tinygpt.training.settings import configure
 
 CONTRACT_SCALARS = [
     "train/loss", "val/loss", "val/ppl", "train/lr", "watch/grad_norm/total",
@@ -78,8 +79,9 @@ def test_hparams_tab_holds_config_and_final_val_loss(smoke_run):
     assert not any(t.startswith("hp/") for t in ea.Tags()["scalars"])
     assert "_hparams_/session_start_info" in plugin
     info = plugin["_hparams_/session_start_info"]
-    assert b"model.n_layers" in info and b"trainer.max_steps" in info  # what smoke changes
+    assert b"experiment" in info and b"smoke" in info  # what the run's overrides chose
     assert b"model.attention.scale" not in info  # what no run here changed stays out
+    assert b"data.cache_dir" not in info  # plumbing stays out
     assert b"trainer.inference_mode" not in info  # Lightning's defaults are not repeated
 
 
@@ -187,8 +189,7 @@ def test_tensorboard_hparams_lead_with_what_defines_a_run(tensorboard):
     hparams = [h["name"] for h in exp["hparamInfos"]]
     metrics = [m["name"]["tag"] for m in exp["metricInfos"]]
     assert {"val/bpb", "val/loss", "train/loss"} <= set(metrics)
-    assert "data.tokenizer" in hparams and "model.n_layers" in hparams
-    assert len(hparams) < 30 and not any(h.startswith("trainer._target_") for h in hparams)
+    assert set(hparams) == {"experiment", "precision"}  # its overrides: experiment=smoke
     assert "data.cache_dir" not in hparams  # plumbing stays out
 
 
@@ -345,10 +346,14 @@ def test_model_summary_counts_real_flops(train_run, capsys):
 def test_hparams_take_every_kind_of_value():
     from tinygpt.training.tensorboard_layout import hyperparameters
 
-    params = hyperparameters(compose_train("optim.betas=[0.9,0.99]", "model.attention.scale=false",
-                                           "model.attention.window=8"), "32-true")
+    settings = configure("optim.betas=[0.9,0.99]", "model.attention.scale=false",
+                         "model.attention.window=8", "variant=sigmoid", "seed=3",
+                         "data.cache_dir=/tmp/x", run_dir="r")
+    params = hyperparameters(settings, "32-true")
     assert params["optim.betas"] == "[0.9, 0.99]" and params["model.attention.scale"] == "false"
     assert params["model.attention.window"] == 8 and params["precision"] == "32-true"
+    assert params["variant"] == "sigmoid" and params["seed"] == 3  # a group by its option
+    assert "data.cache_dir" not in params  # plumbing: where, not what
 
 
 def test_target_bpb_stops_at_the_first_validation_below_it(train_run, tmp_path):

@@ -16,7 +16,8 @@ from tinygpt.model import GPT, GPTConfig
 from tinygpt.run_dir import LAST, last_checkpoint
 from tinygpt.tokenizer import Tokenizer, get_tokenizer, tokenizer_from_state
 
-_PASS_OURS = "pass a .ckpt that scripts/train.py wrote"
+_PASS_OURS = "pass a .ckpt that tinygpt-train wrote"
+RUN_SETTINGS = "tinygpt_settings"  # the run's config, dotted keys, in each training checkpoint
 
 
 def write_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:

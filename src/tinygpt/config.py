@@ -38,6 +38,11 @@ class DataConfig:
     # cache folder (~/.cache/tinygpt): the same wherever a run is started from.
     cache_dir: str | None = None
 
+    def __post_init__(self) -> None:
+        # Strings (a library call) become enums, once, here.
+        self.name = parse_choice(Corpus, self.name, "data.name")
+        self.tokenizer = parse_choice(TokenizerName, self.tokenizer, "data.tokenizer")
+
     def validate(self) -> None:
         """UsageError for values no corpus can satisfy (before any text is read)."""
         if not 0.0 < self.val_fraction < 1.0:
@@ -49,6 +54,13 @@ class DataConfig:
         if self.stride is not None and self.stride < 1:
             raise UsageError(f"data.stride={self.stride} must be at least 1 token (or null: "
                              "windows side by side)")
+
+
+def repeat_length(cfg: DataConfig, context_length: int) -> int:
+    """The longest repeated segment (data.repeat_length; null: an eighth of the context), which
+    is also the length the induction probe repeats: induction learnt at these distances need not
+    reach further (docs/attention_lab.md). `cfg`: a DataConfig or a run's recorded data node."""
+    return cfg.repeat_length or context_length // 8
 
 
 class Algorithm(str, Enum):

@@ -96,21 +96,15 @@ def load_text(
     name: Corpus | str, path: str | None = None, cache_dir: str | Path | None = None,
     url: str | None = None,
 ) -> str:
-    """The corpus as one string; raises UsageError with what to do if it cannot be read."""
+    """The corpus as one string (for name=text, `path` names at least one file: the run's checks
+    say so otherwise); raises UsageError with what to do if it cannot be read."""
     name = parse_choice(Corpus, name, "data.name")
     if name == Corpus.python_docs:
         return python_docs_text()
     if name.value in PRESETS:
         return download(name.value, cache_path(cache_dir), url).read_text(encoding="utf-8")
-    if not path:
-        raise UsageError("data.name=text needs a file (set data.path=/path/to/file.txt)")
-    files = text_files(path)
-    if not files:
-        raise UsageError(
-            f"no text file at data.path={path} (give a file, a folder of .txt files, or a glob)"
-        )
     parts = []
-    for f in files:
+    for f in text_files(path):
         try:
             parts.append(f.read_text(encoding="utf-8"))
         except UnicodeDecodeError as e:

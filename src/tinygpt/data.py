@@ -14,9 +14,9 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from tinygpt.atomic import atomic_write
-from tinygpt.config import DataConfig
-from tinygpt.corpus import Corpus, cache_path, load_text
-from tinygpt.errors import UsageError, parse_choice
+from tinygpt.config import DataConfig, repeat_length
+from tinygpt.corpus import cache_path, load_text
+from tinygpt.errors import UsageError
 from tinygpt.metrics import bits_per_byte
 from tinygpt.tokenizer import Tokenizer, TokenizerName, get_tokenizer, tokenizer_state
 
@@ -141,46 +141,28 @@ class TokenSplit:
         return bits_per_byte(self.unigram_baseline() * len(self.val_ids), nbytes)
 
 
-def repeat_length(cfg: DataConfig, context_length: int) -> int:
-    """The longest repeated segment (data.repeat_length; null: an eighth of the context), which
-    is also the length the induction probe repeats: induction learnt at these distances need not
-    reach further (docs/attention_lab.md)."""
-    return cfg.repeat_length or context_length // 8
-
-
 def load_split(cfg: DataConfig, context_length: int) -> TokenSplit:
-    """Read, tokenise (or hit the cache) and split the corpus cfg names; UsageError with what to
-    do for a corpus that cannot be read or is too short."""
-    cfg.validate()
-    name = parse_choice(Corpus, cfg.name, "data.name")
-    tokenizer_name = parse_choice(TokenizerName, cfg.tokenizer, "data.tokenizer")
+    """Read, tokenise (or hit the cache) and split the corpus cfg names (its values checked
+    already: `tinygpt.training.checks`); UsageError for a corpus that cannot be read or is too
+    short."""
     cache = cache_path(cfg.cache_dir)
-    text = load_text(name, cfg.path, cache, cfg.url)
+    text = load_text(cfg.name, cfg.path, cache, cfg.url)
     # The text is split before it is tokenised: a trained BPE learns from the training part
     # alone, and the validation part's bytes are known exactly (for bits per byte).
     cut = len(text) - int(len(text) * cfg.val_fraction)
     train_text, val_text = text[:cut], text[cut:]
     # char: the alphabet of the whole text (a character only the validation part has must
     # still be encodable); bpe: merges learnt from the training part only.
-    source = text if tokenizer_name == TokenizerName.char else train_text
-    tok = get_tokenizer(tokenizer_name, text=source, vocab_size=cfg.vocab_size, cache_dir=cache)
+    source = text if cfg.tokenizer == TokenizerName.char else train_text
+    tok = get_tokenizer(cfg.tokenizer, text=source, vocab_size=cfg.vocab_size, cache_dir=cache)
     train_ids, val_ids = encode_cached(train_text, tok, cache), encode_cached(val_text, tok, cache)
     stride = cfg.stride or context_length  # default: windows side by side, no overlap
-    bos = None
-    if cfg.bos:
-        if tok.eot_token is None:
-            raise UsageError(f"data.bos=true starts windows with the end-of-text token; "
-                             f"tokenizer={tok.name} has none (set data.tokenizer=bpe or gpt2, "
-                             "or data.bos=false)")
-        bos = tok.eot_token
+    bos = tok.eot_token if cfg.bos else None
     train_set = TokenWindows(train_ids, context_length, stride, bos)
     if cfg.repeat_share:
-        length = repeat_length(cfg, context_length)
-        if not 1 <= length <= context_length // 2:
-            raise UsageError(f"data.repeat_length={length} must be 1..{context_length // 2} (half "
-                             "the context: a segment and its copy fit one window)")
-        train_set = WithRepeats(train_set, cfg.repeat_share, length, tok.vocab_size)
-    split = TokenSplit(name.value, tok, train_ids, val_ids, train_set,
+        train_set = WithRepeats(train_set, cfg.repeat_share, repeat_length(cfg, context_length),
+                                tok.vocab_size)
+    split = TokenSplit(cfg.name.value, tok, train_ids, val_ids, train_set,
                        TokenWindows(val_ids, context_length, context_length, bos))
     if len(split.train_set) == 0 or len(split.val_set) == 0:
         ids, need = len(train_ids) + len(val_ids), 2 * (context_length + 1)

@@ -129,7 +129,10 @@ class GPT(nn.Module):
 
     def loss(self, idx: Tensor, targets: Tensor) -> Tensor:
         """Mean next-token cross-entropy; never builds the full logits tensor (see tinygpt.loss)."""
-        x, _ = self.hidden(idx)
+        return self.head_loss(self.hidden(idx)[0], targets)
+
+    def head_loss(self, x: Tensor, targets: Tensor) -> Tensor:
+        """The same loss from the head's input x (B, T, emb_dim), `hidden`'s output."""
         return linear_cross_entropy(
             x.flatten(0, 1), self.head.weight, targets.flatten(), self.cfg.vocab_size,
             softcap=self.cfg.logit_softcap,

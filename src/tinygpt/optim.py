@@ -47,22 +47,13 @@ def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
 
 class Combined(torch.optim.Optimizer):
     """Several optimizers stepped as one, so Lightning's automatic optimization, its gradient
-    clipping and one LR scheduler see a single optimizer over all their parameter groups."""
+    clipping and one LR scheduler see a single optimizer over all their parameter groups. Its
+    groups are the parts' own dicts (a rate the scheduler sets is the part's); each part keeps
+    its own state."""
 
     def __init__(self, *optimizers: torch.optim.Optimizer):
-        # Not Optimizer.__init__: the groups and state are the parts' own.
         self.optimizers = optimizers
-        self.defaults = {}
-        self._optimizer_step_pre_hooks, self._optimizer_step_post_hooks = {}, {}
-
-    @property
-    def param_groups(self) -> list[dict]:
-        # read live: a part's load_state_dict replaces its group dicts
-        return [g for o in self.optimizers for g in o.param_groups]
-
-    @property
-    def state(self) -> dict:
-        return {k: v for o in self.optimizers for k, v in o.state.items()}
+        super().__init__([g for o in optimizers for g in o.param_groups], defaults={})
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -81,6 +72,8 @@ class Combined(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict) -> None:
         for o, s in zip(self.optimizers, state_dict["optimizers"], strict=True):
             o.load_state_dict(s)
+        # a part's load_state_dict replaces its group dicts: share the new ones
+        self.param_groups = [g for o in self.optimizers for g in o.param_groups]
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig, total_steps: int, fused: bool = False,

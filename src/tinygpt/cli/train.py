@@ -18,23 +18,29 @@ from tinygpt.training.hydra_callbacks import JobFailed, first_process
 from tinygpt.training.precheck import precheck
 from tinygpt.training.quiet import quiet_dependencies
 from tinygpt.training.schema import CONFIG_PATH, register_configs
+from tinygpt.training.settings import Settings, settle
 from tinygpt.training.threads import apply_wait_policy
 
 register_configs()
+# What main() settled from the command line; Hydra then composes the same config for the run (its
+# record in .hydra/ and the run folder) and the run takes these checked settings as they are.
+settled: Settings | None = None
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def run(cfg: DictConfig) -> object:
     quiet_dependencies()
     apply_wait_policy(cfg.thread_wait, cfg.thread_spin)  # read once, as torch loads: before
-    # torch and Lightning load only now, with the config known to be good: a mistake in it was
-    # answered before this, in a fraction of a second instead of after their imports.
-    from tinygpt.training.train import train
-
     hc = HydraConfig.get()
     sweep = hc.mode == RunMode.MULTIRUN
     try:
-        result = train(cfg, hc.runtime.output_dir, sweep=sweep)
+        # a sweep's job settles its own config (main() checked the sweep's base config)
+        settings = settled or settle(cfg, hc.runtime.output_dir, hc.overrides.task)
+        # torch and Lightning load only now, with the config known to be good: a mistake in it
+        # was answered before this, in a fraction of a second instead of after their imports.
+        from tinygpt.training.train import train
+
+        result = train(settings, hc.runtime.output_dir, sweep=sweep)
     except UsageError as e:
         if first_process():  # every rank of a multi-process run stops with the same error
             print_error(e)
@@ -65,8 +71,9 @@ def forget(run_dir: Path) -> None:
 
 
 def main() -> None:
+    global settled
     with usage_errors_exit():
-        sys.argv[1:] = precheck(sys.argv[1:])
+        sys.argv[1:], settled = precheck(sys.argv[1:])
     try:
         run()
     except SystemExit as stop:  # Hydra's and ours: the same code, the same quick exit

@@ -8,7 +8,7 @@ import math
 from omegaconf import DictConfig, OmegaConf
 
 from tinygpt import metrics as m
-from tinygpt.data import repeat_length
+from tinygpt.config import repeat_length
 from tinygpt.induction import uniform_score
 from tinygpt.lab.report_runs import Run, by_setting, train_tail
 from tinygpt.lab.stats import Summary, format_p, verdict, welch_p

@@ -13,7 +13,9 @@ from torch.utils.tensorboard import SummaryWriter
 
 from tinygpt import metrics
 from tinygpt.config import SampleConfig
+from tinygpt.data import TokenSplit
 from tinygpt.diagnostics import attention_stats, qk_grad_norms, uniform_entropy
+from tinygpt.errors import UsageError
 from tinygpt.evaluate import longer_context
 from tinygpt.generate import generate
 from tinygpt.metrics import layer_tag
@@ -22,19 +24,51 @@ from tinygpt.training.attention_maps import HeatmapFrame, image_summary, token_l
 from tinygpt.training.tensorboard_layout import custom_scalars_layout
 
 
+def writes_now(trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
+    """Whether a measurement made now belongs in the run's events: a logger to write it, not the
+    sanity check before training, and a model that has not stopped on a NaN loss."""
+    return not (trainer.sanity_checking or trainer.logger is None or pl_module.stopped_on_nan)
+
+
+def readable_prompt(prompt: str, data: TokenSplit) -> str:
+    """The prompt the run samples from: `prompt` where this run's tokenizer can read it, else the
+    start of the validation text (said once, as training starts, not found out after it)."""
+    try:
+        data.tokenizer.encode(prompt)
+        return prompt
+    except UsageError as e:
+        reason = str(e).split(" (")[0]
+    start = data.tokenizer.decode(data.val_ids[:24].tolist())
+    fallback = start.split("\n")[0] or start
+    rank_zero_print(f"sample.prompt={prompt!r} cannot be read by this run's tokenizer ({reason}); "
+                    f"sampling from the validation text's start, {fallback!r}, instead")
+    return fallback
+
+
+@rank_zero_only
+def rank_zero_print(text: str) -> None:
+    """A line for the user, once per run (rank 0)."""
+    print(text, flush=True)
+
+
 class SampleText(L.Callback):
-    """At each validation, logs a continuation of a fixed prompt under `samples/`."""
+    """At each validation, logs a continuation of a fixed prompt under `samples/` (`prompt`: the
+    one it samples from, once the data is known; `last`: the latest continuation)."""
 
     def __init__(self, cfg: SampleConfig, seed: int = 0):
         self.cfg, self.seed = cfg, seed
+        self.prompt = cfg.prompt
         self.last: str | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.prompt = readable_prompt(self.cfg.prompt, trainer.datamodule.load())
 
     @rank_zero_only
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.logger is None or pl_module.stopped_on_nan:
+        if not writes_now(trainer, pl_module):
             return
         tok, c = pl_module.tokenizer, self.cfg
-        prompt_ids = tok.encode(c.prompt) or [tok.eot_token or 0]
+        prompt_ids = tok.encode(self.prompt) or [tok.eot_token or 0]
         idx = torch.tensor([prompt_ids], device=pl_module.device)
         gen = torch.Generator(device=pl_module.device).manual_seed(self.seed)
         out = generate(pl_module.model, idx, c.max_new_tokens, c.temperature, c.top_k,
@@ -58,8 +92,7 @@ class AttentionMaps(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         writer = getattr(trainer.logger, "experiment", None)
         # not under fast_dev_run's dummy logger, which writes nothing
-        if trainer.sanity_checking or not isinstance(writer, SummaryWriter) or (
-                pl_module.stopped_on_nan):
+        if not writes_now(trainer, pl_module) or not isinstance(writer, SummaryWriter):
             return
         x = trainer.datamodule.val_set[0][0][: self.num_tokens][None].to(pl_module.device)
         model = pl_module.model
@@ -86,8 +119,8 @@ class LongContextEval(L.Callback):
     @rank_zero_only
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         model = pl_module.model
-        if (trainer.sanity_checking or trainer.logger is None or pl_module.stopped_on_nan
-                or not model.reaches_beyond_context or isinstance(trainer.strategy, FSDPStrategy)):
+        if (not writes_now(trainer, pl_module) or not model.reaches_beyond_context
+                or isinstance(trainer.strategy, FSDPStrategy)):
             return
         with torch.autocast(pl_module.device.type, enabled=False):
             scores = longer_context(model, trainer.datamodule.val_ids,
@@ -101,7 +134,7 @@ class LongContextEval(L.Callback):
 
 
 class TensorBoardLayout(L.Callback):
-    """Writes the Custom Scalars layout (`tinygpt.tensorboard`) once, when training starts."""
+    """Writes the Custom Scalars layout (`tensorboard_layout`) once, when training starts."""
 
     @rank_zero_only
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -162,8 +195,7 @@ class AttentionDiagnostics(L.Callback):
         # The final weights too, so a run's last point describes the model it ends with; and
         # how fast they generate with their KV cache (what fewer kv heads should buy). Not in a
         # fast_dev_run, whose logger keeps nothing.
-        if (self.every_n_steps and trainer.logger is not None and not trainer.fast_dev_run
-                and not pl_module.stopped_on_nan):
+        if self.every_n_steps and writes_now(trainer, pl_module) and not trainer.fast_dev_run:
             out = self._attention_metrics(trainer, pl_module)
             out[metrics.GENERATE_TOKENS_PER_SEC] = generation_speed(pl_module.model)
             trainer.logger.log_metrics(out, step=trainer.global_step)

@@ -1,29 +1,27 @@
-"""A composed training config checked value by value, before anything is built or written: one
-UsageError per mistake, saying what to change. No torch, no Lightning: an answer in well under
-two seconds."""
+"""Every value of a run's config checked, before anything is built or written: one UsageError per
+mistake, saying what to change. The one home of each check (`settings.settle` runs them once).
+No torch, no Lightning: an answer in well under two seconds."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
-
-from tinygpt.config import DataConfig, check_sampling
+from tinygpt.config import DataConfig, check_sampling, repeat_length
 from tinygpt.corpus import Corpus, text_files
 from tinygpt.errors import UsageError
 from tinygpt.tokenizer import TokenizerName
 from tinygpt.training.lightning_adapter import PRECISIONS
 from tinygpt.training.schema import TrainConfig
+from tinygpt.training.trainer_config import TrainerConfig
 
 
-def check_train_config(cfg: DictConfig) -> TrainConfig:
-    """The typed config, once every value in it makes sense; a UsageError at the first that
-    does not."""
-    s: TrainConfig = OmegaConf.to_object(cfg)
+def check_values(s: TrainConfig) -> None:
+    """A UsageError at the first value that makes no sense."""
     s.model.gpt_config(vocab_size=1).validate()
-    check_data(s.data)
+    check_data(s.data, s.model.context_length)
     check_optim(s)
-    check_trainer(cfg.trainer, s.data.batch_size)
+    check_trainer(s.trainer)
     check_sampling(s.sample.temperature, s.sample.top_k, None)
     for key in ("save_every_n_steps", "grad_norm_every", "diagnostics_every"):
         at_least(key, getattr(s, key), 0, "0 turns it off")
@@ -33,11 +31,7 @@ def check_train_config(cfg: DictConfig) -> TrainConfig:
     if s.thread_spin is not None:
         at_least("thread_spin", s.thread_spin, 0, "0: sleep at once; null: OpenMP's own")
     at_least("sample.max_new_tokens", s.sample.max_new_tokens, 0, "e.g. 64")
-    init = s.model.init_from
-    if init and not (Path(init) / "config.json").is_file():
-        raise UsageError(f"model.init_from={init} holds no config.json (point it at a Hugging "
-                         "Face GPT-2 directory)")
-    return s
+    check_init_from(s)
 
 
 def at_least(key: str, value: float, low: float, hint: str) -> None:
@@ -45,7 +39,7 @@ def at_least(key: str, value: float, low: float, hint: str) -> None:
         raise UsageError(f"{key}={value} must be at least {low} ({hint})")
 
 
-def check_data(d: DataConfig) -> None:
+def check_data(d: DataConfig, context_length: int) -> None:
     d.validate()
     at_least("data.batch_size", d.batch_size, 1, "sequences per step, e.g. 16")
     at_least("data.num_workers", d.num_workers, 0, "0 loads in the training process")
@@ -57,6 +51,14 @@ def check_data(d: DataConfig) -> None:
     if d.name == Corpus.text and not text_files(d.path):
         raise UsageError(f"no text file at data.path={d.path} (give a file, a folder of .txt "
                          "files, or a glob)")
+    if d.bos and d.tokenizer == TokenizerName.char:
+        raise UsageError("data.bos=true starts windows with the end-of-text token; "
+                         "tokenizer=char has none (set data.tokenizer=bpe or gpt2, or "
+                         "data.bos=false)")
+    length = repeat_length(d, context_length)
+    if d.repeat_share and not 1 <= length <= context_length // 2:
+        raise UsageError(f"data.repeat_length={length} must be 1..{context_length // 2} (half "
+                         "the context: a segment and its copy fit one window)")
 
 
 def check_optim(s: TrainConfig) -> None:
@@ -78,7 +80,9 @@ def check_optim(s: TrainConfig) -> None:
         raise UsageError(f"optim.muon_momentum={o.muon_momentum} must be in [0, 1) (e.g. 0.95)")
 
 
-def check_trainer(t: DictConfig, batch_size: int) -> None:
+def check_trainer(t: TrainerConfig) -> None:
+    """What a config can get wrong in the Trainer's arguments before Lightning sees them (what
+    Lightning refuses as it builds the Trainer is answered there: `train.build_trainer`)."""
     if t.max_steps != -1 and t.max_steps < 1:
         raise UsageError(f"trainer.max_steps={t.max_steps} must be a positive number of steps "
                          "(or -1: no step limit, with trainer.max_time or max_epochs)")
@@ -87,16 +91,30 @@ def check_trainer(t: DictConfig, batch_size: int) -> None:
         raise UsageError(f"trainer.precision={t.precision!r} is unknown (use one of {valid})")
     for key, low in (("accumulate_grad_batches", 1), ("log_every_n_steps", 1),
                      ("num_nodes", 1)):
-        if t.get(key) is not None:
-            at_least(f"trainer.{key}", t[key], low, "a whole number")
+        if getattr(t, key) is not None:
+            at_least(f"trainer.{key}", getattr(t, key), low, "a whole number")
     if t.gradient_clip_val is not None:
         at_least("trainer.gradient_clip_val", t.gradient_clip_val, 0, "0 or null: no clipping")
     vci = t.val_check_interval
     if isinstance(vci, int | float) and not isinstance(vci, bool) and vci <= 0:
         raise UsageError(f"trainer.val_check_interval={vci} must be positive (steps, or a "
                          "fraction of an epoch)")
-    devices = t.devices if isinstance(t.devices, int) and t.devices > 0 else 1
-    if batch_size % (devices * t.accumulate_grad_batches):
-        raise UsageError(f"data.batch_size={batch_size} (sequences per step, all devices) is "
-                         f"not a multiple of devices x accumulate_grad_batches = "
-                         f"{devices * t.accumulate_grad_batches} (change one of them)")
+
+
+def check_init_from(s: TrainConfig) -> None:
+    """model.init_from: a Hugging Face GPT-2 folder, read with GPT-2's tokenizer, at most as long
+    a context as it was trained on."""
+    init = s.model.init_from
+    if not init:
+        return
+    config = Path(init) / "config.json"
+    if not config.is_file():
+        raise UsageError(f"model.init_from={init} holds no config.json (point it at a Hugging "
+                         "Face GPT-2 directory)")
+    if s.data.tokenizer != TokenizerName.gpt2:
+        raise UsageError(f"model.init_from needs GPT-2's tokenizer, not data.tokenizer="
+                         f"{s.data.tokenizer.value} (set data.tokenizer=gpt2)")
+    trained = json.loads(config.read_text()).get("n_positions", s.model.context_length)
+    if s.model.context_length > trained:
+        raise UsageError(f"model.context_length={s.model.context_length} is longer than the "
+                         f"pretrained model's {trained} (lower model.context_length)")

@@ -12,10 +12,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from tinygpt.config import DataConfig
-from tinygpt.corpus import Corpus
 from tinygpt.data import ResumableSampler, TokenSplit, load_split
-from tinygpt.errors import UsageError, parse_choice
-from tinygpt.tokenizer import TokenizerName
+from tinygpt.errors import UsageError
 
 
 class ResumableLoader(DataLoader):
@@ -35,19 +33,15 @@ class ResumableLoader(DataLoader):
 
 
 class TextDataModule(L.LightningDataModule):
-    """Tokenised corpus split by a contiguous fraction into training and validation windows.
+    """Tokenised corpus split by a contiguous fraction into training and validation windows,
+    served `per_device_batch` sequences at a time: `cfg.batch_size`, the global batch, over the
+    devices and accumulation steps (`split_batch`)."""
 
-    `cfg.batch_size` is the global batch (sequences per optimizer step); `setup()` splits it over
-    the devices and accumulation steps the Trainer has, into `per_device_batch`.
-    """
-
-    def __init__(self, cfg: DataConfig, context_length: int, seed: int = 0):
+    def __init__(self, cfg: DataConfig, context_length: int, per_device_batch: int | None = None,
+                 seed: int = 0):
         super().__init__()
-        cfg.validate()
-        parse_choice(Corpus, cfg.name, "data.name")
-        parse_choice(TokenizerName, cfg.tokenizer, "data.tokenizer")
         self.cfg, self.context_length, self.seed = cfg, context_length, seed
-        self.per_device_batch = cfg.batch_size  # until setup() learns the world size
+        self.per_device_batch = per_device_batch or cfg.batch_size  # None: one device
         self.split: TokenSplit | None = None
 
     def load(self) -> TokenSplit:
@@ -66,14 +60,11 @@ class TextDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.load()
-        if self.trainer is not None:
-            self.per_device_batch = split_batch(self.cfg.batch_size, self.trainer.world_size,
-                                                self.trainer.accumulate_grad_batches)
-            if self.trainer.world_size > 1 or self.trainer.accumulate_grad_batches > 1:
-                rank_zero_info(f"global batch {self.cfg.batch_size} sequences = "
-                               f"{self.trainer.world_size} device(s) x "
-                               f"{self.trainer.accumulate_grad_batches} accumulation step(s) x "
-                               f"{self.per_device_batch} sequences")
+        t = self.trainer
+        if t is not None and (t.world_size > 1 or t.accumulate_grad_batches > 1):
+            rank_zero_info(f"global batch {self.cfg.batch_size} sequences = {t.world_size} "
+                           f"device(s) x {t.accumulate_grad_batches} accumulation step(s) x "
+                           f"{self.per_device_batch} sequences")
 
     def train_dataloader(self) -> DataLoader:
         t = self.trainer

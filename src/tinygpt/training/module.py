@@ -18,7 +18,7 @@ from tinygpt.errors import UsageError, parse_choice
 from tinygpt.metrics import bits_per_byte
 from tinygpt.model import GPT, GPTConfig, attention_overrides
 from tinygpt.optim import build_optimizer
-from tinygpt.tokenizer import Tokenizer, tokenizer_from_state
+from tinygpt.tokenizer import tokenizer_from_state
 from tinygpt.training.lightning_adapter import logger_writes_this_step, stop_without_validation
 from tinygpt.training.ranks import all_ranks_agree
 
@@ -59,11 +59,17 @@ class GPTLightningModule(L.LightningModule):
         self.val_loss, self.val_loss_causal = MeanMetric(), MeanMetric()
         # Bits per byte: the summed loss over the bytes of the text its targets stand for.
         self.val_nats, self.val_bytes = SumMetric(), SumMetric()
+        self.tokenizer = tokenizer_from_state(tokenizer)
         self.register_buffer("token_bytes", torch.tensor(self.tokenizer.token_bytes()),
                              persistent=False)
         self.nonfinite_step: int | None = None  # set when a NaN/inf loss stopped training
         self.skipped_batches = 0  # batches dropped for a NaN/inf loss (on_nonfinite=skip)
-        self._compile_checked = not compile
+        self.drop_gradients = False  # this batch's gradients are dropped (see _no_update)
+        # compile=true: the model's trunk (all but the head) torch.compile'd in configure_model;
+        # compiling happens at its first call, which may fail (then the run goes on eager).
+        self.compiled_trunk = None
+        self.compile_checked = not compile
+        self.flops_per_batch: int | None = None  # one training step's, counted in setup()
         # One sequence: the model summary runs it to count FLOPs.
         self.example_input_array = torch.zeros(1, model.context_length, dtype=torch.long)
 
@@ -72,19 +78,13 @@ class GPTLightningModule(L.LightningModule):
         """Training stopped on a NaN loss: a forward pass may give NaN weights and probabilities."""
         return self.nonfinite_step is not None
 
-    @property
-    def tokenizer(self) -> Tokenizer:
-        if not hasattr(self, "_tokenizer"):
-            self._tokenizer = tokenizer_from_state(self.hparams.tokenizer)
-        return self._tokenizer
-
     def forward(self, idx: Tensor) -> Tensor:
         return self.model(idx)
 
     def setup(self, stage: str) -> None:
         # FLOPs of one training step on this device's batch, counted on a weightless copy
         # (meta device): ThroughputMonitor turns them into train/mfu.
-        batch = getattr(self.trainer.datamodule, "per_device_batch", 1)
+        batch = getattr(self.trainer.datamodule, "per_device_batch", 1)  # 1: no datamodule
         T = self.model.cfg.context_length
         with torch.device("meta"):
             meta = GPT(self.model.cfg)
@@ -92,22 +92,25 @@ class GPTLightningModule(L.LightningModule):
         self.flops_per_batch = measure_flops(meta, lambda: meta.loss(x, x), lambda loss: loss)
 
     def configure_model(self) -> None:
-        if self.hparams.compile and not self._compile_checked:
+        if not self.compile_checked and self.compiled_trunk is None:
             # The trunk only: the sliced cross-entropy's Python loop gains nothing from a graph.
-            self._eager_hidden = self.model.hidden
-            self.model.hidden = torch.compile(self.model.hidden)
+            self.compiled_trunk = torch.compile(self.model.hidden)
 
     def _loss(self, batch: tuple[Tensor, Tensor]) -> Tensor:
-        if self._compile_checked:
-            return self.model.loss(*batch)
-        self._compile_checked = True  # compiling happens on this first call, or fails here
+        x, y = batch
+        if self.compiled_trunk is None:
+            return self.model.loss(x, y)
+        if self.compile_checked:
+            return self.model.head_loss(self.compiled_trunk(x)[0], y)
+        self.compile_checked = True
         try:
-            return self.model.loss(*batch)
+            hidden, _ = self.compiled_trunk(x)
         except Exception as e:  # no C++ compiler, unsupported platform, ...
             reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             rank_zero_warn(f"compile=true but torch.compile failed ({reason}); running eager")
-            self.model.hidden = self._eager_hidden
-            return self.model.loss(*batch)
+            self.compiled_trunk = None
+            return self.model.loss(x, y)
+        return self.model.head_loss(hidden, y)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
         loss = self._loss(batch)
@@ -149,14 +152,14 @@ class GPTLightningModule(L.LightningModule):
         rank takes part in DDP's all-reduce, where returning None would leave the others
         waiting), which on_after_backward then drops, so the optimizer leaves the weights,
         its moments and weight decay alone."""
-        self._drop_gradients = True
+        self.drop_gradients = True
         return sum((p * 0.0).sum() for p in self.model.parameters())
 
     def on_after_backward(self) -> None:
-        if getattr(self, "_drop_gradients", False):
+        if self.drop_gradients:
             for p in self.model.parameters():
                 p.grad = None
-            self._drop_gradients = False
+            self.drop_gradients = False
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         y = batch[1]

@@ -12,12 +12,12 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import Subset
 
 from tinygpt import metrics as m
-from tinygpt.data import repeat_length
+from tinygpt.config import repeat_length
 from tinygpt.induction import induction_scores, repeated_tokens
 from tinygpt.model import GPT
 from tinygpt.quantize import int8_sensitivity
 from tinygpt.sinks import activation_outliers, first_token_mass, sink_rate
-from tinygpt.training.callbacks import first_windows
+from tinygpt.training.callbacks import first_windows, writes_now
 
 INDUCTION_SEED = 12_345  # the fixed repeated batch: not one any training window could be
 INT8_WINDOWS = 256  # the int8 cost on at most this many validation windows (all of a lab run's)
@@ -78,8 +78,7 @@ class Phenomena(L.Callback):
 
     @rank_zero_only
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if (not self.every_n_steps or trainer.logger is None or trainer.fast_dev_run
-                or pl_module.stopped_on_nan):
+        if not self.every_n_steps or not writes_now(trainer, pl_module) or trainer.fast_dev_run:
             return
         model, data = pl_module.model, trainer.datamodule
         out = phenomena_metrics(model, *self.batches(trainer, pl_module))

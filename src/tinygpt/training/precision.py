@@ -26,7 +26,8 @@ PROBE_SHAPE = (512, 128, 512)
 def matmul_gflops(dtype: torch.dtype, m: int, k: int, n: int, budget_s: float = 0.05,
                   min_repeats: int = 2) -> float:
     """Best-of-repeats GFLOP/s of an (m, k) @ (k, n) matmul; repeats until budget_s is spent."""
-    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+    g = torch.Generator().manual_seed(0)  # not the global one: a run's draws stay its own
+    a, b = torch.randn(m, k, generator=g).to(dtype), torch.randn(k, n, generator=g).to(dtype)
     a @ b  # the first call pays for kernel selection and allocation
     best, repeats, end = float("inf"), 0, time.perf_counter() + budget_s
     while repeats < min_repeats or time.perf_counter() < end:

@@ -107,8 +107,8 @@ def on_terminal() -> bool:
     return sys.stdout.isatty()
 
 
-def progress_callback(trainer_cfg: Any, every: int) -> list[L.Callback]:
-    """The bar for a terminal, lines otherwise; none when the config turns the bar off."""
-    if trainer_cfg.get("enable_progress_bar") is False:
+def progress_callback(enabled: bool | None, every: int) -> list[L.Callback]:
+    """The bar for a terminal, lines otherwise; none when trainer.enable_progress_bar=false."""
+    if enabled is False:
         return []
     return [StepProgressBar() if on_terminal() else LineProgress(every)]

@@ -17,13 +17,15 @@ LATEST = "latest"  # ckpt_path=latest: the newest last.ckpt under outputs/, name
 OWN = "last"  # ckpt_path=last: the run directory's own, as resume=true
 
 
-def resume_source(ckpt_path: str | None, resume: bool, run_dir: Path,
+def resume_source(ckpt_path: str | None, resume: bool, run_dir: Path | None,
                   outputs: Path = Path("outputs")) -> Path | None:
-    """The checkpoint a run continues from: None for a new run."""
+    """The checkpoint a run continues from: None for a new run. run_dir: the run's folder (None:
+    a new folder, not named yet)."""
     if resume or ckpt_path == OWN:
-        own = last_checkpoint(run_dir)
-        if not own.is_file():
-            raise UsageError(f"there is no {LAST} to resume in {run_dir} (resume=true continues "
+        own = last_checkpoint(run_dir) if run_dir is not None else None
+        if own is None or not own.is_file():
+            where = run_dir if run_dir is not None else "a new run folder"
+            raise UsageError(f"there is no {LAST} to resume in {where} (resume=true continues "
                              "the run in hydra.run.dir: point it at that run's folder, or give "
                              f"ckpt_path={LATEST} or ckpt_path=/path/to/file.ckpt)")
         return own
@@ -46,6 +48,18 @@ def recorded_run(checkpoint: Path) -> Path | None:
     """The run folder whose Hydra record (.hydra/) a checkpoint belongs to, if it has one."""
     run = checkpoint.resolve().parent.parent
     return run if (run / HYDRA / "config.yaml").is_file() else None
+
+
+def recorded_settings(checkpoint: Path) -> dict[str, Any]:
+    """The settings the run of `checkpoint` trained with, as dotted keys: its folder's Hydra
+    record, else (a file moved away from its run, or a run started in-process) the copy the
+    checkpoint holds; {} for a checkpoint that holds none."""
+    run = recorded_run(checkpoint)
+    if run is not None:
+        return recorded_config(run)
+    from tinygpt.checkpoint import RUN_SETTINGS, read_checkpoint  # torch: only for such a file
+
+    return read_checkpoint(checkpoint).get(RUN_SETTINGS, {})
 
 
 def recorded_overrides(run: Path) -> list[str]:

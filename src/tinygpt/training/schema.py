@@ -2,16 +2,15 @@
 an unknown choice fails before any work starts, with the valid choices listed.
 
 Each default has one home. The library's own dataclasses are the schema's nodes (`GPTConfig`,
-`DataConfig`, `OptimConfig`, `SampleConfig`) and carry their defaults; the `trainer` node is
-built from `lightning.Trainer`'s signature, so every Trainer argument can be set and Lightning's
-defaults stay Lightning's; the YAML files under configs/ hold only what differs from those
-(the tiny shape in configs/model/tiny.yaml, the run length in configs/trainer/default.yaml).
+`DataConfig`, `OptimConfig`, `SampleConfig`) and carry their defaults; the `trainer` node lists
+`lightning.Trainer`'s arguments with Lightning's defaults (`trainer_config`); the YAML files
+under configs/ hold only what differs from those (the tiny shape in configs/model/tiny.yaml, the
+run length in configs/trainer/default.yaml).
 """
 
 from __future__ import annotations
 
-import typing
-from dataclasses import dataclass, field, fields, make_dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hydra import compose, initialize_config_module
@@ -23,8 +22,8 @@ from tinygpt.config import DataConfig, NonFinite, OptimConfig, SampleConfig
 from tinygpt.model_config import GPTConfig
 from tinygpt.run_dir import folder_name, run_name
 from tinygpt.tokenizer import TokenizerName
-from tinygpt.training.lightning_adapter import trainer_args
 from tinygpt.training.threads import ThreadWait
+from tinygpt.training.trainer_config import TrainerConfig
 
 # The configs ship inside the package, so an installed wheel trains without a checkout.
 CONFIG_MODULE = "tinygpt.configs"
@@ -58,38 +57,6 @@ class ModelConfig(GPTConfig):
         """The GPTConfig this node describes, with the tokenizer's vocabulary size."""
         shape = {f.name: getattr(self, f.name) for f in fields(GPTConfig)}
         return GPTConfig(**(shape | {"vocab_size": vocab_size}))
-
-
-# Trainer arguments a run supplies itself, as objects: not config values.
-_SUPPLIED = {"self", "logger", "callbacks", "plugins", "default_root_dir"}
-_SIMPLE = {int, float, bool, str}
-
-
-def _schema_type(annotation: str) -> Any:
-    """The annotation if OmegaConf can check it (a plain type, or Optional of one), else Any."""
-    names = {t.__name__: t for t in _SIMPLE} | {"Optional": typing.Optional,
-                                                 "Union": typing.Union}
-    try:
-        hint = eval(annotation, {"__builtins__": {}}, names)  # noqa: S307 (Lightning's source)
-    except Exception:  # a name of Lightning's own (Accelerator, _PATH, ...): not checkable
-        return Any
-    if hint in _SIMPLE:
-        return hint
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) is typing.Union and len(args) == 1 and args[0] in _SIMPLE:
-        return hint
-    return Any
-
-
-def trainer_schema() -> type:
-    """A dataclass with every `lightning.Trainer` argument, Lightning's default and type."""
-    spec: list[tuple[str, Any, Any]] = [("_target_", str, field(default="lightning.Trainer"))]
-    spec += [(a.name, _schema_type(a.annotation), field(default=a.default))
-             for a in trainer_args() if a.name not in _SUPPLIED]
-    return make_dataclass("TrainerConfig", spec)
-
-
-TrainerConfig = trainer_schema()
 
 
 @dataclass

@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 
 from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from tinygpt import metrics as m
-from tinygpt.training.schema import PLUMBING, config_keys, flat_config, yaml_value
+from tinygpt.training.schema import PLUMBING, yaml_value
+from tinygpt.training.settings import Settings
 
 
 def exactly(*tags: str) -> list[str]:
@@ -82,19 +82,21 @@ def custom_scalars_layout(n_layers: int, longer_context: bool = False) -> dict:
     }
 
 
-def hyperparameters(cfg: DictConfig, precision: str, overridden: list[str] = ()) -> dict:
-    """The HPARAMS columns of a run: the keys it set on its command line (`overridden`: a sweep's
-    jobs all set the same ones) and whatever else differs from the default config, and the
-    precision it trained in. TensorBoard sorts the columns by name and shows the first five, then
-    the metrics: keys nobody changed would crowd out the ones that tell runs apart (the whole
-    config is in the run's .hydra/config.yaml). Booleans read true/false, not 1.0/0.0."""
-    run, default = flat_config(cfg), config_keys()
-    changed = {k: v for k, v in run.items() if k not in PLUMBING
-               and (k in overridden or yaml_value(v) != default.get(k))}
-    # numbers stay numbers (sortable columns); the rest as YAML spells it: true, null, [0.9, 0.99]
-    plain = (int, float, str)
-    return {k: v if isinstance(v, plain) and not isinstance(v, bool) else yaml_value(v)
-            for k, v in changed.items()} | {"precision": precision}
+def hyperparameters(settings: Settings, precision: str) -> dict:
+    """The HPARAMS columns of a run: what its overrides set (a key's value as the run has it, a
+    group's option by name: `experiment: lab3`) and the precision it trained in. TensorBoard
+    sorts the columns by name and shows the first five, then the metrics: keys nobody changed
+    would crowd out the ones that tell runs apart (the whole config is in the run's
+    .hydra/config.yaml). Booleans read true/false, not 1.0/0.0; numbers stay numbers."""
+    columns: dict[str, object] = {}
+    for word in settings.overrides:
+        key, _, option = word.lstrip("+~").partition("=")
+        if key in PLUMBING or key.startswith("hydra."):
+            continue
+        value = settings.record.get(key, option)  # a group's option is not a key of the record
+        plain = isinstance(value, int | float | str) and not isinstance(value, bool)
+        columns[key] = value if plain else yaml_value(value)
+    return columns | {"precision": precision}
 
 
 def write_hparams(logger: object, params: dict) -> None:

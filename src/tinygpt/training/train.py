@@ -1,7 +1,8 @@
-"""A training run from a composed config: data, model, Trainer, fit, the summary.
+"""A training run from its settled settings: build the Trainer, the data and the model, fit, then
+summarise what it ended with.
 
 `tinygpt-train` (`scripts/train.py`) is Hydra's entry point over `train()`; tests and notebooks
-call it in-process with `tinygpt.training.schema.compose_train(...)`.
+call it in-process: `train(configure("trainer.max_steps=50", run_dir=d), d)`.
 """
 
 from __future__ import annotations
@@ -10,23 +11,23 @@ import json
 import math
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
-from omegaconf import DictConfig, OmegaConf
 
 from tinygpt import metrics
 from tinygpt.atomic import atomic_write
 from tinygpt.data import TokenSplit
 from tinygpt.errors import UsageError
 from tinygpt.hf import load_hf_gpt2
-from tinygpt.model import GPT
+from tinygpt.model import GPTConfig
 from tinygpt.run_dir import RESULT
 from tinygpt.tokenizer import tokenizer_state
 from tinygpt.training.callbacks import (
@@ -36,28 +37,27 @@ from tinygpt.training.callbacks import (
     SampleText,
     TensorBoardLayout,
 )
-from tinygpt.training.checkpoints import (
+from tinygpt.training.checkpoint_callbacks import (
     AtomicCheckpointIO,
     FinalCheckpoint,
     RunRecord,
-    check_resumable,
+    check_checkpoint_fits,
     checkpoint_callbacks,
 )
-from tinygpt.training.checks import check_train_config
 from tinygpt.training.commands import as_typed, command, entry_point, override, tool
-from tinygpt.training.datamodule import TextDataModule
+from tinygpt.training.datamodule import TextDataModule, split_batch
 from tinygpt.training.module import GPTLightningModule
 from tinygpt.training.phenomena import Phenomena
 from tinygpt.training.precision import PrecisionChoice, resolve_precision
 from tinygpt.training.progress import progress_callback
-from tinygpt.training.resume import flatten, resume_source
 from tinygpt.training.schema import TrainConfig
+from tinygpt.training.settings import Settings
 from tinygpt.training.tensorboard_layout import RunLogger, hyperparameters, write_hparams
 from tinygpt.training.threads import describe as describe_threads
 from tinygpt.training.throughput import Throughput, TrainClock
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainResult:
     """What a run ended with. `signal`: the signal that stopped it early, if one did."""
 
@@ -69,14 +69,14 @@ class TrainResult:
     last_checkpoint: Path | None
     best_checkpoint: Path | None
     precision: str
-    signal: int | None = None
-    tokens: int = 0  # trained on, all devices
-    train_bytes: float = 0.0  # of training text those tokens stand for
-    train_seconds: float | None = None  # the training loop alone (TrainClock)
-    median_step_ms: float | None = None  # from one step's end to the next's
+    signal: int | None
+    tokens: int  # trained on, all devices
+    train_bytes: float  # of training text those tokens stand for
+    train_seconds: float | None  # the training loop alone (TrainClock)
+    median_step_ms: float | None  # from one step's end to the next's
     # the median step's FLOP/s over the peak train/mfu divides by (a measured matmul on CPUs)
-    step_peak_share: float | None = None
-    target_bpb: float | None = None
+    step_peak_share: float | None
+    target_bpb: float | None
 
     @property
     def reached_target(self) -> bool | None:
@@ -91,133 +91,116 @@ class TrainResult:
                     .encode())
 
 
-def train(cfg: DictConfig, run_dir: str | Path, sweep: bool = False,
+@dataclass(frozen=True)
+class RunCallbacks:
+    """The callbacks `build_trainer` made whose results the run's summary reads."""
+
+    final: FinalCheckpoint
+    best: ModelCheckpoint
+    clock: TrainClock
+    throughput: Throughput
+    sample: SampleText
+
+
+def train(settings: Settings, run_dir: str | Path, sweep: bool = False,
           callbacks: list[L.Callback] | None = None) -> TrainResult:
-    """Train as `cfg` says, writing events and checkpoints into run_dir. UsageError for what the
-    user can fix; `sweep` only changes the summary's pointers; `callbacks` are added to ours."""
-    run_dir = Path(run_dir)
-    s = check_train_config(cfg)  # typed (enums, dataclasses), and every value checked
-    settings = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    """Train as the settings say, writing events and checkpoints into run_dir. UsageError for what
+    the user can fix; `sweep` only changes the summary's pointers; `callbacks` are added to ours."""
+    s, run_dir = settings.config, Path(run_dir)
     L.seed_everything(s.seed, workers=True, verbose=False)
-    ckpt_path = resume_source(s.ckpt_path, s.resume, run_dir)
-    init = pretrained(s)
-    dm = TextDataModule(s.data, context_length=s.model.context_length, seed=s.seed)
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    precision = resolve_precision(s.trainer.precision, s.trainer.accelerator)
+    trainer, made = build_trainer(settings, run_dir, precision, callbacks or [])
+    per_device = split_batch(s.data.batch_size, trainer.world_size,
+                             trainer.accumulate_grad_batches)
+    dm = TextDataModule(s.data, s.model.context_length, per_device, seed=s.seed)
     data = dm.load()
-    gpt_cfg = init.cfg if init else s.model.gpt_config(data.tokenizer.vocab_size)
+    init = load_hf_gpt2(s.model.init_from, s.model.attention) if s.model.init_from else None
+    # GPT-2's weights set the shape; dropout is this run's choice, not the file's
+    gpt_cfg = replace(init.cfg, drop_rate=s.model.drop_rate) if init else \
+        s.model.gpt_config(data.tokenizer.vocab_size)
     tok_state = tokenizer_state(data.tokenizer)
-    if ckpt_path:
-        check_resumable(ckpt_path, gpt_cfg, tok_state, settings)
-    s.sample.prompt = readable_prompt(s.sample.prompt, data)
+    if settings.resume_from:
+        check_checkpoint_fits(settings.resume_from, gpt_cfg, tok_state)
     module = GPTLightningModule(
         gpt_cfg, tok_state, s.optim, grad_norm_every=s.grad_norm_every,
         on_nonfinite=s.on_nonfinite, compile=s.compile, causal_eval=s.causal_eval)
     if init is not None:
         module.model.load_state_dict(init.state_dict())
-    if s.threads:
-        torch.set_num_threads(s.threads)
-    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-    threads = describe_threads(torch.get_num_threads())
-    rank_zero_info(f"precision {precision.precision} ({precision.reason}); {threads}")
-    trainer, final, best = build_trainer(cfg, s, run_dir, precision,
-                                         [RunRecord(settings), *(callbacks or [])])
-    write_hparams(trainer.logger, hyperparameters(cfg, precision.precision, overridden_keys()))
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+    rank_zero_info(f"precision {precision.precision} ({precision.reason}); "
+                   f"{describe_threads(torch.get_num_threads())}")
+    write_hparams(trainer.logger, hyperparameters(settings, precision.precision))
+    trainer.fit(module, datamodule=dm, ckpt_path=settings.resume_from, weights_only=True)
     if module.nonfinite_step is not None:
-        kept = f"; the last good checkpoint is {final.path}" if final.path.exists() else ""
+        kept = f"; the last good checkpoint is {made.final.path}" if made.final.path.exists() \
+            else ""
         raise UsageError(f"the loss became NaN or inf at step {module.nonfinite_step}{kept} "
                          "(lower optim.lr, or set on_nonfinite=skip to drop such batches)")
     if trainer.interrupted:
         raise UsageError("training was interrupted (resume it with resume=true)")
-    logged = trainer.callback_metrics
-    result = TrainResult(
-        run_dir=run_dir, steps=trainer.global_step,
-        train_loss=float(logged.get(metrics.TRAIN_LOSS, math.nan)),
-        val_loss=float(logged.get(metrics.VAL_LOSS, math.nan)),
-        val_bpb=float(logged.get(metrics.VAL_BPB, math.nan)),
-        last_checkpoint=final.path if final.path.exists() else None,
-        best_checkpoint=Path(best.best_model_path) if best.best_model_path else None,
-        precision=precision.precision, signal=final.signum)
-    result.tokens = result.steps * s.data.batch_size * gpt_cfg.context_length
-    result.train_bytes = result.tokens * data.train_bytes_per_token()
-    clock = next(c for c in trainer.callbacks if isinstance(c, TrainClock))
-    result.train_seconds, result.median_step_ms = clock.seconds, clock.median_step_ms
-    meter = next(c for c in trainer.callbacks if isinstance(c, Throughput))
-    flops = getattr(trainer.lightning_module, "flops_per_batch", None)
-    if flops and clock.median_step_ms and meter.available_flops:
-        result.step_peak_share = flops / (clock.median_step_ms / 1000) / meter.available_flops
-    result.target_bpb = s.target_bpb
+    result = outcome(trainer, made, s, run_dir, precision, data, module)
     if trainer.is_global_zero:
         result.write(run_dir / RESULT)
-    sample = next(c.last for c in trainer.callbacks if isinstance(c, SampleText))
-    summary(result, data, gpt_cfg, precision, sample, s.sample.prompt, sweep)
+    summary(result, data, gpt_cfg, precision, made.sample, sweep)
     return result
 
 
-def overridden_keys() -> list[str]:
-    """The keys this run's command line set, where Hydra started it (none in-process)."""
-    if not HydraConfig.initialized():
-        return []
-    return [o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
-
-
-def readable_prompt(prompt: str, data: TokenSplit) -> str:
-    """The prompt the run samples from: sample.prompt where this run's tokenizer can read it,
-    else the start of the validation text (said once, not found out after training)."""
-    try:
-        data.tokenizer.encode(prompt)
-        return prompt
-    except UsageError as e:
-        reason = str(e).split(" (")[0]
-    start = data.tokenizer.decode(data.val_ids[:24].tolist())
-    fallback = start.split("\n")[0] or start
-    say(f"sample.prompt={prompt!r} cannot be read by this run's tokenizer ({reason}); "
-        f"sampling from the validation text's start, {fallback!r}, instead")
-    return fallback
-
-
-@rank_zero_only
-def say(text: str) -> None:
-    """A line for the user, once per run (rank 0)."""
-    print(text, flush=True)
-
-
-def pretrained(s: TrainConfig) -> GPT | None:
-    """The GPT-2 weights model.init_from names, checked against this run's data settings."""
-    if not s.model.init_from:
-        return None
-    if s.data.tokenizer != "gpt2":
-        raise UsageError(f"model.init_from needs GPT-2's tokenizer, not data.tokenizer="
-                         f"{s.data.tokenizer.value} (set data.tokenizer=gpt2)")
-    model = load_hf_gpt2(s.model.init_from, s.model.attention)
-    model.cfg.drop_rate = s.model.drop_rate  # dropout is a training choice, not the file's
-    if s.model.context_length > model.cfg.context_length:
-        raise UsageError(f"model.context_length={s.model.context_length} is longer than the "
-                         f"pretrained model's {model.cfg.context_length} "
-                         "(lower model.context_length)")
-    return model
-
-
-def build_trainer(cfg: DictConfig, s: TrainConfig, run_dir: Path, precision: PrecisionChoice,
-                  extra: list[L.Callback]) -> tuple[L.Trainer, FinalCheckpoint, ModelCheckpoint]:
-    """The Trainer from cfg.trainer, with the project's logger, checkpoints and callbacks."""
+def build_trainer(settings: Settings, run_dir: Path, precision: PrecisionChoice,
+                  extra: list[L.Callback]) -> tuple[L.Trainer, RunCallbacks]:
+    """The Trainer from the trainer settings, with the project's logger, checkpoints and
+    callbacks; what Lightning refuses in those settings, as a UsageError."""
+    s = settings.config
     final, best, checkpoints = checkpoint_callbacks(run_dir, s.save_every_n_steps)
-    log_every = cfg.trainer.log_every_n_steps or 50
+    log_every = s.trainer.log_every_n_steps or 50
+    made = RunCallbacks(final, best, TrainClock(),
+                        Throughput(window=log_every, peak_tflops=s.peak_tflops),
+                        SampleText(s.sample, seed=s.seed))
     callbacks = [
-        *checkpoints, Throughput(window=log_every, peak_tflops=s.peak_tflops), TrainClock(),
-        SampleText(s.sample, seed=s.seed), AttentionMaps(s.attention_map_tokens),
-        TensorBoardLayout(), LongContextEval(), AttentionDiagnostics(s.diagnostics_every),
-        Phenomena(s.diagnostics_every),
-        *progress_callback(cfg.trainer, every=5 * log_every), *extra,
+        *checkpoints, made.throughput, made.clock, made.sample,
+        AttentionMaps(s.attention_map_tokens), TensorBoardLayout(), LongContextEval(),
+        AttentionDiagnostics(s.diagnostics_every), Phenomena(s.diagnostics_every),
+        *progress_callback(s.trainer.enable_progress_bar, every=5 * log_every),
+        RunRecord(settings.record), *extra,
     ]
     if s.target_bpb is not None:  # Lightning's own: stop once val/bpb is below the target
         callbacks.append(EarlyStopping(monitor=metrics.VAL_BPB, mode="min", patience=2**31,
                                        stopping_threshold=s.target_bpb, check_finite=False))
-    # Events straight into the run directory: in a sweep each job's folder is one TB run.
-    logger = RunLogger(str(run_dir))
-    trainer = instantiate(cfg.trainer, precision=precision.precision, logger=logger,
-                          callbacks=callbacks, default_root_dir=str(run_dir),
-                          plugins=[AtomicCheckpointIO()])
-    return trainer, final, best
+    try:
+        trainer = instantiate(s.trainer, precision=precision.precision,
+                              logger=RunLogger(str(run_dir)),  # events straight into run_dir
+                              callbacks=callbacks, default_root_dir=str(run_dir),
+                              plugins=[AtomicCheckpointIO()])
+    except InstantiationException as e:
+        cause = e.__cause__ or e
+        if not isinstance(cause, ValueError | TypeError | MisconfigurationException):
+            raise
+        said = " ".join(str(cause).split())
+        raise UsageError(f"Lightning cannot build the Trainer from the trainer.* settings: "
+                         f"{said} (change the trainer.* setting it names)") from None
+    return trainer, made
+
+
+def outcome(trainer: L.Trainer, made: RunCallbacks, s: TrainConfig, run_dir: Path,
+            precision: PrecisionChoice, data: TokenSplit, module: GPTLightningModule
+            ) -> TrainResult:
+    """The run's TrainResult, from what the Trainer logged and the callbacks measured."""
+    logged = trainer.callback_metrics
+    tokens = trainer.global_step * s.data.batch_size * module.model.cfg.context_length
+    step_ms, peak = made.clock.median_step_ms, made.throughput.available_flops
+    flops = module.flops_per_batch
+    return TrainResult(
+        run_dir=run_dir, steps=trainer.global_step,
+        train_loss=float(logged.get(metrics.TRAIN_LOSS, math.nan)),
+        val_loss=float(logged.get(metrics.VAL_LOSS, math.nan)),
+        val_bpb=float(logged.get(metrics.VAL_BPB, math.nan)),
+        last_checkpoint=made.final.path if made.final.path.exists() else None,
+        best_checkpoint=Path(made.best.best_model_path) if made.best.best_model_path else None,
+        precision=precision.precision, signal=made.final.signum, tokens=tokens,
+        train_bytes=tokens * data.train_bytes_per_token(), train_seconds=made.clock.seconds,
+        median_step_ms=step_ms,
+        step_peak_share=flops / (step_ms / 1000) / peak if flops and step_ms and peak else None,
+        target_bpb=s.target_bpb)
 
 
 def tensorboard_logdir(run_dir: Path, sweep: bool) -> Path:
@@ -232,8 +215,8 @@ def tensorboard_logdir(run_dir: Path, sweep: bool) -> Path:
 
 
 @rank_zero_only
-def summary(r: TrainResult, data: TokenSplit, gpt_cfg, precision: PrecisionChoice,
-            sample: str | None, prompt: str, sweep: bool) -> None:
+def summary(r: TrainResult, data: TokenSplit, gpt_cfg: GPTConfig, precision: PrecisionChoice,
+            sample: SampleText, sweep: bool) -> None:
     """The lines a run ends with: what was trained, how well, where everything went, and the
     commands that read it, each ready to paste."""
     logdir, run = tensorboard_logdir(r.run_dir, sweep), as_typed(r.run_dir)
@@ -246,11 +229,11 @@ def summary(r: TrainResult, data: TokenSplit, gpt_cfg, precision: PrecisionChoic
         f"final train loss {r.train_loss:.3f}, val loss {r.val_loss:.3f} nats = "
         f"{r.val_bpb:.3f} bits per byte (add-one unigram baseline {data.unigram_baseline():.3f} "
         f"nats = {data.unigram_bpb():.3f} bpb)",
-        f"sample: {sample!r}" if sample else "",
+        f"sample: {sample.last!r}" if sample.last else "",
         f"run directory: {run}",
         f"checkpoints:   {as_typed(ckpt_dir)}" if ckpt_dir else "",
         "generate:      " + command([*entry_point("generate"), override("ckpt", run),
-                                     override("prompt", prompt)]) if ckpt_dir else "",
+                                     override("prompt", sample.prompt)]) if ckpt_dir else "",
         "tensorboard:   " + command([*tool("tensorboard"), "--logdir", str(logdir)])
         + "   (then http://localhost:6006)",
         "sweep report:  " + command([*entry_point("report"), str(logdir)]) if sweep else "",
@@ -261,3 +244,4 @@ def summary(r: TrainResult, data: TokenSplit, gpt_cfg, precision: PrecisionChoic
                           "resume=true"])
         print(f"stopped by {signal.Signals(r.signal).name} after step {r.steps}; saved "
               f"{r.last_checkpoint}\nresume with: {resume}", file=sys.stderr)
+

@@ -1,6 +1,7 @@
-"""A run's checkpoints: written atomically, `last.ckpt` on a step schedule and at the final step
+"""When a run saves its checkpoints (Lightning callbacks; the files themselves:
+`tinygpt.checkpoint`): written atomically, `last.ckpt` on a step schedule and at the final step
 or a stop signal, the best by validation loss, each holding the run's settings; and whether a
-resume may continue one."""
+checkpoint fits the model and tokenizer of the run that would continue it."""
 
 from __future__ import annotations
 
@@ -14,16 +15,18 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from tinygpt.checkpoint import checkpoint_model_config, read_checkpoint, write_checkpoint
+from tinygpt.checkpoint import (
+    RUN_SETTINGS,
+    checkpoint_model_config,
+    read_checkpoint,
+    write_checkpoint,
+)
 from tinygpt.errors import UsageError
 from tinygpt.metrics import VAL_LOSS
 from tinygpt.model import GPTConfig
 from tinygpt.run_dir import CHECKPOINTS, LAST, last_checkpoint
 from tinygpt.training.lightning_adapter import stop_without_validation
 from tinygpt.training.ranks import signal_on_any_rank
-from tinygpt.training.resume import refuse_changes
-
-RUN_SETTINGS = "tinygpt_settings"  # the run's config, dotted keys, in each checkpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -106,20 +109,18 @@ def checkpoint_callbacks(run_dir: Path, every_n_steps: int
 
 class RunRecord(L.Callback):
     """Writes the run's settings into each checkpoint, so a resume from it, wherever the file
-    has moved, knows what the run was (`refuse_changes`)."""
+    has moved, knows what the run was (`tinygpt.training.resume.recorded_settings`)."""
 
-    def __init__(self, settings: dict[str, Any]):
-        self.settings = settings
+    def __init__(self, record: dict[str, Any]):
+        self.record = record
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
-        checkpoint[RUN_SETTINGS] = self.settings
+        checkpoint[RUN_SETTINGS] = self.record
 
 
-def check_resumable(path: Path, cfg: GPTConfig, tokenizer: dict,
-                    settings: dict[str, Any]) -> None:
-    """Refuse, before training starts, a checkpoint this run could not continue: settings that
-    differ from the ones it was trained with (beyond what a resume may change), another model
-    or another tokenizer."""
+def check_checkpoint_fits(path: Path, cfg: GPTConfig, tokenizer: dict) -> None:
+    """Refuse, before training starts, a checkpoint for another model or another tokenizer (a
+    corpus that changed under the same settings trains another vocabulary)."""
     ckpt = read_checkpoint(path)
     theirs = checkpoint_model_config(ckpt, path)
     if theirs != cfg:
@@ -131,5 +132,3 @@ def check_resumable(path: Path, cfg: GPTConfig, tokenizer: dict,
     if ckpt["hyper_parameters"].get("tokenizer") != tokenizer:
         raise UsageError(f"checkpoint {path} was trained with another tokenizer or vocabulary "
                          "(use the same data.tokenizer and corpus, or start a new run)")
-    if RUN_SETTINGS in ckpt:
-        refuse_changes(ckpt[RUN_SETTINGS], settings, path)
