@@ -24,6 +24,45 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
     os.environ["OMP_NUM_THREADS"] = "1"
 
+# Every process the suite starts inherits this mark, so one still running when the session ends
+# is found, even after the shell that started it has exited.
+SESSION = "TINYGPT_TEST_SESSION"
+
+
+def pytest_configure(config):
+    os.environ.setdefault(SESSION, str(os.getpid()))  # the controller's: its workers inherit it
+
+
+def marked_processes() -> dict[int, str]:
+    """Running processes (other than this one) that carry this session's mark: pid -> command."""
+    mark, found = f"{SESSION}={os.environ[SESSION]}".encode(), {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if mark in (proc / "environ").read_bytes().split(b"\0"):
+                found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ") \
+                    .decode(errors="replace")[:160]
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-xdist has shut its workers down
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the suite if a process a test started outlives it (a server left running)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or not Path("/proc").is_dir():
+        return
+    deadline = time.time() + 30  # workers and processes being stopped finish exiting
+    while (left := marked_processes()) and time.time() < deadline:
+        time.sleep(0.2)
+    if left:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        lines = "\n".join(f"  {pid}: {cmd}" for pid, cmd in left.items())
+        session.config.pluginmanager.get_plugin("terminalreporter").write_line(
+            f"processes started by the tests are still running:\n{lines}", red=True)
+
+
 # The seconds-long config (configs/experiment/smoke.yaml), quiet.
 SMOKE = ["experiment=smoke", "trainer.enable_progress_bar=false"]
 

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from tinygpt.attention import CPU_BF16_SDPA_MIN_KEYS, KVCache, MultiHeadAttention, sdpa
+from tinygpt.attention import CPU_BF16_SDPA_MIN_KEYS, MultiHeadAttention, sdpa
 from tinygpt.attention_forms import (
     CausalAttention,
     MultiHeadAttentionWrapper,
@@ -12,6 +12,7 @@ from tinygpt.attention_forms import (
     SelfAttentionParams,
     simple_self_attention,
 )
+from tinygpt.kv_cache import KVCache
 
 D, CTX, HEADS = 16, 12, 4
 COMBOS = list(itertools.product([True, False], [True, False]))  # (scale, causal)

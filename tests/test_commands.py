@@ -2,7 +2,9 @@
 and tensorboard lines, a sweep's report line, values Hydra and the shell would misread."""
 
 import json
+import os
 import shlex
+import signal
 import socket
 import subprocess
 import time
@@ -11,6 +13,7 @@ import urllib.request
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from conftest import marked_processes
 from tinygpt.training.commands import override
 
 
@@ -46,8 +49,9 @@ def test_the_summarys_commands_run_as_printed(tmp_path, run_script):
 
     port = free_port()
     tensorboard = printed(p.stdout, "tensorboard:") + f" --host 127.0.0.1 --port {port}"
-    tb = subprocess.Popen(tensorboard, shell=True, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+    # as the shell would run it, but as its own process group: stopping it stops TensorBoard
+    tb = subprocess.Popen(shlex.split(tensorboard), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         runs, deadline = [], time.time() + 60
         while not runs and time.time() < deadline:
@@ -58,5 +62,25 @@ def test_the_summarys_commands_run_as_printed(tmp_path, run_script):
                 time.sleep(0.5)
         assert len(runs) == 1 and runs[0].startswith("experiment:smoke+")
     finally:
-        tb.terminate()
+        os.killpg(tb.pid, signal.SIGTERM)
         tb.wait(timeout=20)
+
+
+def test_the_suite_finds_a_process_a_test_left_running():
+    # what pytest_sessionfinish relies on: a started process carries the session's mark, also
+    # once its parent has gone (here a shell that started it in the background and exited)
+    subprocess.run("sleep 60 &", shell=True, check=True)
+    left = wait_for_marked("sleep 60")
+    assert left, "the background sleep was not found"
+    for pid in left:
+        os.kill(pid, signal.SIGTERM)
+
+
+def wait_for_marked(command: str) -> list[int]:
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        found = [pid for pid, cmd in marked_processes().items() if cmd.startswith(command)]
+        if found:
+            return found
+        time.sleep(0.05)
+    return []

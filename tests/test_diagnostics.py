@@ -54,7 +54,8 @@ def test_stats_leave_backend_mode_and_hooks_as_they_were():
     model = gpt().train()
     attention_stats(model, torch.randint(0, 50, (1, 8)))
     assert model.training
-    assert all(b.attn.backend == "sdpa" and not b.attn._forward_pre_hooks for b in model.blocks)
+    assert all(b.attn.switches.backend == "sdpa" and not b.attn._forward_pre_hooks
+               for b in model.blocks)
 
 
 def test_qk_grad_norms_are_the_query_and_key_thirds_of_the_fused_weight():
@@ -82,4 +83,4 @@ def test_causal_override_changes_a_noncausal_models_loss_and_is_undone():
     with attention_overrides(model, causal=True):
         masked = model.loss(x, y).item()
     assert masked != pytest.approx(model.loss(x, y).item(), abs=1e-6)
-    assert all(not b.attn.causal for b in model.blocks)
+    assert all(not b.attn.switches.causal for b in model.blocks)

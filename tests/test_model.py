@@ -86,7 +86,7 @@ def test_manual_attention_returns_weights_and_restores_backend():
         logits, weights = model(x, return_weights=True)
     assert len(weights) == 2 and weights[0].shape == (1, 4, 16, 16)
     torch.testing.assert_close(logits, model(x), atol=1e-5, rtol=0)
-    assert all(b.attn.backend == "sdpa" for b in model.blocks)
+    assert all(b.attn.switches.backend == "sdpa" for b in model.blocks)
 
 
 @pytest.mark.parametrize(

@@ -139,6 +139,7 @@ def tensorboard(smoke_run):
     yield api
     tb.terminate()
     tb.wait(timeout=20)
+    tb.wait(timeout=20)
 
 
 def test_tensorboard_serves_the_run_by_its_name(tensorboard, smoke_run):
@@ -210,7 +211,7 @@ def model_of(*overrides) -> GPT:
 def test_each_toggle_reaches_the_attention_module(override, attr, value):
     extra = ["model.attention.backend=manual"] if "renorm" in override else []
     model = model_of(override, *extra)
-    assert all(getattr(b.attn, attr) == value for b in model.blocks)
+    assert all(getattr(b.attn.switches, attr) == value for b in model.blocks)
 
 
 def test_causal_false_lets_position_t_see_t_plus_1():

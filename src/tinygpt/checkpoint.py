@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from tinygpt.atomic import atomic_write
-from tinygpt.errors import UsageError
+from tinygpt.errors import UsageError, missing_file
 from tinygpt.hf import load_hf_gpt2, save_hf_gpt2
 from tinygpt.model import GPT, GPTConfig
 from tinygpt.run_dir import LAST, last_checkpoint
@@ -31,7 +31,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
-        raise UsageError(f"checkpoint {path} does not exist (check the path)") from None
+        raise missing_file("checkpoint", path) from None
     except IsADirectoryError:
         raise UsageError(f"checkpoint {path} is a directory (pass a .ckpt file in it)") from None
     except Exception as e:  # truncated, not a checkpoint, or a pickle that wants to run code
@@ -45,8 +45,12 @@ def checkpoint_model_config(ckpt: dict[str, Any], path: str | Path) -> GPTConfig
     try:
         return GPTConfig(**ckpt["hyper_parameters"]["model"])
     except (KeyError, TypeError) as e:
-        raise UsageError(f"checkpoint {path} does not hold a tinygpt model ({e}; "
-                         f"{_PASS_OURS})") from None
+        raise not_ours(path, f"no model settings: {e}") from None
+
+
+def not_ours(path: str | Path, reason: str) -> UsageError:
+    """The error for a readable file that is not a tinygpt training checkpoint."""
+    return UsageError(f"checkpoint {path} does not hold a tinygpt model: {reason} ({_PASS_OURS})")
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> tuple[GPT, Tokenizer]:
@@ -58,9 +62,7 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> tuple[GPT, T
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise UsageError(f"checkpoint {path} does not hold a tinygpt model: {first} "
-                         f"({_PASS_OURS})") from None
+        raise not_ours(path, str(e).splitlines()[0]) from None
     tokenizer = tokenizer_from_state(ckpt["hyper_parameters"]["tokenizer"])
     return model.to(map_location).eval(), tokenizer
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from typing import NoReturn, TypeVar
@@ -19,13 +19,22 @@ class UsageError(ValueError):
     says what is wrong and, in parentheses, how to fix it."""
 
 
+def unknown_choice(setting: str, valid: Iterable[str]) -> UsageError:
+    """The error for `setting` (key=value, as the user wrote it) naming what it may be."""
+    return UsageError(f"{setting} is unknown (use one of {', '.join(valid)})")
+
+
+def missing_file(what: str, path: object) -> UsageError:
+    """The error for a file the user named that is not there."""
+    return UsageError(f"{what} {path} does not exist (check the path)")
+
+
 def parse_choice(kind: type[E], value: object, key: str) -> E:
     """`value` as a member of the enum `kind`, or a UsageError that lists the valid choices."""
     try:
         return kind(value)
     except ValueError:
-        valid = ", ".join(m.value for m in kind)
-        raise UsageError(f"{key}={value!r} is unknown (use one of {valid})") from None
+        raise unknown_choice(f"{key}={value!r}", (m.value for m in kind)) from None
 
 
 def print_error(error: UsageError | str) -> None:

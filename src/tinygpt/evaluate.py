@@ -11,7 +11,6 @@ import torch
 from tinygpt.data import TokenWindows
 from tinygpt.metrics import bits_per_byte
 from tinygpt.model import GPT, evaluating
-from tinygpt.tokenizer import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -39,15 +38,6 @@ def score_windows(model: GPT, windows: TokenWindows, token_bytes: torch.Tensor,
             tokens += y.numel()
             nbytes += int(token_bytes[y.cpu()].sum())
     return Score(nats / tokens, bits_per_byte(nats, nbytes), tokens, nbytes)
-
-
-def score_text(model: GPT, tokenizer: Tokenizer, text: str) -> Score:
-    """The model's loss on `text` in side-by-side windows of context_length (+1) tokens."""
-    ids = np.asarray(tokenizer.encode(text), dtype=np.int64)
-    windows = TokenWindows(ids, model.cfg.context_length, model.cfg.context_length)
-    if len(windows) == 0:
-        raise ValueError(f"the text has {len(ids)} tokens, fewer than one window")
-    return score_windows(model, windows, torch.tensor(tokenizer.token_bytes()))
 
 
 def longer_context(model: GPT, ids: np.ndarray, token_bytes: torch.Tensor,

@@ -5,17 +5,27 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
 
-from tinygpt.attention import KVCache, MultiHeadAttention, check_length
+from tinygpt.attention import MultiHeadAttention
+from tinygpt.errors import UsageError
+from tinygpt.kv_cache import KVCache
 from tinygpt.loss import linear_cross_entropy
 
 # The model's settings live in model_config (no torch there); the contract names them here too.
 from tinygpt.model_config import Activation, AttentionConfig, GPTConfig, Positions
 
 __all__ = ["GPT", "AttentionConfig", "Block", "GPTConfig", "attention_overrides", "evaluating"]
+
+
+def check_length(n: int, context_length: int) -> None:
+    """A sequence longer than the learned position table has no positions to use."""
+    if n > context_length:
+        raise UsageError(f"sequence of {n} tokens is longer than context_length={context_length} "
+                         "(crop the input or raise context_length)")
 
 
 class ReLU2(nn.Module):
@@ -46,11 +56,7 @@ class Block(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.ln1 = nn.LayerNorm(cfg.emb_dim, bias=cfg.bias)
-        self.attn = MultiHeadAttention(
-            cfg.emb_dim, cfg.emb_dim, cfg.context_length, cfg.n_heads, dropout=cfg.drop_rate,
-            qkv_bias=cfg.qkv_bias, attention=cfg.attention, positions=cfg.positions,
-            rope_base=cfg.rope_base, out_bias=cfg.bias,
-        )
+        self.attn = MultiHeadAttention.from_config(cfg)
         self.ln2 = nn.LayerNorm(cfg.emb_dim, bias=cfg.bias)
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.drop_rate)
@@ -174,17 +180,15 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
 
 @contextmanager
 def attention_overrides(model: nn.Module, **switches: object) -> Iterator[nn.Module]:
-    """Temporarily set attributes (backend, causal, ...) on every attention module, e.g.
+    """Temporarily change switches (backend, causal, ...) of every attention module, e.g.
     `attention_overrides(model, causal=True)` scores a model trained without the mask with it."""
     modules = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
-    saved = [{k: getattr(m, k) for k in switches} for m in modules]  # unknown names raise
+    saved = [m.switches for m in modules]
     for m in modules:
-        for k, v in switches.items():
-            setattr(m, k, v)
+        m.switches = replace(m.switches, **switches)  # unknown names raise
     try:
         yield model
     finally:
-        for m, values in zip(modules, saved, strict=True):
-            for k, v in values.items():
-                setattr(m, k, v)
+        for m, kept in zip(modules, saved, strict=True):
+            m.switches = kept
 

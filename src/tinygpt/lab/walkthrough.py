@@ -62,9 +62,9 @@ def walkthrough() -> None:
     mha = MultiHeadAttention(3, 2, context_length=6, num_heads=1, backend="manual").eval()
     batch = x.unsqueeze(0)
     _, w_neg_inf = mha(batch, return_weights=True)
-    mha.mask_impl = "renorm"
+    mha.switches.mask_impl = "renorm"
     _, w_renorm = mha(batch, return_weights=True)
-    mha.causal = False
+    mha.switches.causal = False
     _, w_full = mha(batch, return_weights=True)
     show("4. Without a mask every token attends to later tokens too:", w_full[0, 0])
     show("   Causal, the seed's way: softmax, zero above the diagonal, renormalise rows:",

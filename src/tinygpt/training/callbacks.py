@@ -206,7 +206,7 @@ class AttentionDiagnostics(L.Callback):
         model = pl_module.model
         with torch.autocast(pl_module.device.type, enabled=False):  # statistics in full precision
             stats = attention_stats(model, self._idx.to(pl_module.device))
-        causal = model.blocks[0].attn.causal
+        causal = model.blocks[0].attn.switches.causal
         out = {metrics.ENTROPY_UNIFORM: uniform_entropy(self._idx.shape[1], causal)}
         for i, st in enumerate(stats):
             out |= {

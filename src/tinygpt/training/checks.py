@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tinygpt.config import DataConfig, check_sampling, repeat_length
 from tinygpt.corpus import Corpus, text_files
-from tinygpt.errors import UsageError
+from tinygpt.errors import UsageError, unknown_choice
 from tinygpt.tokenizer import TokenizerName
 from tinygpt.training.lightning_adapter import PRECISIONS
 from tinygpt.training.schema import TrainConfig
@@ -87,8 +87,8 @@ def check_trainer(t: TrainerConfig) -> None:
         raise UsageError(f"trainer.max_steps={t.max_steps} must be a positive number of steps "
                          "(or -1: no step limit, with trainer.max_time or max_epochs)")
     if t.precision not in (*PRECISIONS, "auto"):
-        valid = ", ".join(str(p) for p in ("auto", *PRECISIONS) if isinstance(p, str))
-        raise UsageError(f"trainer.precision={t.precision!r} is unknown (use one of {valid})")
+        valid = [p for p in ("auto", *PRECISIONS) if isinstance(p, str)]
+        raise unknown_choice(f"trainer.precision={t.precision!r}", valid)
     for key, low in (("accumulate_grad_batches", 1), ("log_every_n_steps", 1),
                      ("num_nodes", 1)):
         if getattr(t, key) is not None:

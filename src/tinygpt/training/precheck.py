@@ -18,7 +18,7 @@ from omegaconf import DictConfig, open_dict, read_write
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from tinygpt.configs import CONFIG_DIR
-from tinygpt.errors import UsageError
+from tinygpt.errors import UsageError, unknown_choice
 from tinygpt.training.commands import command, entry_point, override
 from tinygpt.training.resume import (
     LATEST,
@@ -88,8 +88,7 @@ def compose(args: list[str], parsed: list[Override]) -> DictConfig:
         return compose_train(*args, hydra=True)
     except MissingConfigException as e:  # an unknown option of a config group
         group, _, name = (e.missing_cfg_file or "").rpartition("/")
-        options = ", ".join(e.options or [])
-        raise UsageError(f"{group}={name} is unknown (use one of {options})") from None
+        raise unknown_choice(f"{group}={name}", e.options or []) from None
     except ConfigCompositionException as e:
         cause = e.__cause__
         if isinstance(cause, ConfigAttributeError | ConfigKeyError):  # not a key of the schema

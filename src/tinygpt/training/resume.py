@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from tinygpt.errors import UsageError
+from tinygpt.errors import UsageError, missing_file
 from tinygpt.run_dir import HYDRA, LAST, last_checkpoint
 from tinygpt.training.schema import RESUMABLE, yaml_value
 
@@ -40,7 +40,7 @@ def resume_source(ckpt_path: str | None, resume: bool, run_dir: Path | None,
     if ckpt_path is None:
         return None
     if not Path(ckpt_path).is_file():
-        raise UsageError(f"checkpoint {ckpt_path} does not exist (check the path)")
+        raise missing_file("checkpoint", ckpt_path)
     return Path(ckpt_path)
 
 
