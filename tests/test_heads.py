@@ -38,3 +38,18 @@ def test_the_cli_answers_a_folder_without_a_model_with_one_error_line(tmp_path, 
     assert e.value.code == 2 and len(err) == 1
     assert err[0].startswith("error: ") and "holds neither checkpoints/last.ckpt" in err[0]
     assert not (tmp_path / "heads").exists()
+
+
+def test_draw_circuit_writes_both_heads_and_the_ablation_line(tmp_path):
+    from tinygpt.lab.heads import draw_circuit
+
+    tok = get_tokenizer("char", text="abcdefghijklmnopqrstuvwxyz")
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, context_length=40, emb_dim=32, n_heads=2,
+                          n_layers=2))
+    drawn = draw_circuit(model.eval(), tok, tmp_path / "out")
+    assert [p.name for p, _ in drawn[:2]] == ["circuit_previous_token.png",
+                                              "circuit_induction.png"]
+    assert drawn[0][1].startswith("layer 0 head ") and drawn[1][1].startswith("layer 1 head ")
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p, _ in drawn[:2])
+    assert "without layer 0's previous-token head" in drawn[2][1]

@@ -185,6 +185,14 @@ def test_the_layout_shows_the_longer_context_only_where_positions_allow_it():
     assert any("twice" in c for c in loss_charts(longer_context=True))
 
 
+def test_the_layout_shows_the_induction_phase_change_for_lab_ivs_windows_only():
+    from tinygpt.training.tensorboard_layout import custom_scalars_layout
+
+    assert "5. the induction phase change" not in custom_scalars_layout(2)
+    panel = custom_scalars_layout(2, copies=True)["5. the induction phase change"]
+    assert len(panel) == 3 and any("per layer" in title for title in panel)
+
+
 def test_tensorboard_hparams_lead_with_what_defines_a_run(tensorboard):
     exp = tensorboard("/data/plugin/hparams/experiment", {"experimentName": ""})
     hparams = [h["name"] for h in exp["hparamInfos"]]
@@ -410,3 +418,22 @@ def test_fused_adamw_is_refused_under_float16_loss_scaling_only(train_run, monke
                           "trainer.val_check_interval=4", "optim=adamw")
     ckpt = torch.load(result.last_checkpoint, weights_only=False)
     assert ckpt["optimizer_states"][0]["param_groups"][0]["fused"] is True
+
+
+def test_a_run_on_lab_ivs_copy_windows_logs_the_phase_change(train_run):
+    from tinygpt import metrics as m
+
+    result, _ = train_run("data.copies.share=1.0", "data.copies.prefix=8",
+                          "data.copies.shortest=2", "data.copies.longest=6",
+                          "trainer.max_steps=20", "trainer.val_check_interval=20")
+    ea = events(result.run_dir)
+    scalars = set(ea.Tags()["scalars"])
+    for tag in (m.COPY_LOSS, m.REST_LOSS, m.probe_tag(m.INDUCTION, m.COPY_SCORE, 1),
+                m.probe_tag(m.INDUCTION, m.COPY_PREVIOUS, 0)):
+        assert tag in scalars, tag
+    assert [e.step for e in ea.Scalars(m.COPY_LOSS)] == [0, 10, 20]
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    proto = ea.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0]
+    titles = [c.title for c in layout_pb2.Layout.FromString(proto).category]
+    assert titles[-1] == "5. the induction phase change"

@@ -13,6 +13,19 @@ from tinygpt.tokenizer import TokenizerName
 
 
 @dataclass
+class CopyTask:
+    """Attention lab IV's synthetic windows: `prefix` uniform random tokens, then chunks of
+    `shortest` to `longest` tokens, each copied from a random earlier place in the window. Every
+    token of a chunk after its first follows an earlier occurrence of the token before it: an
+    induction head predicts it, and no fixed offset does."""
+
+    share: float = 0.0  # of the training windows (0: none; 1: all, no text)
+    prefix: int = 16
+    shortest: int = 4
+    longest: int = 12
+
+
+@dataclass
 class DataConfig:
     """Which text, how it is tokenised and windowed, and how it is batched."""
 
@@ -34,6 +47,8 @@ class DataConfig:
     # of it (null: an eighth of the context, so a window holds eight to sixteen copies)
     repeat_share: float = 0.0
     repeat_length: int | None = None
+    # Attention lab IV's windows: random tokens, then chunks copied from earlier in the window
+    copies: CopyTask = field(default_factory=CopyTask)
     # Downloads, token caches and trained tokenizers. null: $TINYGPT_CACHE, else the user's
     # cache folder (~/.cache/tinygpt): the same wherever a run is started from.
     cache_dir: str | None = None
@@ -42,6 +57,8 @@ class DataConfig:
         # Strings (a library call) become enums, once, here.
         self.name = parse_choice(Corpus, self.name, "data.name")
         self.tokenizer = parse_choice(TokenizerName, self.tokenizer, "data.tokenizer")
+        if isinstance(self.copies, dict):  # a library call's or a checkpoint's plain values
+            self.copies = CopyTask(**self.copies)
 
     def validate(self) -> None:
         """UsageError for values no corpus can satisfy (before any text is read)."""
@@ -51,6 +68,9 @@ class DataConfig:
         if not 0.0 <= self.repeat_share <= 1.0:
             raise UsageError(f"data.repeat_share={self.repeat_share} must be between 0 and 1 "
                              "(e.g. 0.25)")
+        if not 0.0 <= self.copies.share <= 1.0:
+            raise UsageError(f"data.copies.share={self.copies.share} must be between 0 and 1 "
+                             "(e.g. 1.0: every window)")
         if self.stride is not None and self.stride < 1:
             raise UsageError(f"data.stride={self.stride} must be at least 1 token (or null: "
                              "windows side by side)")

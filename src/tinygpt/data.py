@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from tinygpt.atomic import atomic_write
-from tinygpt.config import DataConfig, repeat_length
+from tinygpt.config import CopyTask, DataConfig, repeat_length
 from tinygpt.corpus import cache_path, load_text
 from tinygpt.errors import UsageError
 from tinygpt.metrics import bits_per_byte
@@ -55,17 +55,12 @@ class TokenWindows(Dataset):
         return chunk[:-1], chunk[1:]
 
 
-class WithRepeats(Dataset):
-    """Training windows of which a `share` are replaced by a random token segment repeated to
-    fill the window (the lab's induction setting). Each segment is `length / 2` to `length`
-    tokens long, so no fixed offset finds the copy (a fixed one teaches a positional shortcut:
-    docs/attention_lab.md). A window is chosen, and its segment drawn, from (seed, index) alone,
-    so the stream resumes exactly."""
+class Synthetic(Dataset):
+    """Training windows of which a `share` are replaced by synthetic ones (`make`), chosen and
+    drawn from (seed, index) alone, so the stream resumes exactly."""
 
-    def __init__(self, windows: TokenWindows, share: float, length: int, vocab_size: int,
-                 seed: int = 0):
-        self.windows, self.share, self.length, self.vocab_size = windows, share, length, vocab_size
-        self.seed = seed
+    def __init__(self, windows: TokenWindows, share: float, vocab_size: int, seed: int = 0):
+        self.windows, self.share, self.vocab_size, self.seed = windows, share, vocab_size, seed
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -74,11 +69,58 @@ class WithRepeats(Dataset):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
         if torch.rand((), generator=g).item() >= self.share:
             return self.windows[i]
+        chunk, _ = self.make(g, self.windows.T + 1)
+        return chunk[:-1], chunk[1:]
+
+    def make(self, g: torch.Generator, n_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """n_tokens token ids, and which of them a model can predict by copying."""
+        raise NotImplementedError
+
+
+class WithRepeats(Synthetic):
+    """Windows of a random token segment repeated to fill them (the lab's induction setting).
+    Each segment is `length / 2` to `length` tokens long, so no fixed offset finds the copy (a
+    fixed one teaches a positional shortcut: docs/attention_lab.md)."""
+
+    def __init__(self, windows: TokenWindows, share: float, length: int, vocab_size: int,
+                 seed: int = 0):
+        super().__init__(windows, share, vocab_size, seed)
+        self.length = length
+
+    def make(self, g: torch.Generator, n_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
         n = int(torch.randint(max(1, self.length // 2), self.length + 1, (), generator=g))
         segment = torch.randint(0, self.vocab_size, (n,), generator=g)
-        T = self.windows.T
-        chunk = segment.repeat(-(-(T + 1) // n))[: T + 1]
-        return chunk[:-1], chunk[1:]
+        return segment.repeat(-(-n_tokens // n))[:n_tokens], torch.arange(n_tokens) >= n
+
+
+class WithCopies(Synthetic):
+    """Attention lab IV's windows (`tinygpt.config.CopyTask`): random tokens, then chunks copied
+    from random earlier places; a chunk's tokens after its first are the copies."""
+
+    def __init__(self, windows: TokenWindows, task: CopyTask, vocab_size: int, seed: int = 0):
+        super().__init__(windows, task.share, vocab_size, seed)
+        self.task = task
+
+    def make(self, g: torch.Generator, n_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return copied_chunks(g, self.vocab_size, n_tokens, self.task)
+
+
+def copied_chunks(g: torch.Generator, vocab_size: int, n_tokens: int, task: CopyTask
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`task.prefix` uniform random tokens, then chunks copied from earlier ones (each chunk's
+    source lies wholly before it) up to n_tokens; and which tokens follow their source's."""
+    x = torch.empty(n_tokens, dtype=torch.long)
+    copied = torch.zeros(n_tokens, dtype=torch.bool)
+    x[: task.prefix] = torch.randint(0, vocab_size, (task.prefix,), generator=g)
+    i = task.prefix
+    while i < n_tokens:
+        n = min(int(torch.randint(task.shortest, task.longest + 1, (), generator=g)),
+                n_tokens - i)
+        start = int(torch.randint(0, i - n + 1, (), generator=g))
+        x[i : i + n] = x[start : start + n]
+        copied[i + 1 : i + n] = True  # the chunk's first token is a jump; the rest follow it
+        i += n
+    return x, copied
 
 
 class ResumableSampler(Sampler[int]):
@@ -123,7 +165,7 @@ class TokenSplit:
     tokenizer: Tokenizer
     train_ids: np.ndarray
     val_ids: np.ndarray
-    train_set: TokenWindows | WithRepeats
+    train_set: TokenWindows | Synthetic
     val_set: TokenWindows  # side by side: each validation token is scored once
 
     def unigram_baseline(self) -> float:
@@ -162,6 +204,8 @@ def load_split(cfg: DataConfig, context_length: int) -> TokenSplit:
     if cfg.repeat_share:
         train_set = WithRepeats(train_set, cfg.repeat_share, repeat_length(cfg, context_length),
                                 tok.vocab_size)
+    if cfg.copies.share:
+        train_set = WithCopies(train_set, cfg.copies, tok.vocab_size)
     split = TokenSplit(cfg.name.value, tok, train_ids, val_ids, train_set,
                        TokenWindows(val_ids, context_length, context_length, bos))
     if len(split.train_set) == 0 or len(split.val_set) == 0:

@@ -58,6 +58,11 @@ INDUCTION = f"{WATCH}/induction"  # .../score/layer_<i>/head_<j>, .../score_max,
 INDUCTION_MAX = f"{INDUCTION}/score_max"
 PREVIOUS_MAX = f"{INDUCTION}/previous_token_max"
 IN_CONTEXT_DROP = f"{INDUCTION}/in_context_drop"  # nats per token: first copy minus the copy
+# Attention lab IV: the induction circuit on windows of a repeated segment (tinygpt.circuit)
+COPY_LOSS = f"{INDUCTION}/copy_loss"  # nats per copied token (from the segment's second occurrence)
+REST_LOSS = f"{INDUCTION}/rest_loss"  # nats per token of each segment's first occurrence
+COPY_SCORE = "copy_score_max"  # .../layer_<i>: the layer's best induction score on those windows
+COPY_PREVIOUS = "copy_previous_max"  # .../layer_<i>: its best previous-token score
 SINKS = f"{WATCH}/sinks"  # .../first_token_mass/layer_<i>/head_<j>, .../rate
 FIRST_TOKEN_MASS_MAX = f"{SINKS}/first_token_mass_max"
 SINK_RATE = f"{SINKS}/rate"

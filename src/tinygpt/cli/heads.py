@@ -1,4 +1,5 @@
-"""Draw a trained model's best induction head and its strongest first-token (sink) head.
+"""Draw a trained model's best induction head, its strongest first-token (sink) head and its
+induction circuit, and print what ablating each head of layer 0 does to the copy loss.
 
     tinygpt-heads CKPT [--text FILE] [--out DIR]
 """
@@ -11,7 +12,7 @@ from pathlib import Path
 from tinygpt.checkpoint import load_model
 from tinygpt.corpus import python_docs_text
 from tinygpt.errors import UsageError, usage_errors_exit
-from tinygpt.lab.heads import draw_heads
+from tinygpt.lab.heads import draw_circuit, draw_heads
 
 
 def main() -> None:
@@ -20,13 +21,17 @@ def main() -> None:
     p.add_argument("--text", type=Path, help="text for the sink head (default: the embedded "
                    "corpus's last part, which no run trains on)")
     p.add_argument("--out", type=Path, default=Path("outputs/heads"))
+
     args = p.parse_args()
     with usage_errors_exit():
         if args.text is not None and not args.text.is_file():
             raise UsageError(f"{args.text} is not a file (pass a UTF-8 text file)")
         model, tokenizer = load_model(args.ckpt)
         text = args.text.read_text() if args.text else python_docs_text()[-4000:]
-        for path, title in draw_heads(model, tokenizer, text, args.out):
+        drawn = draw_heads(model, tokenizer, text, args.out)
+        if model.cfg.n_layers > 1:
+            drawn += draw_circuit(model, tokenizer, args.out)
+        for path, title in drawn:
             print(f"{path}: " + title.replace("\n", " "))
 
 

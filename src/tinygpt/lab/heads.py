@@ -1,6 +1,7 @@
 """Pictures of what attention does in a trained model: its best induction head on a random
-sequence and its copy, and its head with the most first-token mass on text (what
-`tinygpt-heads` draws for docs/attention_lab.md)."""
+sequence and its copy, its head with the most first-token mass on text, and lab IV's circuit (a
+previous-token head in layer 0, an induction head in the last layer) with what ablating each
+head of layer 0 does to the copy loss (what `tinygpt-heads` draws for docs/attention_lab.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
+from tinygpt.circuit import ablation_check, circuit_scores, copy_windows
+from tinygpt.config import CopyTask
 from tinygpt.diagnostics import attention_weights
 from tinygpt.induction import head_scores, repeated_tokens
 from tinygpt.model import GPT
@@ -47,6 +50,35 @@ def draw_heads(model: GPT, tokenizer: Tokenizer, text: str, out: Path,
     labels = [token_label(tokenizer.decode([t])) for t in ids]
     title = f"layer {layer} head {head}: first-token mass {mass[layer, head]:.2f} on text"
     drawn.append((_save(weights[layer][0, head], labels, title, out / "sink_head.png"), title))
+    return drawn
+
+
+def draw_circuit(model: GPT, tokenizer: Tokenizer, out: Path, task: CopyTask | None = None,
+                 name: str = "circuit") -> list[tuple[Path, str]]:
+    """<name>_previous_token.png and <name>_induction.png in `out`: layer 0's best previous-token
+    head and the last layer's best induction head on one of lab IV's copy windows (`task`;
+    default: CopyTask's), each with a line saying which head; and a line with what ablating each
+    head of layer 0 does to the copy loss."""
+    task = task or CopyTask()
+    out.mkdir(parents=True, exist_ok=True)
+    n_tokens = min(3 * task.prefix, model.cfg.context_length) + 1
+    windows, copied = copy_windows(model.cfg.vocab_size, n_tokens, task, n=1, seed=7)
+    _, weights = attention_weights(model, windows[:, :-1])
+    induction, previous = circuit_scores(weights, windows, copied)
+    labels = [token_label(tokenizer.decode([t])) for t in windows[0, :-1].tolist()]
+    last, drawn = len(weights) - 1, []
+    for layer, scores, what in ((0, previous, "previous-token"), (last, induction, "induction")):
+        head = int(scores[layer].argmax())
+        title = (f"layer {layer} head {head}: {what} score {scores[layer, head]:.2f}\n"
+                 f"({task.prefix} random tokens, then chunks copied from them)")
+        path = out / f"{name}_{what.replace('-', '_')}.png"
+        drawn.append((_save(weights[layer][0, head], labels, title, path), title))
+    check = ablation_check(model, *copy_windows(model.cfg.vocab_size,
+                                                model.cfg.context_length + 1, task))
+    others = ", ".join(f"head {h} {loss:.2f}" for h, loss in check.without_other.items())
+    drawn.append((out, f"copy loss {check.intact:.2f} nats; without layer 0's previous-token head "
+                       f"(head {check.previous_head}) {check.without_previous:.2f}; without "
+                       f"another head of layer 0: {others}"))
     return drawn
 
 

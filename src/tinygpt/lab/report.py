@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tinygpt.errors import UsageError
+from tinygpt.lab.report_formation import formation_table
 from tinygpt.lab.report_plots import write_plots
 from tinygpt.lab.report_runs import TRAIN_TAIL, by_setting, find_runs
 from tinygpt.lab.report_tables import baseline_words, phenomena_table, seeds_table, table
@@ -48,6 +49,20 @@ induction and previous-token scores on a random sequence and its copy, the in-co
 weights and inputs add. Mean ± sd over seeds; p: Welch's t-test against the baseline above.
 
 {phenomena}
+"""
+    formation = formation_table(runs, compare or {})
+    if formation:
+        seeds += f"""
+## The induction phase change
+
+Attention lab IV (docs/attention_lab.md): on a fixed batch of windows built like the training
+ones (random tokens, then chunks copied from them), the loss on the copied tokens and on the
+rest; "formed at": the step the copy loss first fell below half its first logged value (half way
+from no copying to perfect copying; never: it did not); the best head's induction score in layer
+1 and previous-token score in layer 0 at the end. Mean ± sd over seeds (the step over the seeds
+that formed it); p: Welch's t-test against the baseline above.
+
+{formation}
 """
     samples = "\n\n".join(f"**{r.label}**\n\n```\n{r.sample}\n```" for r in runs if r.sample)
     text = f"""# Sweep report: {sweep}

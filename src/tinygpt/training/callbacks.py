@@ -142,7 +142,8 @@ class TensorBoardLayout(L.Callback):
         if hasattr(writer, "add_custom_scalars"):  # not under fast_dev_run's dummy logger
             model = pl_module.model
             writer.add_custom_scalars(custom_scalars_layout(
-                len(model.blocks), longer_context=model.reaches_beyond_context))
+                len(model.blocks), longer_context=model.reaches_beyond_context,
+                copies=bool(trainer.datamodule.cfg.copies.share)))
 
 
 def generation_speed(model: torch.nn.Module, new_tokens: int = 64, batch: int = 4) -> float:

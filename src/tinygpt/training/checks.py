@@ -59,6 +59,16 @@ def check_data(d: DataConfig, context_length: int) -> None:
     if d.repeat_share and not 1 <= length <= context_length // 2:
         raise UsageError(f"data.repeat_length={length} must be 1..{context_length // 2} (half "
                          "the context: a segment and its copy fit one window)")
+    c = d.copies
+    if c.share and d.repeat_share:
+        raise UsageError(f"data.repeat_share={d.repeat_share} and data.copies.share={c.share} "
+                         "both replace training windows (set one of them to 0)")
+    if c.share and not (1 <= c.prefix < context_length and 1 <= c.shortest <= c.longest
+                        <= c.prefix):
+        raise UsageError(f"data.copies: prefix={c.prefix}, shortest={c.shortest}, longest="
+                         f"{c.longest} must satisfy 1 <= shortest <= longest <= prefix < "
+                         f"context_length={context_length} (a chunk is copied from earlier "
+                         "tokens; e.g. prefix=16 shortest=4 longest=12)")
 
 
 def check_optim(s: TrainConfig) -> None:

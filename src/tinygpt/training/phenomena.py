@@ -1,9 +1,12 @@
-"""The callback that logs what attention does as a run trains (attention lab III): induction
-scores and the in-context loss drop, first-token mass and the sink rate, residual-stream
-outliers, and at the end the int8 quantisation sensitivity (on the first INT8_WINDOWS validation
-windows), all under `watch/`."""
+"""The callback that logs what attention does as a run trains (attention labs III and IV):
+induction scores and the in-context loss drop, the copy losses and circuit scores on lab IV's
+copy windows, first-token mass and the sink rate, residual-stream outliers, and at the end
+the int8 quantisation sensitivity (on the first INT8_WINDOWS validation windows), all under
+`watch/`."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import lightning as L
 import torch
@@ -12,6 +15,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import Subset
 
 from tinygpt import metrics as m
+from tinygpt.circuit import circuit, copy_losses, copy_windows
 from tinygpt.config import repeat_length
 from tinygpt.induction import induction_scores, repeated_tokens
 from tinygpt.model import GPT
@@ -23,13 +27,29 @@ INDUCTION_SEED = 12_345  # the fixed repeated batch: not one any training window
 INT8_WINDOWS = 256  # the int8 cost on at most this many validation windows (all of a lab run's)
 
 
-def phenomena_metrics(model: GPT, repeated: torch.Tensor, text: torch.Tensor) -> dict[str, float]:
+@dataclass
+class Probes:
+    """The fixed inputs the probes read, built once per run: a random sequence and its copy,
+    validation windows, and (where the run trains on lab IV's copy windows) windows built like
+    those, with which of their tokens are copies."""
+
+    repeated: torch.Tensor
+    text: torch.Tensor
+    copies: tuple[torch.Tensor, torch.Tensor] | None
+
+    def to(self, device: torch.device) -> Probes:
+        copies = None if self.copies is None else (self.copies[0].to(device), self.copies[1])
+        return Probes(self.repeated.to(device), self.text.to(device), copies)
+
+
+def phenomena_metrics(model: GPT, probes: Probes) -> dict[str, float]:
     """Every lab III quantity of the model, as tags: induction on `repeated` (a sequence and its
-    copy), first-token mass and outliers on `text` (validation windows)."""
-    with torch.autocast(text.device.type, enabled=False):
-        ind = induction_scores(model, repeated)
-        mass = first_token_mass(model, text)
-        outliers = activation_outliers(model, text)
+    copy), first-token mass and outliers on `text` (validation windows); and lab IV's copy losses
+    and circuit scores per layer on the copy windows."""
+    with torch.autocast(probes.text.device.type, enabled=False):
+        ind = induction_scores(model, probes.repeated)
+        mass = first_token_mass(model, probes.text)
+        outliers = activation_outliers(model, probes.text)
     out = {m.INDUCTION_MAX: ind.induction.max().item(), m.PREVIOUS_MAX: ind.previous.max().item(),
            m.IN_CONTEXT_DROP: ind.in_context_drop, m.FIRST_TOKEN_MASS_MAX: mass.max().item(),
            m.SINK_RATE: sink_rate(mass),
@@ -41,6 +61,13 @@ def phenomena_metrics(model: GPT, repeated: torch.Tensor, text: torch.Tensor) ->
                                   ((m.SINKS, "first_token_mass"), mass)):
         for i, layer in enumerate(values.tolist()):
             out |= {m.probe_tag(group, name, i, h): v for h, v in enumerate(layer)}
+    if probes.copies is not None:
+        losses = copy_losses(model, *probes.copies)
+        induction, previous = circuit(model, *probes.copies)
+        out |= {m.COPY_LOSS: losses.copy, m.REST_LOSS: losses.rest}
+        for i in range(len(induction)):
+            out |= {m.probe_tag(m.INDUCTION, m.COPY_SCORE, i): induction[i].max().item(),
+                    m.probe_tag(m.INDUCTION, m.COPY_PREVIOUS, i): previous[i].max().item()}
     return out
 
 
@@ -50,23 +77,26 @@ class Phenomena(L.Callback):
 
     def __init__(self, every_n_steps: int = 50, num_sequences: int = 4):
         self.every_n_steps, self.num_sequences = every_n_steps, num_sequences
-        self._batches: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.probes: Probes | None = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if isinstance(trainer.strategy, FSDPStrategy):  # sharded weights: no lone forward pass
             self.every_n_steps = 0
 
-    def batches(self, trainer: L.Trainer,
-                pl_module: L.LightningModule) -> tuple[torch.Tensor, torch.Tensor]:
-        """The fixed probes, built once: a random sequence and its copy, validation windows."""
-        if self._batches is None:
+    def batches(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Probes:
+        """The fixed probes, built once, on the module's device."""
+        if self.probes is None:
             model, data = pl_module.model, trainer.datamodule
             bos = data.tokenizer.eot_token if data.cfg.bos else None
             length = repeat_length(data.cfg, model.cfg.context_length)
             repeated = repeated_tokens(model.cfg.vocab_size, length, seed=INDUCTION_SEED, bos=bos)
             text = first_windows(data.val_set, self.num_sequences)
-            self._batches = repeated, text
-        return tuple(b.to(pl_module.device) for b in self._batches)
+            copies = None
+            if data.cfg.copies.share:  # built as the training windows are
+                copies = copy_windows(model.cfg.vocab_size, model.cfg.context_length + 1,
+                                      data.cfg.copies)
+            self.probes = Probes(repeated, text, copies)
+        return self.probes.to(pl_module.device)
 
     @rank_zero_only
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
@@ -74,14 +104,14 @@ class Phenomena(L.Callback):
         if not self.every_n_steps or step % self.every_n_steps or trainer.logger is None:
             return
         trainer.logger.log_metrics(phenomena_metrics(pl_module.model,
-                                                     *self.batches(trainer, pl_module)), step)
+                                                     self.batches(trainer, pl_module)), step)
 
     @rank_zero_only
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.every_n_steps or not writes_now(trainer, pl_module) or trainer.fast_dev_run:
             return
         model, data = pl_module.model, trainer.datamodule
-        out = phenomena_metrics(model, *self.batches(trainer, pl_module))
+        out = phenomena_metrics(model, self.batches(trainer, pl_module))
         token_bytes = torch.tensor(data.tokenizer.token_bytes())
         windows = Subset(data.val_set, range(min(INT8_WINDOWS, len(data.val_set))))
         exact, rounded = int8_sensitivity(model, windows, token_bytes)

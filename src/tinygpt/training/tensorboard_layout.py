@@ -30,10 +30,12 @@ def probe(group: str, quantity: str, heads: bool = False) -> str:
     return rf"^{re.escape(group)}/{quantity}/layer_\d+{head}$"
 
 
-def custom_scalars_layout(n_layers: int, longer_context: bool = False) -> dict:
+def custom_scalars_layout(n_layers: int, longer_context: bool = False,
+                          copies: bool = False) -> dict:
     """The Custom Scalars tab: what a run is for first (losses, bits per byte; at twice the
     context where the positions allow it), then how it trains, then what the attention does,
-    each quantity one chart with a line per layer."""
+    each quantity one chart with a line per layer; and for a run on lab IV's copy windows
+    (`copies`), the induction phase change."""
     def chart(*regexes: str) -> list:
         return ["Multiline", list(regexes)]
 
@@ -56,7 +58,7 @@ def custom_scalars_layout(n_layers: int, longer_context: bool = False) -> dict:
         _, bpb_2x, bpb_2x_ref = m.long_context(2)
         losses["bits per byte at twice the context (ref: the same text at the trained one)"] = \
             chart(*exactly(bpb_2x, bpb_2x_ref))
-    return {
+    layout = {
         "1. losses": losses,
         "2. training": {
             "learning rate": chart(*exactly(m.TRAIN_LR)),
@@ -80,6 +82,14 @@ def custom_scalars_layout(n_layers: int, longer_context: bool = False) -> dict:
             "int8 weights and inputs: val bpb minus float": chart(*exactly(m.INT8_DELTA_BPB)),
         },
     }
+    if copies:
+        layout["5. the induction phase change"] = {
+            "loss on copied tokens and on the rest (the bump), nats": chart(
+                *exactly(m.COPY_LOSS, m.REST_LOSS, m.TRAIN_LOSS)),
+            "best induction score per layer": chart(probe(m.INDUCTION, m.COPY_SCORE)),
+            "best previous-token score per layer": chart(probe(m.INDUCTION, m.COPY_PREVIOUS)),
+        }
+    return layout
 
 
 def hyperparameters(settings: Settings, precision: str) -> dict:
