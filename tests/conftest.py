@@ -2,10 +2,12 @@
 entry point only where the process boundary is what a test checks (signals, exit codes, DDP)."""
 
 import contextlib
+import http.server
 import io
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -159,3 +161,24 @@ def smoke_run(tmp_path_factory, cache_dir) -> Path:
     _, printed = smoke_train(cache_dir, run_dir)
     (run_dir / "stdout.txt").write_text(printed)
     return run_dir
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A file server on 127.0.0.1 for tmp_path/www; yields its base URL and the folder."""
+    www = tmp_path / "www"
+    www.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k):
+            super().__init__(*a, directory=str(www), **k)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", www
+    server.shutdown()
+    server.server_close()

@@ -4,9 +4,8 @@ import torch
 
 from tinygpt.config import DataConfig
 from tinygpt.corpus import load_text
-from tinygpt.data import TokenWindows, encode_cached, unigram_baseline
+from tinygpt.data import TokenWindows, unigram_baseline
 from tinygpt.errors import UsageError
-from tinygpt.tokenizer import get_tokenizer
 from tinygpt.training.datamodule import TextDataModule
 
 
@@ -39,17 +38,24 @@ def test_unreadable_corpus_says_what_to_do(tmp_path, setup, match):
         load_text("text", str(f))
 
 
-def test_token_cache_is_reused_and_invalidated_by_edits(tmp_path, monkeypatch):
-    tok = get_tokenizer("gpt2")
-    ids = encode_cached("hello world", tok, tmp_path)
-    assert list(ids) == tok.encode("hello world")
-    assert len(list(tmp_path.iterdir())) == 1
+def test_a_prepared_corpus_is_reused_and_prepared_again_after_an_edit(tmp_path, monkeypatch):
+    from tinygpt import prepare
+
+    f = tmp_path / "a.txt"
+    f.write_text("hello world\n" * 50)
+    cfg = DataConfig(name="text", path=str(f), tokenizer="gpt2", cache_dir=str(tmp_path / "c"))
+    first = prepare.prepare(cfg, say=lambda _: None)
+    tok = first.tokenizer
+    n = len(tok.encode("hello world\n" * 50))
+    assert len(first.train) + len(first.val) == n
     calls = []
-    monkeypatch.setattr(tok, "encode", lambda t: calls.append(t) or [1, 2])
-    again = encode_cached("hello world", tok, tmp_path)  # cache hit: no tokenising
-    assert calls == [] and list(again) == list(ids)
-    encode_cached("hello world!", tok, tmp_path)  # changed text: tokenised again
-    assert calls == ["hello world!"] and len(list(tmp_path.iterdir())) == 2
+    monkeypatch.setattr(prepare, "build", lambda *a: calls.append(a))
+    again = prepare.prepare(cfg, say=lambda _: None)  # the same text: read back, not prepared
+    assert calls == [] and again.folder == first.folder
+    monkeypatch.undo()
+    f.write_text("hello world!\n" * 50)  # changed text: prepared again, in a folder of its own
+    edited = prepare.prepare(cfg, say=lambda _: None)
+    assert edited.folder != first.folder and len(list((tmp_path / "c").glob("corpus-*"))) == 2
 
 
 def test_windows_are_shifted_by_one_with_stride():
@@ -137,7 +143,7 @@ def test_the_cache_does_not_depend_on_the_working_directory(tmp_path, monkeypatc
     dm = TextDataModule(DataConfig(tokenizer="char"), context_length=16)
     dm.load()
     assert not any(elsewhere.iterdir())  # nothing left in the folder the run started from
-    assert list((tmp_path / "env").glob("tokens-char-*"))
+    assert list((tmp_path / "env").glob("corpus-char-*"))
 
 
 BUILD = """
@@ -146,7 +152,7 @@ from tinygpt.config import DataConfig
 from tinygpt.training.datamodule import TextDataModule
 dm = TextDataModule(DataConfig(tokenizer="bpe", vocab_size=1024, cache_dir=sys.argv[1]), 64)
 dm.load()
-print(hashlib.sha256(dm.train_ids.tobytes() + dm.val_ids.tobytes()).hexdigest())
+print(hashlib.sha256(dm.train_ids[:].tobytes() + dm.val_ids[:].tobytes()).hexdigest())
 """
 
 
@@ -159,9 +165,12 @@ def test_two_processes_building_the_same_cache_entry_at_once_both_get_it_whole(t
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    assert outs[0][0] == outs[1][0]  # the same tokens in both
+    hashes = [out.splitlines()[-1] for out, _ in outs]
+    assert hashes[0] == hashes[1]  # the same tokens in both
     names = sorted(p.name for p in cache.iterdir())
-    assert len(names) == 3 and not any(".tmp" in n for n in names), names  # bpe + 2 token files
+    # the BPE and one prepared corpus, prepared once: no second folder, no lock, no .tmp left
+    assert len(names) == 2 and not any(".tmp" in n or ".lock" in n for n in names), names
+    assert sum("prepared python_docs" in out for out, _ in outs) == 1  # one process prepared it
 
 
 def test_bos_windows_start_with_the_token_and_score_each_text_token_once():

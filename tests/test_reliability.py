@@ -3,13 +3,11 @@ non-finite losses and verified downloads. Kills and signals go to a real scripts
 rest runs in-process."""
 
 import hashlib
-import http.server
 import os
 import pickle
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -169,33 +167,13 @@ def test_nan_loss_can_skip_the_batch(train_run, nan_at, caplog):
 
 # --- downloads ------------------------------------------------------------------------------
 
-@pytest.fixture
-def http_server(tmp_path):
-    """A file server on 127.0.0.1 for tmp_path/www; yields its base URL."""
-    www = tmp_path / "www"
-    www.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **k):
-            super().__init__(*a, directory=str(www), **k)
-
-        def log_message(self, *a):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", www
-    server.shutdown()
-    server.server_close()
-
-
 def test_download_verifies_and_caches(http_server, tmp_path, monkeypatch):
     url, www = http_server
     text = "To be, or not to be, that is the question.\n" * 50
     (www / "corpus.txt").write_text(text, encoding="utf-8")
     sha = hashlib.sha256(text.encode()).hexdigest()
-    monkeypatch.setitem(corpus.PRESETS, "the_verdict", (f"{url}/corpus.txt", sha))
+    monkeypatch.setitem(corpus.PRESETS, "the_verdict",
+                        {"text": corpus.Download(f"{url}/corpus.txt", sha)})
     cache = tmp_path / "cache"
     assert corpus.load_text("the_verdict", cache_dir=cache) == text
     (www / "corpus.txt").unlink()  # the second read comes from the cache, not the server

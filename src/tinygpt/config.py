@@ -31,7 +31,9 @@ class DataConfig:
 
     name: Corpus = Corpus.python_docs
     path: str | None = None  # for name=text: a file, a folder of .txt files, or a glob
-    url: str | None = None  # for a download preset: a mirror instead of the default address
+    # for a download preset: a mirror instead of the default address (of its file; for a
+    # preset of several files, tinystories, of the folder holding them under their names)
+    url: str | None = None
     # A BPE trained on the training split: chosen by measurement (docs/tokenizers.md) for the
     # best bits per byte within the default run's minutes; GPT-2's is data.tokenizer=gpt2.
     tokenizer: TokenizerName = TokenizerName.bpe

@@ -1,38 +1,22 @@
-"""From text to training windows: the split into training and validation text, the tokenizer,
-the token cache (a memmap keyed by text and tokenizer), windows of tokens, and the resumable
-order they are drawn in."""
+"""From a prepared corpus (`tinygpt.prepare`: its tokenizer and token shards) to training
+windows: windows of tokens (and the lab's synthetic ones), and the resumable order they are
+drawn in."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from tinygpt.atomic import atomic_write
 from tinygpt.config import CopyTask, DataConfig, repeat_length
-from tinygpt.corpus import cache_path, load_text
 from tinygpt.errors import UsageError
 from tinygpt.metrics import bits_per_byte
-from tinygpt.tokenizer import Tokenizer, TokenizerName, get_tokenizer, tokenizer_state
-
-
-def encode_cached(text: str, tokenizer: Tokenizer, cache_dir: str | Path) -> np.ndarray:
-    """Token ids of `text`, read from (or written once to) a memmap keyed by text and tokenizer."""
-    key = hashlib.sha256(repr(tokenizer_state(tokenizer)).encode() + text.encode()).hexdigest()
-    dtype = np.uint16 if tokenizer.vocab_size <= 2**16 else np.uint32
-    path = Path(cache_dir) / f"tokens-{tokenizer.name}-{key[:20]}.{np.dtype(dtype).name}"
-    if not path.exists():
-        ids = np.asarray(tokenizer.encode(text), dtype=dtype)
-        with atomic_write(path) as f:  # a crash or a concurrent rank never leaves half a cache
-            ids.tofile(f)
-    if path.stat().st_size == 0:
-        return np.zeros(0, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r")
+from tinygpt.prepare import prepare
+from tinygpt.shards import ShardedTokens
+from tinygpt.tokenizer import Tokenizer
 
 
 class TokenWindows(Dataset):
@@ -150,11 +134,18 @@ class ResumableSampler(Sampler[int]):
         return iter(perm[pos : self.epoch_len].tolist())
 
 
-def unigram_baseline(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int) -> float:
+def unigram_baseline(train_ids: ShardedTokens | np.ndarray, val_ids: ShardedTokens | np.ndarray,
+                     vocab_size: int) -> float:
     """Validation cross-entropy (nats) of an add-one unigram model fit on the training ids."""
-    counts = np.bincount(train_ids, minlength=vocab_size).astype(np.float64) + 1.0
+    counts = sum(np.bincount(c, minlength=vocab_size) for c in parts(train_ids)) + 1.0
     logp = np.log(counts / counts.sum())
-    return float(-logp[np.asarray(val_ids, dtype=np.int64)].mean())
+    nats = sum(float(-logp[c.astype(np.int64)].sum()) for c in parts(val_ids))
+    return nats / max(1, len(val_ids))
+
+
+def parts(ids: ShardedTokens | np.ndarray) -> list[np.ndarray]:
+    """The arrays a token sequence is held in: its shards, or itself."""
+    return list(ids.chunks()) if isinstance(ids, ShardedTokens) else [np.asarray(ids)]
 
 
 @dataclass
@@ -163,8 +154,8 @@ class TokenSplit:
 
     name: str
     tokenizer: Tokenizer
-    train_ids: np.ndarray
-    val_ids: np.ndarray
+    train_ids: ShardedTokens
+    val_ids: ShardedTokens
     train_set: TokenWindows | Synthetic
     val_set: TokenWindows  # side by side: each validation token is scored once
 
@@ -174,30 +165,21 @@ class TokenSplit:
 
     def train_bytes_per_token(self) -> float:
         """UTF-8 bytes of training text per training token (turns tokens into text)."""
-        sizes = np.asarray(self.tokenizer.token_bytes())
-        return float(sizes[np.asarray(self.train_ids)].sum() / max(1, len(self.train_ids)))
+        return self.train_ids.bytes / max(1, len(self.train_ids))
 
     def unigram_bpb(self) -> float:
         """The same baseline in bits per byte of the validation text."""
-        nbytes = np.asarray(self.tokenizer.token_bytes())[np.asarray(self.val_ids)].sum()
-        return bits_per_byte(self.unigram_baseline() * len(self.val_ids), nbytes)
+        return bits_per_byte(self.unigram_baseline() * len(self.val_ids), self.val_ids.bytes)
 
 
 def load_split(cfg: DataConfig, context_length: int) -> TokenSplit:
     """Read, tokenise (or hit the cache) and split the corpus cfg names (its values checked
     already: `tinygpt.training.checks`); UsageError for a corpus that cannot be read or is too
     short."""
-    cache = cache_path(cfg.cache_dir)
-    text = load_text(cfg.name, cfg.path, cache, cfg.url)
     # The text is split before it is tokenised: a trained BPE learns from the training part
     # alone, and the validation part's bytes are known exactly (for bits per byte).
-    cut = len(text) - int(len(text) * cfg.val_fraction)
-    train_text, val_text = text[:cut], text[cut:]
-    # char: the alphabet of the whole text (a character only the validation part has must
-    # still be encodable); bpe: merges learnt from the training part only.
-    source = text if cfg.tokenizer == TokenizerName.char else train_text
-    tok = get_tokenizer(cfg.tokenizer, text=source, vocab_size=cfg.vocab_size, cache_dir=cache)
-    train_ids, val_ids = encode_cached(train_text, tok, cache), encode_cached(val_text, tok, cache)
+    prepared = prepare(cfg)
+    tok, train_ids, val_ids = prepared.tokenizer, prepared.train, prepared.val
     stride = cfg.stride or context_length  # default: windows side by side, no overlap
     bos = tok.eot_token if cfg.bos else None
     train_set = TokenWindows(train_ids, context_length, stride, bos)
@@ -206,7 +188,7 @@ def load_split(cfg: DataConfig, context_length: int) -> TokenSplit:
                                 tok.vocab_size)
     if cfg.copies.share:
         train_set = WithCopies(train_set, cfg.copies, tok.vocab_size)
-    split = TokenSplit(cfg.name.value, tok, train_ids, val_ids, train_set,
+    split = TokenSplit(prepared.name, tok, train_ids, val_ids, train_set,
                        TokenWindows(val_ids, context_length, context_length, bos))
     if len(split.train_set) == 0 or len(split.val_set) == 0:
         ids, need = len(train_ids) + len(val_ids), 2 * (context_length + 1)

@@ -55,22 +55,22 @@ class TiktokenTokenizer:
     name = "tiktoken"
 
     def __init__(self, enc: tiktoken.Encoding) -> None:
-        self._enc = enc
+        self.encoding = enc
         self.vocab_size = enc.n_vocab
         self.eot_token: int | None = enc.eot_token
 
     def encode(self, text: str) -> list[int]:
         # Corpus text is data: "<|endoftext|>" inside it is spelt out, not a control token.
-        return self._enc.encode_ordinary(text)
+        return self.encoding.encode_ordinary(text)
 
     def decode(self, ids: list[int]) -> str:
-        return self._enc.decode(ids)
+        return self.encoding.decode(ids)
 
     def token_bytes(self) -> list[int]:
         """UTF-8 bytes each token stands for (0 for the special token: it is no text)."""
-        special = set(self._enc.special_tokens_set)
-        return [0 if self._enc.decode_single_token_bytes(i).decode("latin-1") in special
-                else len(self._enc.decode_single_token_bytes(i)) for i in range(self.vocab_size)]
+        special = set(self.encoding.special_tokens_set)
+        pieces = (self.encoding.decode_single_token_bytes(i) for i in range(self.vocab_size))
+        return [0 if b.decode("latin-1") in special else len(b) for b in pieces]
 
 
 class GPT2Tokenizer(TiktokenTokenizer):
