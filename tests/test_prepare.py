@@ -11,8 +11,8 @@ import string
 import numpy as np
 import pytest
 
+from tinygpt import atomic, encoding, shards
 from tinygpt import prepare as prep
-from tinygpt import shards
 from tinygpt.config import DataConfig
 from tinygpt.corpus import python_docs_text
 from tinygpt.errors import UsageError
@@ -43,12 +43,12 @@ def test_encoding_in_chunks_gives_the_tokens_of_the_whole_text(name, seed, monke
                                                                 tmp_path):
     text = python_docs_text()[:40_000] + messy_text(8_000, seed)
     tok = get_tokenizer(name, text=text, vocab_size=400, cache_dir=tmp_path)
-    monkeypatch.setattr(prep, "ENCODE_CHARS", 500)  # hundreds of cuts
-    progress = prep.Progress(len(text.encode()), lambda _: None)
+    monkeypatch.setattr(encoding, "ENCODE_CHARS", 500)  # hundreds of cuts
+    progress = encoding.Progress(len(text.encode()), lambda _: None)
     pieces = iter(text[i : i + 777] for i in range(0, len(text), 777))
-    got = np.concatenate(list(prep.encode(tok, pieces, progress)))
+    got = np.concatenate(list(encoding.encode(tok, pieces, progress)))
     assert got.tolist() == tok.encode(text)
-    assert len(list(prep.chunks(iter([text])))) > 50
+    assert len(list(encoding.chunks(iter([text])))) > 50
 
 
 def test_shards_read_back_as_one_sequence_across_their_boundaries(tmp_path):
@@ -135,7 +135,7 @@ def test_an_interrupted_preparation_starts_again_cleanly(tmp_path, monkeypatch):
     (work / "train-00000.uint16.tmp").write_bytes(b"\x01\x00" * 7)
     lock = folder.with_suffix(".lock")
     lock.touch()
-    monkeypatch.setattr(prep, "STALE_LOCK_S", 0)  # its holder is gone
+    monkeypatch.setattr(atomic, "STALE_LOCK_S", 0)  # its holder is gone
     done = prep.prepare(cfg, **QUIET)
     assert len(done.train) + len(done.val) == len(done.tokenizer.encode(f.read_text()))
     assert not work.exists() and not lock.exists()
@@ -164,8 +164,8 @@ def test_a_preset_with_its_own_validation_file_records_and_checks_its_sha256(
 def test_progress_off_a_terminal_is_plain_lines(monkeypatch):
     said = []
     clock = iter([0.0, 3.0, 14.0, 15.0, 30.0])
-    monkeypatch.setattr(prep.time, "perf_counter", lambda: next(clock))
-    p = prep.Progress(400_000_000, said.append)  # starts at 0
+    monkeypatch.setattr(encoding.time, "perf_counter", lambda: next(clock))
+    p = encoding.Progress(400_000_000, said.append)  # starts at 0
     for _ in range(4):
         p.advance(100_000_000)
     assert len(said) == 2 and said[0].startswith("preparing: 200 / 400 MB")

@@ -1,9 +1,13 @@
-"""Files that are whole or absent: written beside their target, synced, then renamed over it."""
+"""Files that are whole or absent: written beside their target, synced, then renamed over it; and
+a lock file that one process at a time holds while it makes one."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -28,3 +32,45 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+STALE_LOCK_S = 120  # a lock not touched for this long belongs to a process that is gone
+
+
+class exclusive:  # noqa: N801 (used as a context manager)
+    """`with exclusive(lock, done) as mine:` mine is True in the one process that holds the lock
+    (a file it touches every few seconds while it holds it); the others wait until `done()`
+    (then mine is False), or take over a lock nobody has touched for STALE_LOCK_S (its holder
+    was killed). A file, not a pid: ranks on other machines share the cache folder too."""
+
+    def __init__(self, lock: Path, done: Callable[[], bool]):
+        self.lock, self.done = lock, done
+        self.held = threading.Event()
+
+    def __enter__(self) -> bool:
+        self.lock.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                os.close(os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                if self.done():
+                    return False
+                with contextlib.suppress(FileNotFoundError):
+                    if time.time() - self.lock.stat().st_mtime > STALE_LOCK_S:
+                        self.lock.unlink()
+                time.sleep(0.2)
+                continue
+            self.held.set()
+            threading.Thread(target=self._heartbeat, daemon=True).start()
+            return not self.done()  # it may have finished just before the lock was free
+
+    def _heartbeat(self) -> None:
+        while self.held.is_set():
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(self.lock)  # never creates it again once released
+            time.sleep(5)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.held.is_set():
+            self.held.clear()
+            self.lock.unlink(missing_ok=True)

@@ -10,14 +10,10 @@ a corpus; others that want it wait for it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import re
 import shutil
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygpt.atomic import atomic_write
+from tinygpt.atomic import atomic_write, exclusive
 from tinygpt.config import DataConfig
 from tinygpt.corpus import SEPARATOR, Source, cache_path, read, sources
+from tinygpt.encoding import Progress, encode
 from tinygpt.errors import UsageError
 from tinygpt.shards import Shard, ShardedTokens, ShardWriter, token_dtype
 from tinygpt.tokenizer import (
     CharTokenizer,
-    TiktokenTokenizer,
     Tokenizer,
     TokenizerName,
     get_tokenizer,
@@ -41,18 +37,12 @@ from tinygpt.tokenizer import (
 )
 
 FORMAT = 1  # of the prepared folder: a change here prepares every corpus again
-ENCODE_CHARS = 1 << 22  # characters per encoding call (4 Mi); a batch holds one per thread
 # A BPE learns from at most this many characters of the training text (32 Mi), in SAMPLE_PIECES
 # pieces spread evenly over it: its time and memory stay bounded for any corpus. A smaller text
 # is learnt from whole, as one piece.
 BPE_SAMPLE_CHARS = 1 << 25
 SAMPLE_PIECES = 64
-STALE_LOCK_S = 120  # a lock not touched for this long belongs to a process that is gone
-# Where encoding may cut the text: before a newline that follows a letter or a digit. No
-# pre-token of GPT-2's or of the trained BPE's pattern spans such a place, and a piece never
-# ends in whitespace (which both patterns read differently at the end of a text), so the pieces
-# encode to exactly the tokens of the whole (tests/test_prepare.py).
-CUT = re.compile(r"(?<=[^\W_])\n")
+
 
 
 @dataclass
@@ -100,45 +90,6 @@ def identity(parts: dict[str, list[Source]], cfg: DataConfig) -> str:
     return digest.hexdigest()
 
 
-class exclusive:  # noqa: N801 (used as a context manager)
-    """`with exclusive(lock, done) as mine:` mine is True in the one process that holds the lock
-    (a file it touches every few seconds while it holds it); the others wait until `done()`
-    (then mine is False), or take over a lock nobody has touched for STALE_LOCK_S (its holder
-    was killed). A file, not a pid: ranks on other machines share the cache folder too."""
-
-    def __init__(self, lock: Path, done: Callable[[], bool]):
-        self.lock, self.done = lock, done
-        self.held = threading.Event()
-
-    def __enter__(self) -> bool:
-        self.lock.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            try:
-                os.close(os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            except FileExistsError:
-                if self.done():
-                    return False
-                with contextlib.suppress(FileNotFoundError):
-                    if time.time() - self.lock.stat().st_mtime > STALE_LOCK_S:
-                        self.lock.unlink()
-                time.sleep(0.2)
-                continue
-            self.held.set()
-            threading.Thread(target=self._heartbeat, daemon=True).start()
-            return not self.done()  # it may have finished just before the lock was free
-
-    def _heartbeat(self) -> None:
-        while self.held.is_set():
-            with contextlib.suppress(FileNotFoundError):
-                os.utime(self.lock)  # never creates it again once released
-            time.sleep(5)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.held.is_set():
-            self.held.clear()
-            self.lock.unlink(missing_ok=True)
-
-
 def build(parts: dict[str, list[Source]], cfg: DataConfig, folder: Path,
           say: Callable[[str], None]) -> None:
     """Prepare the corpus into a temporary folder, then rename it to `folder` whole."""
@@ -147,8 +98,8 @@ def build(parts: dict[str, list[Source]], cfg: DataConfig, folder: Path,
     work.mkdir(parents=True)
     start = time.perf_counter()
     try:
-        texts = split(parts, cfg.val_fraction)
-        tok, sample = learn_tokenizer(parts, cfg, texts)
+        texts, train_chars = split(parts, cfg.val_fraction)
+        tok, sample = learn_tokenizer(parts, cfg, texts, train_chars)
         progress = Progress(sum(s.size for p in parts.values() for s in p), say)
         token_bytes = np.asarray(tok.token_bytes())
         index = {"format": FORMAT, "name": cfg.name.value, "tokenizer": tokenizer_state(tok),
@@ -188,12 +139,13 @@ def load(folder: Path, name: str) -> Prepared:
 
 
 def split(parts: dict[str, list[Source]], val_fraction: float
-          ) -> dict[str, Callable[[], Iterator[str]]]:
-    """Each split's text as a fresh stream of pieces: a corpus' own parts, or its text cut at
-    the character that leaves `val_fraction` of it for validation (counted in a first pass, as
-    the whole text was cut when it was read at once)."""
+          ) -> tuple[dict[str, Callable[[], Iterator[str]]], int | None]:
+    """Each split's text as a fresh stream of pieces, and the training text's length where it
+    is known: a corpus' own parts, or its text cut at the character that leaves `val_fraction`
+    of it for validation (counted in a first pass, as the whole text was cut when it was read
+    at once)."""
     if "text" not in parts:
-        return {s: (lambda s=s: read(parts[s])) for s in ("train", "val")}
+        return {s: (lambda s=s: read(parts[s])) for s in ("train", "val")}, None
     total = sum(len(piece) for piece in read(parts["text"]))
     cut = total - int(total * val_fraction)
 
@@ -207,11 +159,12 @@ def split(parts: dict[str, list[Source]], val_fraction: float
             elif not keep_before and hi > cut:
                 yield piece[max(0, cut - lo):]
 
-    return {"train": lambda: side(True), "val": lambda: side(False)}
+    return {"train": lambda: side(True), "val": lambda: side(False)}, cut
 
 
 def learn_tokenizer(parts: dict[str, list[Source]], cfg: DataConfig,
-                    texts: dict[str, Callable[[], Iterator[str]]]) -> tuple[Tokenizer, dict]:
+                    texts: dict[str, Callable[[], Iterator[str]]], train_chars: int | None
+                    ) -> tuple[Tokenizer, dict]:
     """The tokenizer and, for a BPE, what it learnt from: characters of the whole text (every
     one must be encodable), GPT-2's, or a BPE of the training text (a sample of a large one)."""
     if cfg.tokenizer == TokenizerName.char:
@@ -222,7 +175,7 @@ def learn_tokenizer(parts: dict[str, list[Source]], cfg: DataConfig,
         return CharTokenizer("".join(alphabet)), {}
     if cfg.tokenizer == TokenizerName.gpt2:
         return get_tokenizer("gpt2"), {}
-    total = sum(len(p) for p in texts["train"]())
+    total = train_chars if train_chars is not None else sum(len(p) for p in texts["train"]())
     if total <= BPE_SAMPLE_CHARS:
         text, sample = "".join(texts["train"]()), {"characters": total, "pieces": 1}
     else:
@@ -251,76 +204,3 @@ def even_sample(pieces: Iterator[str], total: int) -> str:
     if starts:
         out.append(buffer[: size])  # the last stretch, where the text ends early
     return SEPARATOR.join(out)
-
-
-def encode(tok: Tokenizer, pieces: Iterator[str], progress: Progress) -> Iterator[np.ndarray]:
-    """The text's token ids, a chunk at a time: cut where the tokens of the pieces are those
-    of the whole (CUT), encoded a batch of one chunk per core at once (tiktoken's threads)."""
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    batch: list[str] = []
-    for chunk in chunks(pieces):
-        batch.append(chunk)
-        if len(batch) == threads:
-            yield from encode_batch(tok, batch, threads, progress)
-            batch = []
-    if batch:
-        yield from encode_batch(tok, batch, threads, progress)
-
-
-def encode_batch(tok: Tokenizer, batch: list[str], threads: int, progress: Progress
-                 ) -> Iterator[np.ndarray]:
-    if isinstance(tok, TiktokenTokenizer):
-        encoded = tok.encoding.encode_ordinary_batch(batch, num_threads=threads)
-    else:  # characters: one lookup per character
-        encoded = [tok.encode(chunk) for chunk in batch]
-    for chunk, ids in zip(batch, encoded, strict=True):
-        progress.advance(len(chunk.encode()))
-        yield np.asarray(ids, dtype=np.int64)
-
-
-def chunks(pieces: Iterator[str]) -> Iterator[str]:
-    """The pieces regrouped into chunks of about ENCODE_CHARS, cut only at CUT places (a text
-    with none for a long stretch is cut where one is found)."""
-    buffer = ""
-    for piece in pieces:
-        buffer += piece
-        while len(buffer) >= ENCODE_CHARS:
-            last = None
-            for last in CUT.finditer(buffer, ENCODE_CHARS // 2):
-                if last.start() >= ENCODE_CHARS:
-                    break
-            if last is None:
-                break  # no place to cut yet: read on
-            yield buffer[: last.start()]
-            buffer = buffer[last.start() :]
-    if buffer:
-        yield buffer
-
-
-class Progress:
-    """Bytes encoded of `total`: a line that redraws itself on a terminal, a plain line every
-    ten seconds in a file or a log; nothing for a preparation shorter than two seconds."""
-
-    def __init__(self, total: int, say: Callable[[str], None]):
-        self.total, self.say, self.done, self.drawn = total, say, 0, False
-        self.start = self.last = time.perf_counter()
-
-    def advance(self, nbytes: int) -> None:
-        self.done += nbytes
-        now = time.perf_counter()
-        if now - self.start < 2 or now - self.last < (0.5 if sys.stdout.isatty() else 10):
-            return
-        self.last = now
-        rate = self.done / (now - self.start)
-        left = max(0, self.total - self.done) / max(rate, 1)
-        line = (f"preparing: {self.done / 1e6:,.0f} / {self.total / 1e6:,.0f} MB "
-                f"({rate / 1e6:,.1f} MB/s, eta {int(left) // 60}m{int(left) % 60:02d}s)")
-        if sys.stdout.isatty():
-            print("\r" + line, end="", flush=True)
-            self.drawn = True
-        else:
-            self.say(line)
-
-    def finish(self) -> None:
-        if self.drawn:  # the redrawn line ends here
-            print(flush=True)

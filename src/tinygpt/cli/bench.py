@@ -3,6 +3,7 @@
     tinygpt-bench                      # the full run; writes docs/benchmarks.md + .json
     tinygpt-bench --quick --out /tmp/b # a seconds-long smoke run
     tinygpt-bench --gpu                # on a GPU host: GPT-2 124M, bf16, compile
+    tinygpt-bench --prepare FILE       # preparing a large corpus: time, memory, both cores
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import torch
 
 from tinygpt.errors import UsageError, usage_errors_exit
 from tinygpt.lab.bench_gpu import gpu_section
+from tinygpt.lab.bench_prepare import bench_prepare
+from tinygpt.lab.bench_prepare import write as write_prepare
 from tinygpt.lab.bench_render import write
 from tinygpt.lab.bench_run import run
 
@@ -26,8 +29,20 @@ def main() -> None:
     ap.add_argument("--gpu", action="store_true",
                     help="only the GPU section: GPT-2 124M shape, bf16, compile, flash attention")
     ap.add_argument("--gpu-device", default="cuda", help=argparse.SUPPRESS)  # cpu: test the code
+    ap.add_argument("--prepare", type=Path, metavar="FILE",
+                    help="only the preparation of this text file (docs/benchmarks_prepare.json)")
+    ap.add_argument("--baseline-mb", type=int, default=100,
+                    help="with --prepare: the one-call encode measured on this many MB")
     args = ap.parse_args()
     out = Path(args.out)
+    if args.prepare:
+        with usage_errors_exit():
+            if not args.prepare.is_file():
+                raise UsageError(f"{args.prepare} is not a file (give a UTF-8 text file)")
+        r = bench_prepare(args.prepare, baseline_mb=args.baseline_mb)
+        print(json.dumps(r, indent=2))
+        print(write_prepare(r, out))
+        return
     if not args.gpu:
         write(run(args.quick), out)
         return

@@ -1,0 +1,73 @@
+"""Preparing a large corpus, measured (`tinygpt-bench --prepare FILE`): each step in a process of
+its own, its wall time, CPU time (both cores busy: about twice the wall time) and peak resident
+memory, with a cache folder of its own so the first preparation really prepares.
+
+- before: the way a corpus was tokenised until shards, one `encode` call on the whole text read
+  at once, on the file's first `--baseline-mb` megabytes (the whole file would not fit);
+- prepare: `tinygpt.prepare` on the whole file, from an empty cache;
+- again: the same, the shards already there (what a second run pays before it trains);
+- first step: a whole `tinygpt-train` run of one step on the prepared corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ENCODE_ONCE = """
+import sys, time
+from tinygpt.tokenizer import get_tokenizer
+text = open(sys.argv[1], "rb").read(int(sys.argv[2])).decode("utf-8", "ignore")
+tok = get_tokenizer(sys.argv[3], text=text, vocab_size=4096)
+start = time.perf_counter()
+ids = tok.encode(text)
+print(len(text.encode()) / (time.perf_counter() - start) / 1e6)
+"""
+PREPARE = """
+import sys
+from tinygpt.config import DataConfig
+from tinygpt.prepare import prepare
+prepare(DataConfig(name="text", path=sys.argv[1], tokenizer=sys.argv[2], cache_dir=sys.argv[3]))
+"""
+
+
+def measured(args: list[str]) -> dict:
+    """Run a process under GNU time: its wall and CPU seconds and its own peak resident
+    memory (MB)."""
+    p = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", *args], capture_output=True,
+                       text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"{args[:3]} failed: {p.stderr[-2000:]}")
+    wall, user, system, kb = (float(x) for x in p.stderr.strip().splitlines()[-1].split())
+    return {"wall_s": wall, "cpu_s": user + system, "cores_busy": (user + system) / wall,
+            "peak_rss_mb": kb / 1024, "stdout": p.stdout.strip().splitlines()[-3:]}
+
+
+def bench_prepare(path: Path, tokenizer: str = "gpt2", baseline_mb: int = 100) -> dict:
+    """The four measurements above, and the ratios the issue's bars read."""
+    size_mb = path.stat().st_size / 1e6
+    with tempfile.TemporaryDirectory() as cache:
+        before = measured([sys.executable, "-c", ENCODE_ONCE, str(path),
+                           str(baseline_mb * 10**6), tokenizer])
+        before["mb_per_s"] = float(before["stdout"][-1])
+        first = measured([sys.executable, "-c", PREPARE, str(path), tokenizer, cache])
+        first["mb_per_s"] = size_mb / first["wall_s"]
+        again = measured([sys.executable, "-c", PREPARE, str(path), tokenizer, cache])
+        step = measured([sys.executable, str(Path(__file__).parents[3] / "scripts" / "train.py"),
+                         "data=text", f"data.path={path}", f"data.tokenizer={tokenizer}",
+                         f"data.cache_dir={cache}", "trainer.max_steps=1", "diagnostics_every=0",
+                         "trainer.val_check_interval=1", "trainer.limit_val_batches=1",
+                         "sample.max_new_tokens=0", f"hydra.run.dir={cache}/run"])
+    return {"file_mb": size_mb, "tokenizer": tokenizer, "before": before, "prepare": first,
+            "again": again, "train_one_step": step,
+            "speedup_vs_one_call": first["mb_per_s"] / before["mb_per_s"]}
+
+
+def write(result: dict, out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "benchmarks_prepare.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
