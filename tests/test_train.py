@@ -16,13 +16,14 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from conftest import ROOT
 from tinygpt.lab.run_events import scalars_by_step
 from tinygpt.model import GPT
 from tinygpt.training.schema import compose_train
 from tinygpt.training.settings import configure
 
 CONTRACT_SCALARS = [
-    "train/loss", "val/loss", "val/ppl", "train/lr", "watch/grad_norm/total",
+    "train/loss", "val/loss", "val/ppl", "train/lr", "train/grad_norm",
     "train/tokens_per_sec", "train/mfu", "watch/grad_norm/blocks.0.attn.qkv.weight",
     "watch/grad_norm/tok_emb.weight",
 ]
@@ -43,7 +44,7 @@ def test_training_logs_every_contract_tag_and_loss_goes_down(smoke_run):
     assert any(t.startswith("samples/") for t in tags["tensors"])
     loss = [e.value for e in ea.Scalars("train/loss")]
     assert loss[-1] < loss[0] - 0.5
-    grad_total = ea.Scalars("watch/grad_norm/total")
+    grad_total = ea.Scalars("train/grad_norm")
     assert len(grad_total) == len(ea.Scalars("train/loss"))  # every logged step
     val = ea.Scalars("val/loss")
     ppl = ea.Scalars("val/ppl")
@@ -145,7 +146,7 @@ def tensorboard(smoke_run):
 def test_tensorboard_serves_the_run_by_its_name(tensorboard, smoke_run):
     assert tensorboard("/data/runs") == [smoke_run.name]  # its folder's name, not "."
     tags = tensorboard("/data/plugin/scalars/tags")[smoke_run.name]
-    for tag in ("train/loss", "val/loss", "val/bpb", "watch/grad_norm/total", "train/mfu"):
+    for tag in ("train/loss", "val/loss", "val/bpb", "train/grad_norm", "train/mfu"):
         assert tag in tags
 
 
@@ -437,3 +438,22 @@ def test_a_run_on_lab_ivs_copy_windows_logs_the_phase_change(train_run):
     proto = ea.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0]
     titles = [c.title for c in layout_pb2.Layout.FromString(proto).category]
     assert titles[-1] == "5. the induction phase change"
+
+
+@pytest.mark.parametrize("rich", [True, False], ids=["rich", "no rich"])
+def test_a_piped_run_prints_every_line_once_and_summarises_the_model_alone(rich, run_script,
+                                                                         tmp_path, cache_dir):
+    env = {} if rich else {"TINYGPT_NO_RICH": "1", "PYTHONPATH": str(ROOT / "tests" / "faults")}
+    p = run_script("train.py", "experiment=smoke", "trainer.enable_model_summary=true",
+                   f"data.cache_dir={cache_dir}", f"hydra.run.dir={tmp_path / 'run'}",
+                   cwd=tmp_path, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = [ln.strip() for ln in (p.stdout + p.stderr).splitlines() if ln.strip()]
+    said = [ln for ln in lines if any(c.isalnum() for c in ln)]  # not a table's border
+    repeated = sorted({ln for ln in said if said.count(ln) > 1})
+    assert not repeated, repeated
+    # at the start, and in the closing summary ("precision: ...")
+    assert sum("32-true (set by trainer.precision)" in ln for ln in lines) == 2
+    table = "\n".join(lines)
+    assert "GPT" in table and "Total params" in table  # the model is summarised
+    assert "val_loss" not in table and "Metric" not in table  # and nothing but the model

@@ -13,6 +13,7 @@ import math
 TRAIN_LOSS = "train/loss"
 TRAIN_BPB = "train/bpb"
 TRAIN_LR = "train/lr"
+TRAIN_GRAD_NORM = "train/grad_norm"  # the 2-norm of all gradients, before clipping
 TOKENS_PER_SEC = "train/tokens_per_sec"
 MFU = "train/mfu"
 SKIPPED_BATCHES = "train/skipped_batches"
@@ -22,8 +23,7 @@ VAL_PPL = "val/ppl"
 VAL_BPB = "val/bpb"
 VAL_LOSS_CAUSAL = "val/loss_causal_eval"  # a model trained without the mask, scored with it
 WATCH = "watch"  # what to watch besides the losses
-GRAD_NORM = f"{WATCH}/grad_norm"  # .../total and .../<parameter path>
-GRAD_NORM_TOTAL = f"{GRAD_NORM}/total"
+GRAD_NORM = f"{WATCH}/grad_norm"  # .../<parameter path>: each parameter's, now and then
 # The HPARAMS tab's metric columns: the final values of these series.
 HPARAM_METRICS = (VAL_BPB, VAL_LOSS, TRAIN_LOSS)
 SAMPLES = "samples/text"

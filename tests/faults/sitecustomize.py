@@ -3,6 +3,7 @@ on PYTHONPATH.
 
 TINYGPT_RAISE_IN_LOAD=1: loading the corpus raises a plain ValueError (a bug, not bad input).
 TINYGPT_NAN_AT_CALL=k [TINYGPT_NAN_ON_RANK=r]: the k-th training loss is NaN (on rank r only).
+TINYGPT_NO_RICH=1: rich cannot be imported (as in an install without the dev tools).
 """
 
 import os
@@ -38,3 +39,17 @@ if os.environ.get("TINYGPT_NAN_AT_CALL"):
         return out
 
     GPT.loss = _loss
+
+if os.environ.get("TINYGPT_NO_RICH"):  # a user install without rich: Lightning logs its tables
+    import importlib.metadata
+    import sys
+
+    sys.modules["rich"] = None  # `import rich` raises ImportError
+    _real_version = importlib.metadata.version
+
+    def _version(name):  # and its metadata is not found, which is how Lightning asks
+        if name == "rich":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return _real_version(name)
+
+    importlib.metadata.version = _version

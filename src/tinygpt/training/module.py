@@ -10,7 +10,6 @@ import torch
 from lightning.fabric.utilities.throughput import measure_flops
 from lightning.pytorch.utilities import grad_norm, rank_zero_warn
 from torch import Tensor
-from torchmetrics import MeanMetric, SumMetric
 
 from tinygpt import metrics
 from tinygpt.config import NonFinite, OptimConfig
@@ -56,9 +55,10 @@ class GPTLightningModule(L.LightningModule):
         # A model trained without the mask, scored with it: how much of its loss came from
         # seeing the future (`val/loss_causal_eval`).
         self.causal_eval = not model.attention.causal if causal_eval is None else causal_eval
-        self.val_loss, self.val_loss_causal = MeanMetric(), MeanMetric()
-        # Bits per byte: the summed loss over the bytes of the text its targets stand for.
-        self.val_nats, self.val_bytes = SumMetric(), SumMetric()
+        # What a validation sums over its batches (then over the ranks): the loss times the
+        # tokens, the tokens, the bytes of text they stand for (bits per byte: the summed loss
+        # over those bytes), and the causal-eval loss times the tokens.
+        self.register_buffer("val_sums", torch.zeros(4, dtype=torch.float64), persistent=False)
         self.tokenizer = tokenizer_from_state(tokenizer)
         self.register_buffer("token_bytes", torch.tensor(self.tokenizer.token_bytes()),
                              persistent=False)
@@ -161,28 +161,30 @@ class GPTLightningModule(L.LightningModule):
                 p.grad = None
             self.drop_gradients = False
 
+    def on_validation_epoch_start(self) -> None:
+        self.val_sums.zero_()
+
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         y = batch[1]
         tokens, loss = y.numel(), self._loss(batch)
-        self.val_loss.update(loss, weight=tokens)
-        self.val_nats.update(loss * tokens)
-        self.val_bytes.update(self.token_bytes[y].sum())
+        causal = 0.0
         if self.causal_eval:
             with attention_overrides(self.model, causal=True):
-                self.val_loss_causal.update(self._loss(batch), weight=tokens)
+                causal = self._loss(batch).double() * tokens
+        self.val_sums += torch.stack([loss.double() * tokens, loss.new_tensor(tokens).double(),
+                                      self.token_bytes[y].sum().double(),
+                                      torch.as_tensor(causal, device=loss.device).double()])
 
     def on_validation_epoch_end(self) -> None:
-        # The metric objects reduce across ranks (token-weighted) and reset after the epoch.
-        loss = self.val_loss.compute()
-        self.log(metrics.VAL_LOSS, self.val_loss, prog_bar=True)
-        # sync_dist only quiets Lightning: these derive from the reduced metric, equal on all ranks
-        self.log(metrics.VAL_PPL, torch.exp(loss), sync_dist=True)
-        bpb = bits_per_byte(self.val_nats.compute(), self.val_bytes.compute())
-        self.val_nats.reset()
-        self.val_bytes.reset()
-        self.log(metrics.VAL_BPB, bpb, prog_bar=True, sync_dist=True)
+        # Summed over every rank's share of the windows: the token-weighted mean is exact.
+        nats, tokens, nbytes, causal = self.trainer.strategy.reduce(
+            self.val_sums.clone(), reduce_op="sum").float()
+        # sync_dist only quiets Lightning: the values are the same on every rank already
+        self.log(metrics.VAL_LOSS, nats / tokens, prog_bar=True, sync_dist=True)
+        self.log(metrics.VAL_PPL, torch.exp(nats / tokens), sync_dist=True)
+        self.log(metrics.VAL_BPB, bits_per_byte(nats, nbytes), prog_bar=True, sync_dist=True)
         if self.causal_eval:
-            self.log(metrics.VAL_LOSS_CAUSAL, self.val_loss_causal)
+            self.log(metrics.VAL_LOSS_CAUSAL, causal / tokens, sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Dropout draws from these; restoring them makes a resumed run repeat the same masks.
@@ -217,7 +219,7 @@ class GPTLightningModule(L.LightningModule):
             grads = [p.grad for p in self.model.parameters() if p.grad is not None]
             total = torch.nn.utils.get_total_norm(grads)
         if self.logs_this_step():  # before clipping: the norm the clip acted on
-            self.log(metrics.GRAD_NORM_TOTAL, total)
+            self.log(metrics.TRAIN_GRAD_NORM, total)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         every = self.hparams.grad_norm_every

@@ -22,6 +22,8 @@ class _DropChatter(logging.Filter):
 
 
 _DROP_CHATTER = _DropChatter()
+_PLAIN = logging.StreamHandler()  # to stderr, as Lightning's own
+_PLAIN.setFormatter(logging.Formatter("%(message)s"))
 
 
 def quiet_dependencies() -> None:
@@ -32,3 +34,8 @@ def quiet_dependencies() -> None:
     warnings.filterwarnings("ignore", message=r"Precision .* is not supported by the model summ")
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_DROP_CHATTER)
+    # Lightning's lines through one plain handler of their own: passed on to Hydra's as well,
+    # each came out twice (once under Hydra's date-and-name prefix).
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        logger.handlers, logger.propagate = [_PLAIN], False

@@ -62,7 +62,7 @@ def custom_scalars_layout(n_layers: int, longer_context: bool = False,
         "1. losses": losses,
         "2. training": {
             "learning rate": chart(*exactly(m.TRAIN_LR)),
-            "gradient norm before clipping": chart(*exactly(m.GRAD_NORM_TOTAL)),
+            "gradient norm before clipping": chart(*exactly(m.TRAIN_GRAD_NORM)),
             "tokens per second": chart(*exactly(m.TOKENS_PER_SEC)),
             "model FLOPs utilisation": chart(*exactly(m.MFU)),
         },

@@ -20,7 +20,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_only
 
 from tinygpt import metrics
 from tinygpt.atomic import atomic_write
@@ -36,6 +36,7 @@ from tinygpt.training.callbacks import (
     LongContextEval,
     SampleText,
     TensorBoardLayout,
+    rank_zero_print,
 )
 from tinygpt.training.checkpoint_callbacks import (
     AtomicCheckpointIO,
@@ -128,8 +129,8 @@ def train(settings: Settings, run_dir: str | Path, sweep: bool = False,
         on_nonfinite=s.on_nonfinite, compile=s.compile, causal_eval=s.causal_eval)
     if init is not None:
         module.model.load_state_dict(init.state_dict())
-    rank_zero_info(f"precision {precision.precision} ({precision.reason}); "
-                   f"{describe_threads(torch.get_num_threads())}")
+    rank_zero_print(f"precision {precision.precision} ({precision.reason}); "
+                    f"{describe_threads(torch.get_num_threads())}")
     write_hparams(trainer.logger, hyperparameters(settings, precision.precision))
     trainer.fit(module, datamodule=dm, ckpt_path=settings.resume_from, weights_only=True)
     if module.nonfinite_step is not None:
