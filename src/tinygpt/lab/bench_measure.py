@@ -61,10 +61,8 @@ def default_setup(quick: bool, *overrides: str, keep_tokenizer: bool = False) ->
         shape = dict(context_length=32, emb_dim=32, n_heads=2, n_layers=2)
         batch = 4
     split = load_split(data, context_length=shape["context_length"])
-    sizes = split.tokenizer.token_bytes()  # once: it is a list over the whole vocabulary
-    val_bytes = sum(sizes[t] for t in split.val_ids.tolist())
     return Setup(GPTConfig(vocab_size=split.tokenizer.vocab_size, **shape), batch, data, quick,
-                 bytes_per_token=val_bytes / len(split.val_ids))
+                 bytes_per_token=split.val_ids.bytes / len(split.val_ids))
 
 
 def batch(st: Setup, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
