@@ -46,3 +46,21 @@ def test_side_by_side_times_both_and_reads_their_numbers(fake_nanogpt, tmp_path,
 def test_a_folder_without_nanogpt_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="no nanoGPT train.py"):
         side_by_side(tmp_path, tmp_path / "x.txt", 6, [[]])
+
+
+def test_the_race_runs_ours_to_nanogpts_final_loss(fake_nanogpt, tmp_path, cache_dir):
+    from tinygpt.lab.peer_nanogpt import race, race_table
+
+    text = tmp_path / "shakespeare.txt"
+    text.write_text("First Citizen:\nBefore we proceed any further, hear me speak.\n" * 200)
+    # the stand-in's final val loss, 1.8857 nats, is 2.72 bits per character: any model beats it
+    result = race(fake_nanogpt, text, ["trainer.precision=32-true", f"data.cache_dir={cache_dir}",
+                                       "trainer.max_steps=40", "trainer.val_check_interval=10",
+                                       "sample.max_new_tokens=4"], repeats=1)
+    pair = result["pairs"][0]
+    # it stopped at the first validation below the target, before its last step
+    assert pair["tinygpt"]["reached"] and pair["tinygpt"]["steps"] in (10, 20, 30)
+    assert pair["tinygpt"]["val_loss"] < 1.8857
+    assert pair["speedup"] == pytest.approx(pair["nanoGPT"]["wall_s"] / pair["tinygpt"]["wall_s"])
+    assert result["all_reached"] and result["median_speedup"] == pair["speedup"]
+    assert "| median |" in race_table(result)

@@ -4,6 +4,7 @@ nanoGPT's README CPU recipe side by side (--nanogpt).
     pip install -e ".[bench]" && pip install --no-deps llms-from-scratch
     tinygpt-bench-peers --steps 600
     tinygpt-bench-peers --nanogpt ../shared/peers/nanoGPT --text ../shared/data/tinyshakespeare.txt
+    tinygpt-bench-peers --nanogpt ... --text ... --race --ours "experiment=race" --repeats 3
 """
 
 from __future__ import annotations
@@ -27,20 +28,28 @@ def main() -> None:
     ap.add_argument("--ours", nargs="*", default=[""], metavar="OVERRIDES",
                     help="with --nanogpt: our runs, each one quoted set of overrides")
     ap.add_argument("--repeats", type=int, default=1, help="with --nanogpt: runs of each")
+    ap.add_argument("--race", action="store_true", help="with --nanogpt: ours to nanoGPT's final "
+                    "val loss (the first of --ours; whole process time to that loss)")
     ap.add_argument("--out", help="JSON of the results (default docs/benchmarks_peers.json, or "
                     "docs/benchmarks_nanogpt.json with --nanogpt)")
     args = ap.parse_args()
     with usage_errors_exit():
         if args.nanogpt:
-            from tinygpt.lab.peer_nanogpt import side_by_side, table
+            from tinygpt.lab.peer_nanogpt import race, race_table, side_by_side, table
             from tinygpt.lab.timing import machine
 
             if not args.text:
                 raise UsageError("--nanogpt needs --text (tinyshakespeare.txt, for both)")
-            result = side_by_side(Path(args.nanogpt), Path(args.text), args.steps or 2000,
-                                  [o.split() for o in args.ours], args.repeats)
-            result["machine"] = machine()
-            out, text = args.out or "docs/benchmarks_nanogpt.json", table(result)
+            if args.race:
+                result = race(Path(args.nanogpt), Path(args.text), args.ours[0].split(),
+                              max(args.repeats, 1))
+                result["machine"] = machine()
+                out, text = args.out or "docs/race.json", race_table(result)
+            else:
+                result = side_by_side(Path(args.nanogpt), Path(args.text), args.steps or 2000,
+                                      [o.split() for o in args.ours], args.repeats)
+                result["machine"] = machine()
+                out, text = args.out or "docs/benchmarks_nanogpt.json", table(result)
         else:
             from tinygpt.lab.peer_book import compare
 

@@ -5,6 +5,7 @@ copied to a scratch folder (it writes its data and checkpoints there)."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import statistics
@@ -64,14 +65,17 @@ def nanogpt_run(copy: Path, steps: int) -> dict:
             "val_loss": float(vals[-1])}
 
 
-def our_run(text: Path, steps: int, overrides: list[str], folder: Path) -> dict:
-    """tinygpt-train experiment=nanogpt_char on the same text: the same measurements."""
+def our_run(text: Path, steps: int | None, overrides: list[str], folder: Path) -> dict:
+    """tinygpt-train experiment=nanogpt_char on the same text: the same measurements, and the
+    steps it trained (a run with a target stops at the first validation below it)."""
     args = ["experiment=nanogpt_char", "data=text", f"data.path={text}",
-            f"trainer.max_steps={steps}", *overrides, f"hydra.run.dir={folder}"]
+            *([f"trainer.max_steps={steps}"] if steps else []), *overrides,
+            f"hydra.run.dir={folder}"]
     wall, _ = timed([sys.executable, "-m", "tinygpt.cli.train", *args], folder.parent)
     r = json.loads((folder / RESULT).read_text())
     return {"wall_s": wall, "median_step_ms": r["median_step_ms"], "val_loss": r["val_loss"],
-            "precision": r["precision"], "overrides": overrides}
+            "precision": r["precision"], "overrides": overrides, "steps": r["steps"],
+            "train_s": r["train_seconds"], "reached": r["reached_target"]}
 
 
 def side_by_side(checkout: Path, text: Path, steps: int, ours: list[list[str]],
@@ -94,6 +98,41 @@ def side_by_side(checkout: Path, text: Path, steps: int, ours: list[list[str]],
     for row in rows.values():
         row["speedup_vs_nanogpt"] = base / row["wall_s"]
     return {"steps": steps, "repeats": repeats, "rows": rows}
+
+
+def race(checkout: Path, text: Path, ours: list[str], repeats: int = 3) -> dict:
+    """To nanoGPT's loss: its recipe to its end (2,000 iterations) for its final val loss, then
+    ours with that loss as its target (nats per character / ln 2: bits per byte of this ASCII
+    text) on the same text, split and validation budget; interleaved, `repeats` times. Whole
+    process seconds to the loss, steps, and the ratio per pair and their median."""
+    pairs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        copy = prepared_copy(checkout, text.resolve(), scratch)
+        for r in range(repeats):
+            theirs = nanogpt_run(copy, 2000)
+            target = theirs["val_loss"] / math.log(2)
+            mine = our_run(text.resolve(), None, [*ours, f"target_bpb={target:.6f}"],
+                           scratch / f"race_{r}")
+            pairs.append({"nanoGPT": theirs, "tinygpt": mine,
+                          "speedup": theirs["wall_s"] / mine["wall_s"]})
+    speedups = [p["speedup"] for p in pairs]
+    return {"ours": ours, "repeats": repeats, "pairs": pairs,
+            "median_speedup": statistics.median(speedups),
+            "min_speedup": min(speedups), "max_speedup": max(speedups),
+            "all_reached": all(p["tinygpt"]["reached"] for p in pairs)}
+
+
+def race_table(result: dict) -> str:
+    lines = ["| pair | nanoGPT s (2,000 steps) | its val loss | ours s | our steps | our val loss "
+             "| x nanoGPT |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for i, p in enumerate(result["pairs"]):
+        n, o = p["nanoGPT"], p["tinygpt"]
+        lines.append(f"| {i + 1} | {n['wall_s']:.1f} | {n['val_loss']:.4f} | {o['wall_s']:.1f} | "
+                     f"{o['steps']} | {o['val_loss']:.4f} | {p['speedup']:.2f}x |")
+    lines.append(f"| median | | | | | | **{result['median_speedup']:.2f}x** "
+                 f"({result['min_speedup']:.2f}-{result['max_speedup']:.2f}) |")
+    return "\n".join(lines)
 
 
 def table(result: dict) -> str:
