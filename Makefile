@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 ARGS ?=
 
-.PHONY: train test test-all lint venv dev clean
+.PHONY: train test test-all lint docs docs-check venv dev clean
 venv: $(VENV)/.runtime
 dev: $(VENV)/.dev
 
@@ -35,6 +35,15 @@ test-all: dev
 
 lint: dev
 	$(VENV)/bin/ruff check .
+
+# The docs as a site (Sphinx, MyST Markdown, furo), served on http://localhost:8000
+docs: dev
+	$(PY) -m sphinx -q -b html docs docs/_build/html
+	$(PY) -m http.server --directory docs/_build/html 8000
+
+# What CI builds: every warning (a dead link, an anchor that is not there, a page left out) fails
+docs-check: dev
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
 clean:
 	rm -rf $(VENV) outputs multirun   # the token cache is ~/.cache/tinygpt ($$TINYGPT_CACHE)

@@ -1,4 +1,4 @@
-"""The config schema and configs/: composing, validating, one home per default, the README's
+"""The config schema and configs/: composing, validating, one home per default, the docs'
 key table."""
 
 import re
@@ -10,11 +10,11 @@ from omegaconf import open_dict, read_write
 
 from tinygpt.training.schema import compose_train, config_keys
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+CONFIGURATION = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 
 
-def test_readme_key_table_is_the_schema():
-    text = README.read_text().split("### Config keys", 1)[1].split("\n### ", 1)[0]
+def test_the_docs_key_table_is_the_schema():
+    text = CONFIGURATION.read_text().split("## Config keys", 1)[1].split("\n## ", 1)[0]
     rows = dict(re.findall(r"^\| `([^`]+)` \| `([^`]*)` \|", text, flags=re.M))
     assert rows == config_keys()
 

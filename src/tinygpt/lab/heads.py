@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 
 from tinygpt.circuit import ablation_check, circuit_scores, copy_windows
@@ -86,5 +85,4 @@ def _save(weights: torch.Tensor, labels: list[str], title: str, path: Path) -> P
     fig = attention_figure(weights[None].clamp(min=0), labels, title)
     fig.axes[0].set_title("")  # one head: the figure's title names it
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path

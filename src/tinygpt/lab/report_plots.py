@@ -5,20 +5,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
+from tinygpt import metrics as m
+from tinygpt.lab.report_runs import Run, by_setting
 
-from tinygpt import metrics as m  # noqa: E402
-from tinygpt.lab.report_runs import Run, by_setting  # noqa: E402
+
+def subplots(*grid: int, figsize: tuple[float, float], **kw: object) -> tuple[Figure, object]:
+    """A figure of its own and its axes: pyplot's subplots without pyplot's global state (its
+    backend stays whatever the caller's is, a notebook's included)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **kw)
 
 
 def per_layer_plot(runs: list[Run], names: list[str], ylabels: list[str], path: Path,
                    log: bool = False, uniform: bool = False) -> None:
     """One row per quantity, one column per layer, one line per run."""
     n_layers = max(r.layers() for r in runs) or 1
-    fig, axes = plt.subplots(len(names), n_layers, figsize=(3.6 * n_layers, 3.0 * len(names)),
+    fig, axes = subplots(len(names), n_layers, figsize=(3.6 * n_layers, 3.0 * len(names)),
                              squeeze=False, sharex=True)
     for row, (name, ylabel) in enumerate(zip(names, ylabels, strict=True)):
         for i in range(n_layers):
@@ -42,7 +46,6 @@ def save_figure(fig, path: Path) -> None:
     """Every report plot's last step: laid out, written at 80 dpi, closed."""
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def finish_bpb_plot(fig, ax, title: str, path: Path) -> None:
@@ -57,7 +60,7 @@ def finish_bpb_plot(fig, ax, title: str, path: Path) -> None:
 
 def bpb_plot(runs: list[Run], path: Path) -> None:
     """Bits per byte, train and val: the loss that compares runs with different tokenizers."""
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = subplots(figsize=(7, 3.8))
     for k, r in enumerate(runs):
         ax.plot(*r.series(m.TRAIN_BPB), color=f"C{k}", lw=0.6, alpha=0.5)
         ax.plot(*r.series(m.VAL_BPB), color=f"C{k}", marker="o", ms=3, label=r.label)
@@ -65,7 +68,7 @@ def bpb_plot(runs: list[Run], path: Path) -> None:
 
 
 def loss_plot(runs: list[Run], path: Path) -> None:
-    fig, (ax_t, ax_v) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (ax_t, ax_v) = subplots(1, 2, figsize=(11, 3.8))
     for k, r in enumerate(runs):
         ax_t.plot(*r.series(m.TRAIN_LOSS), color=f"C{k}", lw=0.8, label=r.label)
         ax_v.plot(*r.series(m.VAL_LOSS), color=f"C{k}", marker="o", ms=3, label=r.label)
@@ -116,7 +119,7 @@ PHENOMENA_PANELS = ((m.INDUCTION_MAX, "induction score, best head"),
 def phenomena_plot(runs: list[Run], path: Path) -> None:
     """Lab III's quantities over training, per setting: the mean over its seeds, shaded
     between min and max (a phase change shows as a step)."""
-    fig, axes = plt.subplots(1, len(PHENOMENA_PANELS), figsize=(4.2 * len(PHENOMENA_PANELS), 3.6))
+    fig, axes = subplots(1, len(PHENOMENA_PANELS), figsize=(4.2 * len(PHENOMENA_PANELS), 3.6))
     for ax, (tag, title) in zip(axes, PHENOMENA_PANELS, strict=True):
         for k, (name, group) in enumerate(by_setting(runs).items()):
             mean_band(ax, group, tag, f"C{k}", name)
@@ -129,7 +132,7 @@ def phenomena_plot(runs: list[Run], path: Path) -> None:
 
 def seeds_plot(runs: list[Run], path: Path) -> None:
     """Validation bpb per setting: the mean over its seeds, shaded between min and max."""
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = subplots(figsize=(7, 3.8))
     for k, (name, group) in enumerate(by_setting(runs).items()):
         mean_band(ax, group, m.VAL_BPB, f"C{k}", f"{name} ({len(group)} seeds)", marker="o",
                   ms=3)

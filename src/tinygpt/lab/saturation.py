@@ -69,12 +69,10 @@ def table(results: dict[tuple[int, bool], dict[str, float]], keys: int) -> str:
 
 
 def plot(results: dict[tuple[int, bool], dict[str, float]], path: Path) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    fig = Figure(figsize=(12, 3.6))
+    axes = fig.subplots(1, 3)
     panels = [("score_std", "score std", True), ("max_weight", "largest softmax weight", False),
               ("jacobian", "softmax Jacobian norm", True)]
     for ax, (key, title, log) in zip(axes, panels, strict=True):
@@ -91,4 +89,3 @@ def plot(results: dict[tuple[int, bool], dict[str, float]], path: Path) -> None:
     axes[0].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)

@@ -7,14 +7,12 @@ import io
 import math
 
 import matplotlib
-
-matplotlib.use("Agg")  # files and TensorBoard images only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from PIL import Image  # noqa: E402
-from tensorboard.compat.proto.summary_pb2 import Summary  # noqa: E402
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+from tensorboard.compat.proto.summary_pb2 import Summary
 
 CMAP = "Greys"  # dark = strong
 
@@ -34,7 +32,11 @@ def attention_figure(weights: torch.Tensor, labels: list[str], title: str) -> Fi
     cols = math.ceil(math.sqrt(heads))
     rows = math.ceil(heads / cols)
     size = max(3.0, 0.16 * T)  # room for one label per token
-    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
+    # A Figure of its own (not pyplot's): drawn to pixels and files, never to a display, and it
+    # leaves the backend of a notebook or a script that imports this module as it was.
+    fig = Figure(figsize=(size * cols, size * rows))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
     for h, ax in enumerate(axes.flat):
         if h >= heads:
             ax.axis("off")
@@ -71,12 +73,11 @@ class HeatmapFrame:
             box = ax.get_window_extent()
             self.boxes.append((height - round(box.y1), height - round(box.y0),
                                round(box.x0), round(box.x1)))
-        plt.close(fig)
         # which query and key cell each pixel row and column shows: the one under its centre,
         # (i + 0.5) * T / n rounded down, as imshow upsamples
         self.cells = [np.ix_(centre_cells(bottom - top, T), centre_cells(right - left, T))
                       for top, bottom, left, right in self.boxes]
-        colours = plt.get_cmap(CMAP)(np.linspace(0.0, 1.0, 256))[:, :3]
+        colours = matplotlib.colormaps[CMAP](np.linspace(0.0, 1.0, 256))[:, :3]
         self.colours = (colours * 255).round().astype(np.uint8)
 
     def paint(self, weights: torch.Tensor) -> np.ndarray:
