@@ -93,3 +93,16 @@ def test_report_on_a_folder_without_runs_is_a_one_line_error(tmp_path, run_scrip
     p = run_script("report.py", str(tmp_path))  # the script's own mapping of it
     assert p.returncode != 0 and p.stderr.startswith("error: no TensorBoard event files")
     assert "Traceback" not in p.stderr
+
+
+def test_a_report_on_lab_ivs_runs_tables_and_draws_the_phase_change(tmp_path, train_into):
+    lab4 = ["data.copies.share=1.0", "data.copies.prefix=8", "data.copies.shortest=2",
+            "data.copies.longest=6", "trainer.max_steps=20", "trainer.val_check_interval=20"]
+    for layers in (1, 2):
+        train_into(tmp_path / "sweep" / f"layers_{layers}", *lab4, f"model.n_layers={layers}")
+    text = write_report(tmp_path / "sweep", tmp_path / "report").read_text()
+    table = text.split("## The induction phase change", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| layers_")]
+    assert len(rows) == 2 and "formed at step" in table and "copy loss" in table
+    assert (tmp_path / "report" / "phase_change.png").read_bytes()[:4] == b"\x89PNG"
+    assert "![the induction phase change](phase_change.png)" in text

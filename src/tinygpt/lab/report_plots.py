@@ -105,24 +105,36 @@ def write_plots(runs: list[Run], out: Path) -> list[tuple[str, str]]:
         seeds_plot(runs, out / "seeds.png")
         plots.insert(0, ("val bpb over seeds", "seeds.png"))
     if any(r.series(m.INDUCTION_MAX)[0] for r in runs):
-        phenomena_plot(runs, out / "phenomena.png")
+        panels_plot(runs, PHENOMENA_PANELS, out / "phenomena.png")
         plots.insert(0, ("what attention does", "phenomena.png"))
+    if any(r.series(m.COPY_LOSS)[0] for r in runs):
+        panels_plot(runs, PHASE_PANELS, out / "phase_change.png")
+        plots.insert(0, ("the induction phase change", "phase_change.png"))
     return plots
 
 
+# Lab IV's quantities: the phase change is the copy loss's sudden fall, the circuit's scores
+# rising with it.
+PHASE_PANELS = ((m.COPY_LOSS, "loss on copied tokens (nats)"),
+                (m.REST_LOSS, "loss on the rest (nats)"),
+                (m.probe_tag(m.INDUCTION, m.COPY_SCORE, 1), "induction score, layer 1"),
+                (m.probe_tag(m.INDUCTION, m.COPY_PREVIOUS, 0), "previous-token score, layer 0"))
 PHENOMENA_PANELS = ((m.INDUCTION_MAX, "induction score, best head"),
                     (m.IN_CONTEXT_DROP, "in-context loss drop (nats)"),
                     (m.FIRST_TOKEN_MASS_MAX, "first-token mass, largest head"),
                     (m.OUTLIER_RATIO_MAX, "outlier ratio, largest layer"))
 
 
-def phenomena_plot(runs: list[Run], path: Path) -> None:
-    """Lab III's quantities over training, per setting: the mean over its seeds, shaded
-    between min and max (a phase change shows as a step)."""
-    fig, axes = subplots(1, len(PHENOMENA_PANELS), figsize=(4.2 * len(PHENOMENA_PANELS), 3.6))
-    for ax, (tag, title) in zip(axes, PHENOMENA_PANELS, strict=True):
+def panels_plot(runs: list[Run], panels: tuple[tuple[str, str], ...], path: Path) -> None:
+    """A panel per quantity over training, a line per setting: the mean over its seeds, shaded
+    between min and max (a phase change shows as a step); runs that did not log a quantity (a
+    one-layer model has no layer 1) are left out of its panel."""
+    fig, axes = subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
+    for ax, (tag, title) in zip(axes, panels, strict=True):
         for k, (name, group) in enumerate(by_setting(runs).items()):
-            mean_band(ax, group, tag, f"C{k}", name)
+            logged = [r for r in group if r.series(tag)[0]]
+            if logged:
+                mean_band(ax, logged, tag, f"C{k % 10}", name)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

@@ -90,10 +90,15 @@ def label_runs(runs: list[Run]) -> None:
     if len(set(short.values())) < len(set(keys)):
         short = {k: k for k in keys}
     for r in runs:
-        parts = [o.split("=", 1) for o in r.overrides if o not in shared]
-        r.label = " ".join(f"{short[k]}={v.lower()}" for k, v in parts) or r.path.name
+        # A run without Hydra's overrides.yaml (trained in-process) is named by its folder.
+        parts = [o.partition("=")[::2] for o in r.overrides if o not in shared]
+        r.label = " ".join(_shown(short[k], v) for k, v in parts) or r.path.name
         r.setting = {k: v for k, v in parts if k != "seed"}
-        r.group = " ".join(f"{short[k]}={v.lower()}" for k, v in r.setting.items()) or "all"
+        r.group = " ".join(_shown(short[k], v) for k, v in r.setting.items()) or "all"
+
+
+def _shown(key: str, value: str) -> str:
+    return f"{key}={value.lower()}" if value else key
 
 
 def by_setting(runs: list[Run]) -> dict[str, list[Run]]:
