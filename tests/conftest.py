@@ -43,8 +43,11 @@ def marked_processes() -> dict[int, str]:
             continue
         try:
             if mark in (proc / "environ").read_bytes().split(b"\0"):
-                found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ") \
-                    .decode(errors="replace")[:160]
+                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if "multiprocessing.resource_tracker" in cmd and parent == os.getpid():
+                    continue  # multiprocessing's helper of this process: it ends with it
+                found[int(proc.name)] = cmd[:160]
         except OSError:  # gone meanwhile, or not ours to read
             continue
     return found

@@ -29,25 +29,30 @@ def corpus_file(tmp_path, text: str | bytes, name: str = "a.txt"):
 
 def messy_text(n: int, seed: int = 0) -> str:
     """Words, numbers, punctuation, runs of spaces and newlines, non-ASCII: what a cut could
-    break if it fell inside a pre-token."""
+    break if it fell inside a pre-token; and GPT-2's special token, which a corpus spells out."""
     rng = random.Random(seed)
     atoms = ["the", "For", " x", "123", "4567", ".", "!!", "'s", "  ", "\n", "\n\n", "\t", " ",
              "é", "日本", ",\n", "(", ")", "—", " \n ", "_", "__init__\n", "x_1\n", "9\n",
-             "a\n\n\n", "\r\n", "'ll\n"] + list(string.ascii_letters)
+             "a\n\n\n", "\r\n", "'ll\n", "<|endoftext|>"] + list(string.ascii_letters)
     return "".join(rng.choice(atoms) for _ in range(n))
 
 
-@pytest.mark.parametrize("name,seed", [("gpt2", 0), ("gpt2", 1), ("bpe", 0), ("bpe", 2),
-                                       ("char", 0)])
-def test_encoding_in_chunks_gives_the_tokens_of_the_whole_text(name, seed, monkeypatch,
-                                                                tmp_path):
+@pytest.mark.parametrize("name,seed,processes", [
+    ("gpt2", 0, False), ("gpt2", 1, True), ("bpe", 0, False), ("bpe", 2, True),
+    ("char", 0, False)])
+def test_encoding_in_chunks_gives_the_tokens_of_the_whole_text(name, seed, processes,
+                                                                monkeypatch, tmp_path):
     text = python_docs_text()[:40_000] + messy_text(8_000, seed)
     tok = get_tokenizer(name, text=text, vocab_size=400, cache_dir=tmp_path)
     monkeypatch.setattr(encoding, "ENCODE_CHARS", 500)  # hundreds of cuts
+    # a large text's path (worker processes), taken by this small one
+    monkeypatch.setattr(encoding, "PROCESS_BYTES", 0 if processes else 1 << 40)
+    monkeypatch.setattr(encoding.os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
     progress = encoding.Progress(len(text.encode()), lambda _: None)
     pieces = iter(text[i : i + 777] for i in range(0, len(text), 777))
     got = np.concatenate(list(encoding.encode(tok, pieces, progress)))
     assert got.tolist() == tok.encode(text)
+    assert progress.done == len(text.encode())
     assert len(list(encoding.chunks(iter([text])))) > 50
 
 

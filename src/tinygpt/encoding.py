@@ -3,17 +3,22 @@ and the progress line a long encoding prints."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 
 import numpy as np
+import tiktoken
 
 from tinygpt.tokenizer import TiktokenTokenizer, Tokenizer
 
-ENCODE_CHARS = 1 << 22  # characters per encoding call (4 Mi); a batch holds one per thread
+ENCODE_CHARS = 1 << 20  # characters per encoding call (1 Mi)
+PROCESS_BYTES = 64 << 20  # a text larger than this is encoded in worker processes
 # Where encoding may cut the text: before a newline that follows a letter or a digit. No
 # pre-token of GPT-2's or of the trained BPE's pattern spans such a place, and a piece never
 # ends in whitespace (which both patterns read differently at the end of a text), so the pieces
@@ -23,27 +28,55 @@ CUT = re.compile(r"[^\W_]\n")  # matched from the letter or digit; the cut is at
 
 def encode(tok: Tokenizer, pieces: Iterator[str], progress: Progress) -> Iterator[np.ndarray]:
     """The text's token ids, a chunk at a time: cut where the tokens of the pieces are those
-    of the whole (CUT), encoded a batch of one chunk per core at once (tiktoken's threads)."""
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    batch: list[str] = []
-    for chunk in chunks(pieces):
-        batch.append(chunk)
-        if len(batch) == threads:
-            yield from encode_batch(tok, batch, threads, progress)
-            batch = []
-    if batch:
-        yield from encode_batch(tok, batch, threads, progress)
+    of the whole (CUT); a large text's chunks encoded by one worker process per core."""
+    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    if not (isinstance(tok, TiktokenTokenizer) and workers > 1
+            and progress.total > PROCESS_BYTES):
+        for chunk in chunks(pieces):
+            ids = tiktoken_ids(tok.encoding, chunk) if isinstance(tok, TiktokenTokenizer) else (
+                np.asarray(tok.encode(chunk), dtype=np.int64))  # characters
+            progress.advance(len(chunk.encode()))
+            yield ids
+        return
+    # Processes, not threads: on the AMX Xeon's 2 cores two processes encode 2.0x as fast as
+    # one call, two of tiktoken's threads 1.3-1.5x. Chunks go in as they are cut and come out in
+    # order, a few in flight, so neither worker waits for the reading and writing between them.
+    spawn = multiprocessing.get_context("spawn")  # no fork of a process that holds torch
+    with ProcessPoolExecutor(workers, mp_context=spawn, initializer=start_worker,
+                             initargs=(tok.encoding,)) as pool:
+        in_flight: deque[tuple[int, Future[np.ndarray]]] = deque()
+        for chunk in chunks(pieces):
+            in_flight.append((len(chunk.encode()), pool.submit(worker_ids, chunk)))
+            if len(in_flight) > 2 * workers:
+                yield done(in_flight.popleft(), progress)
+        while in_flight:
+            yield done(in_flight.popleft(), progress)
 
 
-def encode_batch(tok: Tokenizer, batch: list[str], threads: int, progress: Progress
-                 ) -> Iterator[np.ndarray]:
-    if isinstance(tok, TiktokenTokenizer):
-        encoded = tok.encoding.encode_ordinary_batch(batch, num_threads=threads)
-    else:  # characters: one lookup per character
-        encoded = [tok.encode(chunk) for chunk in batch]
-    for chunk, ids in zip(batch, encoded, strict=True):
-        progress.advance(len(chunk.encode()))
-        yield np.asarray(ids, dtype=np.int64)
+def tiktoken_ids(encoding: tiktoken.Encoding, chunk: str) -> np.ndarray:
+    # Straight into an array, not a list of Python ints. No special tokens: "<|endoftext|>" in
+    # a corpus is text, as encode_ordinary reads it.
+    return encoding.encode_to_numpy(chunk, allowed_special=set(), disallowed_special=())
+
+
+_worker_encoding: tiktoken.Encoding | None = None  # a worker process's copy of the tokenizer
+
+
+def start_worker(encoding: tiktoken.Encoding) -> None:
+    global _worker_encoding
+    _worker_encoding = encoding
+
+
+def worker_ids(chunk: str) -> np.ndarray:
+    assert _worker_encoding is not None
+    return tiktoken_ids(_worker_encoding, chunk)
+
+
+def done(item: tuple[int, Future[np.ndarray]], progress: Progress) -> np.ndarray:
+    nbytes, future = item
+    ids = future.result()
+    progress.advance(nbytes)
+    return ids
 
 
 def chunks(pieces: Iterator[str]) -> Iterator[str]:
