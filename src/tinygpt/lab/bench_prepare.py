@@ -6,7 +6,8 @@ memory, with a cache folder of its own so the first preparation really prepares.
   at once, on the file's first `--baseline-mb` megabytes (the whole file would not fit);
 - prepare: `tinygpt.prepare` on the whole file, from an empty cache;
 - again: the same, the shards already there (what a second run pays before it trains);
-- first step: a whole `tinygpt-train` run of one step on the prepared corpus.
+- first step: a whole `tinygpt-train` run of one step on the prepared corpus, and its start-up
+  (to the end of that step).
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+from tinygpt.lab.run_events import train_loss_times
 
 ENCODE_ONCE = """
 import sys, time
@@ -35,15 +39,40 @@ prepare(DataConfig(name="text", path=sys.argv[1], tokenizer=sys.argv[2], cache_d
 
 
 def measured(args: list[str]) -> dict:
-    """Run a process under GNU time: its wall and CPU seconds and its own peak resident
-    memory (MB)."""
-    p = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", *args], capture_output=True,
-                       text=True)
-    if p.returncode != 0:
-        raise RuntimeError(f"{args[:3]} failed: {p.stderr[-2000:]}")
-    wall, user, system, kb = (float(x) for x in p.stderr.strip().splitlines()[-1].split())
+    """Run a process under GNU time: its wall and CPU seconds (its workers' included), the peak
+    resident memory of its largest process (MB), and of it and its workers together, sampled
+    every 50 ms."""
+    proc = subprocess.Popen(["/usr/bin/time", "-f", "%e %U %S %M", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tree_peak = 0
+    while proc.poll() is None:
+        tree_peak = max(tree_peak, tree_rss_kb(proc.pid))
+        time.sleep(0.05)
+    stdout, stderr = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{args[:3]} failed: {stderr[-2000:]}")
+    wall, user, system, kb = (float(x) for x in stderr.strip().splitlines()[-1].split())
     return {"wall_s": wall, "cpu_s": user + system, "cores_busy": (user + system) / wall,
-            "peak_rss_mb": kb / 1024, "stdout": p.stdout.strip().splitlines()[-3:]}
+            "peak_rss_mb": kb / 1024, "tree_peak_rss_mb": tree_peak / 1024,
+            "stdout": stdout.strip().splitlines()[-3:]}
+
+
+def tree_rss_kb(root: int) -> int:
+    """The resident memory of a process and all its descendants now (kB, from /proc)."""
+    parents, rss = {}, {}
+    for proc in Path("/proc").iterdir():
+        try:
+            parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            status = (proc / "status").read_text()
+            rss[int(proc.name)] = int(status.split("VmRSS:")[1].split()[0]) if "VmRSS:" in status \
+                else 0
+        except (ValueError, OSError):  # not a process, or gone meanwhile
+            continue
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree, grew = tree | more, bool(more)
+    return sum(rss.get(pid, 0) for pid in tree)
 
 
 def bench_prepare(path: Path, tokenizer: str = "gpt2", baseline_mb: int = 100) -> dict:
@@ -56,18 +85,25 @@ def bench_prepare(path: Path, tokenizer: str = "gpt2", baseline_mb: int = 100) -
         first = measured([sys.executable, "-c", PREPARE, str(path), tokenizer, cache])
         first["mb_per_s"] = size_mb / first["wall_s"]
         again = measured([sys.executable, "-c", PREPARE, str(path), tokenizer, cache])
+        started = time.time()
         step = measured([sys.executable, str(Path(__file__).parents[3] / "scripts" / "train.py"),
                          "data=text", f"data.path={path}", f"data.tokenizer={tokenizer}",
                          f"data.cache_dir={cache}", "trainer.max_steps=1", "diagnostics_every=0",
                          "trainer.val_check_interval=1", "trainer.limit_val_batches=1",
-                         "sample.max_new_tokens=0", f"hydra.run.dir={cache}/run"])
-    return {"file_mb": size_mb, "tokenizer": tokenizer, "before": before, "prepare": first,
+                         "trainer.log_every_n_steps=1", "sample.max_new_tokens=0",
+                         f"hydra.run.dir={cache}/run"])
+        step["to_first_step_s"] = train_loss_times(f"{cache}/run")[0][1] - started
+    return {"file": path.name, "file_mb": size_mb, "tokenizer": tokenizer, "before": before,
+            "prepare": first,
             "again": again, "train_one_step": step,
             "speedup_vs_one_call": first["mb_per_s"] / before["mb_per_s"]}
 
 
 def write(result: dict, out: Path) -> Path:
+    """Into out/benchmarks_prepare.json beside the other files measured there."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "benchmarks_prepare.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    runs = json.loads(path.read_text()) if path.exists() else {}
+    runs[result["file"]] = result
+    path.write_text(json.dumps(runs, indent=2) + "\n")
     return path

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from tinygpt.errors import UsageError
+from tinygpt.lab.run_events import train_loss_times
 from tinygpt.run_dir import RESULT
 
 # nanoGPT's README CPU recipe, eval_iters=20 (its evaluation budget; ours: limit_val_batches=20)
@@ -71,11 +72,17 @@ def our_run(text: Path, steps: int | None, overrides: list[str], folder: Path) -
     args = ["experiment=nanogpt_char", "data=text", f"data.path={text}",
             *([f"trainer.max_steps={steps}"] if steps else []), *overrides,
             f"hydra.run.dir={folder}"]
+    started = time.time()
     wall, _ = timed([sys.executable, "-m", "tinygpt.cli.train", *args], folder.parent)
+    logged = train_loss_times(folder)
     r = json.loads((folder / RESULT).read_text())
+    # start-up: to the first logged loss, less the steps before it; wind-down: from the last
+    (first_step, first), (_, last) = logged[0], logged[-1]
+    startup = first - started - first_step * r["median_step_ms"] / 1000
     return {"wall_s": wall, "median_step_ms": r["median_step_ms"], "val_loss": r["val_loss"],
             "precision": r["precision"], "overrides": overrides, "steps": r["steps"],
-            "train_s": r["train_seconds"], "reached": r["reached_target"]}
+            "train_s": r["train_seconds"], "reached": r["reached_target"],
+            "to_first_step_s": startup, "after_last_step_s": started + wall - last}
 
 
 def side_by_side(checkout: Path, text: Path, steps: int, ours: list[list[str]],
@@ -125,12 +132,14 @@ def race(checkout: Path, text: Path, ours: list[str], repeats: int = 3) -> dict:
 
 def race_table(result: dict) -> str:
     lines = ["| pair | nanoGPT s (2,000 steps) | its val loss | ours s | our steps | our val loss "
-             "| x nanoGPT |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| ours: start-up s, wind-down s | x nanoGPT |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for i, p in enumerate(result["pairs"]):
         n, o = p["nanoGPT"], p["tinygpt"]
         lines.append(f"| {i + 1} | {n['wall_s']:.1f} | {n['val_loss']:.4f} | {o['wall_s']:.1f} | "
-                     f"{o['steps']} | {o['val_loss']:.4f} | {p['speedup']:.2f}x |")
-    lines.append(f"| median | | | | | | **{result['median_speedup']:.2f}x** "
+                     f"{o['steps']} | {o['val_loss']:.4f} | {o['to_first_step_s']:.1f}, "
+                     f"{o['after_last_step_s']:.1f} | {p['speedup']:.2f}x |")
+    lines.append(f"| median | | | | | | | **{result['median_speedup']:.2f}x** "
                  f"({result['min_speedup']:.2f}-{result['max_speedup']:.2f}) |")
     return "\n".join(lines)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tinygpt.metrics import SAMPLES
+from tinygpt.metrics import SAMPLES, TRAIN_LOSS
 from tinygpt.run_dir import EVENTS_GLOB
 
 
@@ -39,3 +39,17 @@ def read_events(run_dir: str | Path) -> RunEvents:
 def scalars_by_step(run_dir: str | Path, tag: str) -> dict[int, float]:
     """One tag's values by step over every event file of a run directory."""
     return read_events(run_dir).scalars.get(tag, {})
+
+
+def train_loss_times(run_dir: str | Path) -> list[tuple[int, float]]:
+    """(step, wall clock in seconds since the epoch) of each train loss a run logged, in order:
+    where its start-up ends and its wind-down begins."""
+    times = []
+    for f in Path(run_dir).glob(EVENTS_GLOB):
+        ea = EventAccumulator(str(f), size_guidance={"scalars": 0})
+        ea.Reload()
+        if TRAIN_LOSS in ea.Tags()["scalars"]:
+            times += [(e.step, e.wall_time) for e in ea.Scalars(TRAIN_LOSS)]
+    if not times:
+        raise ValueError(f"{run_dir} logged no {TRAIN_LOSS}")
+    return sorted(times)
