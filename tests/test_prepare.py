@@ -7,6 +7,8 @@ import errno
 import hashlib
 import random
 import string
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -205,3 +207,22 @@ def test_the_command_answers_a_glob_that_matches_nothing_with_one_error_line(
         main()
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and "no text file at data.path=" in err[0]
+
+
+PREPARE_AND_SAY = ("import sys; from tinygpt.config import DataConfig; from tinygpt.prepare import "
+                   "prepare; p = prepare(DataConfig(name='text', path=sys.argv[1], "
+                   "tokenizer='gpt2',"
+                   " cache_dir=sys.argv[2])); print('folder', p.folder, len(p.train))")
+
+
+def test_processes_that_start_at_once_prepare_a_corpus_once(tmp_path):
+    # what the ranks of a multi-process run do: one prepares, the others wait for its index
+    f = corpus_file(tmp_path, python_docs_text() * 8)  # a few MB: a second or two to prepare
+    procs = [subprocess.Popen([sys.executable, "-c", PREPARE_AND_SAY, str(f), str(tmp_path / "c")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
+    said = "".join(out for out, _ in outs)
+    assert said.count("prepared text:") == 1
+    assert len({line for line in said.splitlines() if line.startswith("folder")}) == 1

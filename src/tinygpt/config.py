@@ -117,6 +117,7 @@ class OptimConfig:
     fused: bool | None = None
     muon_lr: float = 0.02  # algorithm=muon: the hidden matrices' peak learning rate
     muon_momentum: float = 0.95
+    muon_ns_steps: int = 5  # Newton-Schulz iterations per update (fewer: cheaper, rougher)
 
     def __post_init__(self) -> None:
         # Strings (a checkpoint's hparams, a library call) become enums, once, here.

@@ -90,7 +90,8 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, total_steps: int, fused:
         for g in groups:
             g["params"] = [p for p in g["params"] if id(p) not in muon_params]
         muon = Muon(hidden_matrices(model), lr=cfg.muon_lr, weight_decay=cfg.weight_decay,
-                    momentum=cfg.muon_momentum, ns_dtype="bfloat16" if fast_bf16 else "float32")
+                    momentum=cfg.muon_momentum, ns_steps=cfg.muon_ns_steps,
+                    ns_dtype="bfloat16" if fast_bf16 else "float32")
         muon.param_groups[0]["name"] = "muon"
         opt = Combined(muon, torch.optim.AdamW(groups, **adamw_args))
     else:

@@ -92,7 +92,8 @@ class AttentionMaps(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         writer = getattr(trainer.logger, "experiment", None)
         # not under fast_dev_run's dummy logger, which writes nothing
-        if not writes_now(trainer, pl_module) or not isinstance(writer, SummaryWriter):
+        if (not self.num_tokens or not writes_now(trainer, pl_module)
+                or not isinstance(writer, SummaryWriter)):
             return
         x = trainer.datamodule.val_set[0][0][: self.num_tokens][None].to(pl_module.device)
         model = pl_module.model

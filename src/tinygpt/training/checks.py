@@ -25,7 +25,7 @@ def check_values(s: TrainConfig) -> None:
     check_sampling(s.sample.temperature, s.sample.top_k, None)
     for key in ("save_every_n_steps", "grad_norm_every", "diagnostics_every"):
         at_least(key, getattr(s, key), 0, "0 turns it off")
-    at_least("attention_map_tokens", s.attention_map_tokens, 1, "e.g. 32")
+    at_least("attention_map_tokens", s.attention_map_tokens, 0, "e.g. 32; 0: no maps")
     if s.threads is not None:
         at_least("threads", s.threads, 1, "or null: one per core")
     if s.thread_spin is not None:
@@ -88,6 +88,7 @@ def check_optim(s: TrainConfig) -> None:
         raise UsageError(f"optim.muon_lr={o.muon_lr} must be positive (e.g. 0.02)")
     if not 0.0 <= o.muon_momentum < 1.0:
         raise UsageError(f"optim.muon_momentum={o.muon_momentum} must be in [0, 1) (e.g. 0.95)")
+    at_least("optim.muon_ns_steps", o.muon_ns_steps, 1, "e.g. 5")
 
 
 def check_trainer(t: TrainerConfig) -> None:

@@ -78,7 +78,7 @@ class TrainConfig:
     # int8 sensitivity (0: never)
     diagnostics_every: int = 50
     causal_eval: bool | None = None  # also score val with the mask on (None: if causal=false)
-    attention_map_tokens: int = 32
+    attention_map_tokens: int = 32  # 0: no attention maps
     compile: bool = False  # torch.compile the transformer blocks (falls back to eager if it fails)
     # The device's peak for train/mfu, in TFLOP/s (None: Lightning's table on GPUs, a measured
     # matmul rate on CPUs).
