@@ -127,9 +127,10 @@ from tinygpt.training.train import train  # noqa: E402
 
 STEPS = int(os.environ.get("NOTEBOOK_STEPS", 300))
 run_dir = os.environ.get("NOTEBOOK_RUN_DIR", "outputs/notebooks/01_tiny_gpt")
+QUICK = os.environ.get("NOTEBOOK_OVERRIDES", "").split()  # the tests' shortcuts
 result = train(configure(f"trainer.max_steps={STEPS}", f"trainer.val_check_interval={STEPS}",
                          "trainer.enable_progress_bar=false", "model.n_layers=2",
-                         "sample.max_new_tokens=40", run_dir=run_dir), run_dir)
+                         "sample.max_new_tokens=40", *QUICK, run_dir=run_dir), run_dir)
 print(f"val loss {result.val_loss:.3f} nats, {result.val_bpb:.3f} bits per byte")
 
 # %%

@@ -30,6 +30,7 @@ from tinygpt.training.train import train
 
 STEPS = int(os.environ.get("NOTEBOOK_STEPS", 200))
 root = os.environ.get("NOTEBOOK_RUN_DIR", "outputs/notebooks/02_toggles")
+QUICK = os.environ.get("NOTEBOOK_OVERRIDES", "").split()  # the tests' shortcuts
 settings = {
     "default": [],
     "scale off": ["model.attention.scale=false"],
@@ -43,7 +44,7 @@ for name, overrides in settings.items():
                                     f"trainer.val_check_interval={max(STEPS // 4, 1)}",
                                     f"diagnostics_every={max(STEPS // 10, 5)}",
                                     "trainer.enable_progress_bar=false",
-                                    "sample.max_new_tokens=0", run_dir=run_dir), run_dir)
+                                    "sample.max_new_tokens=0", *QUICK, run_dir=run_dir), run_dir)
     print(f"{name:10s} val loss {results[name].val_loss:.3f}")
 
 # %% [markdown]

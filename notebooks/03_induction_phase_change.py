@@ -38,13 +38,15 @@ from tinygpt.training.train import train
 
 STEPS = int(os.environ.get("NOTEBOOK_STEPS", 2000))
 root = os.environ.get("NOTEBOOK_RUN_DIR", "outputs/notebooks/03_induction")
+QUICK = os.environ.get("NOTEBOOK_OVERRIDES", "").split()  # the tests' shortcuts
 runs = {}
 for layers in (2, 1):
     run_dir = f"{root}/layers_{layers}"
     runs[layers] = train(configure("experiment=lab4", "hydra.mode=RUN", "seed=1",
                                    f"model.n_layers={layers}", f"trainer.max_steps={STEPS}",
                                    f"trainer.val_check_interval={STEPS}",
-                                   "trainer.enable_progress_bar=false", run_dir=run_dir), run_dir)
+                                   "trainer.enable_progress_bar=false", *QUICK,
+                                   run_dir=run_dir), run_dir)
 
 # %% [markdown]
 # ## The phase change

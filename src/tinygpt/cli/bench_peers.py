@@ -4,7 +4,7 @@ nanoGPT's README CPU recipe side by side (--nanogpt).
     pip install -e ".[bench]" && pip install --no-deps llms-from-scratch
     tinygpt-bench-peers --steps 600
     tinygpt-bench-peers --nanogpt ../shared/peers/nanoGPT --text ../shared/data/tinyshakespeare.txt
-    tinygpt-bench-peers --nanogpt ... --text ... --race --ours "experiment=race" --repeats 3
+    tinygpt-bench-peers --nanogpt ... --text ... --race --ours "variant=race" --repeats 3
 """
 
 from __future__ import annotations
