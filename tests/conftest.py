@@ -35,6 +35,17 @@ def pytest_configure(config):
     os.environ.setdefault(SESSION, str(os.getpid()))  # the controller's: its workers inherit it
 
 
+# Modules of long tests (ten seconds and more each: processes started, notebooks executed)
+LONG = ("test_distributed.py", "test_notebooks.py", "test_resume.py", "test_reliability.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The long tests first: two workers then share out the short ones at the end, instead of
+    one worker finishing a long test while the other waits (the suite's last minute, before)."""
+    items.sort(key=lambda item: not (item.get_closest_marker("slow")
+                                     or item.path.name in LONG))
+
+
 def marked_processes() -> dict[int, str]:
     """Running processes (other than this one) that carry this session's mark: pid -> command."""
     mark, found = f"{SESSION}={os.environ[SESSION]}".encode(), {}
