@@ -33,8 +33,7 @@ def encode(tok: Tokenizer, pieces: Iterator[str], progress: Progress) -> Iterato
     if not (isinstance(tok, TiktokenTokenizer) and workers > 1
             and progress.total > PROCESS_BYTES):
         for chunk in chunks(pieces):
-            ids = tiktoken_ids(tok.encoding, chunk) if isinstance(tok, TiktokenTokenizer) else (
-                np.asarray(tok.encode(chunk), dtype=np.int64))  # characters
+            ids = ids_of(tok, chunk)
             progress.advance(len(chunk.encode()))
             yield ids
         return
@@ -51,6 +50,13 @@ def encode(tok: Tokenizer, pieces: Iterator[str], progress: Progress) -> Iterato
                 yield done(in_flight.popleft(), progress)
         while in_flight:
             yield done(in_flight.popleft(), progress)
+
+
+def ids_of(tok: Tokenizer, chunk: str) -> np.ndarray:
+    """One chunk's token ids, in this process."""
+    if isinstance(tok, TiktokenTokenizer):
+        return tiktoken_ids(tok.encoding, chunk)
+    return np.asarray(tok.encode(chunk), dtype=np.int64)  # characters
 
 
 def tiktoken_ids(encoding: tiktoken.Encoding, chunk: str) -> np.ndarray:
