@@ -1,12 +1,14 @@
-"""GPT-2 interoperability against transformers' own GPT2LMHeadModel, all offline."""
+"""GPT-2 interoperability, offline and without transformers: our loader and exporter are held to
+files and outputs that transformers' own GPT2LMHeadModel wrote (tests/data/hf_gpt2, generate.py)."""
 
 import contextlib
 import io
 import json
+from pathlib import Path
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from safetensors.torch import load_file
 
 from tinygpt.checkpoint import load_checkpoint
 from tinygpt.complete import complete
@@ -21,50 +23,59 @@ from tinygpt.training.schema import compose_train
 from tinygpt.training.settings import settle
 from tinygpt.training.train import train
 
-# A small random GPT-2: the real vocabulary (so GPT-2 tokens fit), a tiny body.
-SMALL = dict(vocab_size=50257, n_positions=64, n_embd=32, n_layer=2, n_head=4,
-             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+HF = Path(__file__).resolve().parent / "data" / "hf_gpt2"
+EXPECTED = load_file(HF / "expected.safetensors")  # transformers' logits and greedy tokens
+MODELS = ("tied", "untied_gelu", "tied_bin")  # tied or not, gelu_new or gelu, safetensors or .bin
 
 
-def hf_model(tmp_path, tie=True, safetensors=True):
+def gpt2_dir(path: Path) -> Path:
+    """A small random GPT-2 with the real vocabulary (so GPT-2's tokens fit), as GPT-2 files."""
     torch.manual_seed(0)
-    m = GPT2LMHeadModel(GPT2Config(**SMALL, tie_word_embeddings=tie)).eval()
-    with torch.no_grad():  # non-zero biases and LayerNorm shifts, so every mapping is exercised
-        for name, p in m.named_parameters():
-            if name.endswith("bias") or ".ln_" in name:
-                p.add_(0.1 * torch.randn_like(p))
-    m.save_pretrained(tmp_path, safe_serialization=safetensors)
-    return m
+    model = GPT(GPTConfig(vocab_size=50257, context_length=64, emb_dim=32, n_heads=4, n_layers=2,
+                          qkv_bias=True))
+    save_hf_gpt2(model, path)
+    return path
 
 
 def max_logit_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a - b).abs().max().item()
 
 
-@pytest.mark.parametrize("tie,safetensors", [(True, True), (False, True), (True, False)])
-def test_hf_weights_give_the_same_logits(tmp_path, tie, safetensors):
-    ref = hf_model(tmp_path, tie, safetensors)
-    ours = load_hf_gpt2(tmp_path).eval()
-    assert ours.cfg.tie_weights == tie
-    x = torch.randint(0, 50257, (2, 64))
+@pytest.mark.parametrize("name", MODELS)
+def test_gpt2_files_give_transformers_logits(name):
+    ours = load_hf_gpt2(HF / name).eval()
+    assert ours.cfg.tie_weights == name.startswith("tied")
     with torch.no_grad():
-        assert max_logit_diff(ours(x), ref(x).logits) < 1e-5
+        assert max_logit_diff(ours(EXPECTED["x"]), EXPECTED[f"logits.{name}"]) < 1e-5
 
 
-def test_greedy_generation_matches_transformers(tmp_path):
-    ref = hf_model(tmp_path)
-    ours = load_hf_gpt2(tmp_path)
-    prompt = torch.tensor([[464, 329, 2643]])
-    a = generate(ours, prompt, 20, temperature=0)
-    b = ref.generate(prompt, max_new_tokens=20, do_sample=False, pad_token_id=50256,
-                     attention_mask=torch.ones_like(prompt))
-    assert torch.equal(a, b)
+@pytest.mark.parametrize("name", MODELS)
+def test_greedy_generation_matches_transformers(name):
+    prompt, want = EXPECTED["prompt"], EXPECTED[f"greedy.{name}"]
+    got = generate(load_hf_gpt2(HF / name), prompt, want.shape[1] - prompt.shape[1],
+                   temperature=0)
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("name", ["tied", "untied_gelu"])
+def test_export_writes_back_the_files_transformers_wrote(tmp_path, name):
+    # Loading is held to transformers' outputs above; exporting what was loaded must give its
+    # files back: the same tensor names, layouts and values, and the same config where we write it.
+    save_hf_gpt2(load_hf_gpt2(HF / name), tmp_path)
+    theirs, ours = load_file(HF / name / "model.safetensors"), load_file(
+        tmp_path / "model.safetensors")
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    cfg_theirs, cfg_ours = (json.loads((d / "config.json").read_text())
+                            for d in (HF / name, tmp_path))
+    # n_ctx: the older name of n_positions, which transformers now ignores and does not write
+    assert {k for k in cfg_ours if cfg_ours[k] != cfg_theirs.get(k)} == {"n_ctx"}
 
 
 @pytest.mark.parametrize("tie,qkv_bias,activation,bias", [(True, True, "gelu", True),
                                                           (False, False, "gelu_exact", False)])
-def test_export_loads_in_transformers_with_the_same_logits(tmp_path, tie, qkv_bias, activation,
-                                                           bias):
+def test_a_trained_model_exports_and_loads_back_with_the_same_logits(tmp_path, tie, qkv_bias,
+                                                                     activation, bias):
     torch.manual_seed(1)
     cfg = GPTConfig(vocab_size=50257, context_length=32, emb_dim=32, n_heads=2, n_layers=2,
                     qkv_bias=qkv_bias, tie_weights=tie, activation=activation, bias=bias)
@@ -77,11 +88,8 @@ def test_export_loads_in_transformers_with_the_same_logits(tmp_path, tie, qkv_bi
         loss.backward()
         opt.step()
     save_hf_gpt2(ours.eval(), tmp_path)
-    ref = GPT2LMHeadModel.from_pretrained(tmp_path, local_files_only=True).eval()
-    with torch.no_grad():
-        assert max_logit_diff(ours(x), ref(x).logits) < 1e-5
-    back = load_hf_gpt2(tmp_path).eval()  # and back, the same GELU (and zero biases)
-    assert back.cfg.activation == activation
+    back = load_hf_gpt2(tmp_path).eval()  # the same GELU, and zero biases where it had none
+    assert back.cfg.activation == activation and back.cfg.tie_weights == tie
     with torch.no_grad():
         assert max_logit_diff(back(x), ours(x)) < 1e-5
 
@@ -96,16 +104,15 @@ def test_export_refuses_what_gpt2_cannot_express(tmp_path):
 
 
 def test_config_gpt2_cannot_represent_is_refused(tmp_path):
-    hf_model(tmp_path)
-    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg = json.loads((HF / "tied" / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps(cfg | {"activation_function": "relu"}))
+    (tmp_path / "model.safetensors").symlink_to(HF / "tied" / "model.safetensors")
     with pytest.raises(ValueError, match="activation_function=relu"):
         load_hf_gpt2(tmp_path)
 
 
 def test_training_from_gpt2_weights_starts_from_their_loss(tmp_path, train_run):
-    hf = tmp_path / "hf"
-    hf_model(hf)
+    hf = gpt2_dir(tmp_path / "hf")
     result, _ = train_run("data.tokenizer=gpt2", "model.drop_rate=0.0", "trainer.max_steps=3",
                           "trainer.val_check_interval=3", "trainer.log_every_n_steps=1",
                           "optim.lr=1e-4", f"model.init_from={hf}")
@@ -124,8 +131,7 @@ def test_training_from_gpt2_weights_starts_from_their_loss(tmp_path, train_run):
 
 def test_init_from_reads_gpt2_tokens_unless_another_tokenizer_is_chosen(tmp_path, cache_dir,
                                                                        train_run):
-    hf = tmp_path / "hf"
-    hf_model(hf)
+    hf = gpt2_dir(tmp_path / "hf")
     # the README's fine-tuning command, shortened: no data.tokenizer given, GPT-2's is used
     cfg = compose_train(f"model.init_from={hf}", "model.context_length=32", "optim.lr=1e-4",
                         "trainer.max_steps=2", "trainer.val_check_interval=2",
@@ -141,7 +147,7 @@ def test_init_from_reads_gpt2_tokens_unless_another_tokenizer_is_chosen(tmp_path
 
 
 def test_generate_reads_a_hf_directory(tmp_path):
-    hf_model(tmp_path)
+    gpt2_dir(tmp_path)
     text = complete(str(tmp_path), "The for statement", max_new_tokens=5, temperature=0)
     assert text.startswith("The for statement") and len(text) > len("The for statement")
 

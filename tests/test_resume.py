@@ -93,12 +93,12 @@ def test_the_cli_resumes_with_the_runs_own_settings_and_refuses_changes(tmp_path
 def test_a_sigterm_stopped_run_resumes_by_its_printed_command(tmp_path, smoke, popen_train,
                                                                train_run):
     # Let Hydra name the folder after the overrides: the printed command must paste back anyway.
-    exact = ["model.drop_rate=0.1", "trainer.log_every_n_steps=1", "trainer.max_steps=200",
+    exact = ["model.drop_rate=0.1", "trainer.log_every_n_steps=1", "trainer.max_steps=100",
              "save_every_n_steps=0", "sample.max_new_tokens=4", "seed=9",
              f"data.cache_dir={tmp_path / 'cache'}"]
     straight, _ = train_run(*exact, run_dir=tmp_path / "straight")
     proc = popen_train(*smoke, *exact, "trainer.enable_progress_bar=true", cwd=tmp_path)
-    # the signal lands mid-run: once its progress line says step 10 of 200 (the handler is in
+    # the signal lands mid-run: once its progress line says step 10 of 100 (the handler is in
     # place before the first step), however fast the machine
     for line in proc.stdout:
         if line.startswith("step ") and int(line.split()[1].split("/")[0]) >= 10:
@@ -115,6 +115,6 @@ def test_a_sigterm_stopped_run_resumes_by_its_printed_command(tmp_path, smoke, p
     assert p.returncode == 0, p.stderr[-2000:]
     run = next((tmp_path / "outputs").rglob("last.ckpt")).parent.parent
     a, b = scalars_by_step(straight.run_dir, "train/loss"), scalars_by_step(run, "train/loss")
-    assert len(a) == 200 and set(b) == set(a)
+    assert len(a) == 100 and set(b) == set(a)
     for s in a:  # the stop and the pasted resume repeat the uninterrupted run step for step
         assert b[s] == pytest.approx(a[s], abs=1e-6), s

@@ -8,7 +8,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from tinygpt.lab.report_runs import find_runs
 from tinygpt.lab.report_tables import seeds_table
-from tinygpt.lab.stats import Summary, format_p, verdict, welch_p
+from tinygpt.lab.stats import Summary, format_p, verdict, welch_p, welch_p_less
 
 
 def test_summary_is_the_sample_mean_and_standard_deviation():
@@ -26,6 +26,14 @@ def test_welch_p_against_a_hand_computation():
     assert verdict(welch_p(Summary((1.0, 2.0, 3.0)), Summary((1.5, 2.5, 3.5)))) == \
         "no clear difference"
     assert welch_p(Summary((1.0,)), Summary((2.0, 3.0))) is None  # one seed: no test
+
+
+def test_welch_with_unequal_sizes_and_spreads_matches_a_reference():
+    # scipy.stats.ttest_ind(a, b, equal_var=False) gave these (df 2.5: the beta function's path)
+    a, b = Summary((61.2, 58.9, 63.4, 60.1, 59.7)), Summary((70.3, 66.1, 74.8))
+    assert welch_p(a, b) == pytest.approx(0.04969675204952384, rel=1e-9)
+    assert welch_p_less(a, b) == pytest.approx(0.02484837602476192, rel=1e-9)
+    assert welch_p_less(b, a) == pytest.approx(0.975151623975238, rel=1e-9)
 
 
 def test_a_tiny_p_value_is_not_printed_as_zero():

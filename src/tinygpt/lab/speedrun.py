@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tinygpt.errors import UsageError
-from tinygpt.lab.stats import Summary, format_p
+from tinygpt.lab.stats import Summary, format_p, welch_p_less
 from tinygpt.run_dir import RESULT
 
 TARGET_BPB = 1.777  # the default run's val bpb at its last step (README: what a run costs)
@@ -89,17 +89,6 @@ def sweep(configs: list[Config], seeds: list[int], target: float, root: Path,
     return attempts
 
 
-def one_sided_p(candidate: Summary, record: Summary) -> float | None:
-    """p of Welch's t-test that the candidate's mean time is below the record's; None when
-    either side has fewer than two values."""
-    from scipy.stats import ttest_ind
-
-    if candidate.n < 2 or record.n < 2:
-        return None
-    return float(ttest_ind(candidate.values, record.values, equal_var=False,
-                           alternative="less").pvalue)
-
-
 @dataclass
 class Verdict:
     """A configuration against the record standing when it was tried."""
@@ -135,7 +124,7 @@ def judge(configs: list[Config], attempts: list[Attempt]) -> list[Verdict]:
                     sum(a.reached for a in mine), len(mine), None, None, current is None)
         if current is not None:
             v.against = current.config.name
-            v.p = one_sided_p(v.wall, current.wall)
+            v.p = welch_p_less(v.wall, current.wall)
             v.record = (v.n >= RECORD_SEEDS and v.reached == v.n and v.p is not None
                         and v.p < RECORD_P
                         and v.wall.mean < current.wall.mean)
