@@ -3,6 +3,7 @@ schema; scripts/train.py itself only where its process is what is tested (sweeps
 
 import json
 import math
+import re
 import socket
 import subprocess
 import sys
@@ -68,6 +69,18 @@ def test_a_run_logs_what_attention_does_and_its_int8_cost(smoke_run):
         assert tag in scalars, tag
     steps = [e.step for e in events(smoke_run).Scalars(m.INDUCTION_MAX)]
     assert steps == [0, 10, 20, 30, 40]  # every diagnostics_every steps, and the final weights
+
+
+def test_the_int8_cost_is_measured_only_where_asked(train_run):
+    # the lab's experiments (and the smoke run) ask for it; a plain run does not pay for it
+    from tinygpt import metrics as m
+
+    result, _ = train_run("int8_windows=0", "trainer.max_steps=10",
+                          "trainer.val_check_interval=10")
+    scalars = set(events(result.run_dir).Tags()["scalars"])
+    assert m.INDUCTION_MAX in scalars and m.INT8_DELTA_BPB not in scalars
+    assert compose_train().int8_windows == 0
+    assert compose_train("experiment=lab3").int8_windows == 256
 
 
 def test_hparams_tab_holds_config_and_final_val_loss(smoke_run):
@@ -347,10 +360,13 @@ def test_a_terminal_shows_steps_not_epochs(train_run, monkeypatch):
     assert "step: 100%" in bar and "40/40" in bar and "Epoch" not in bar
 
 
-def test_model_summary_counts_real_flops(train_run, capsys):
+def test_model_summary_counts_real_flops(train_run, capsys, caplog):
+    caplog.set_level("INFO")  # the plain summary is a log record; rich's prints to stdout
     _, printed = train_run("trainer.enable_model_summary=true")
-    out = printed + capsys.readouterr().out
-    assert "Total FLOPs" in out and "Total FLOPs: 0 " not in out.replace("\n", " ")
+    out = printed + capsys.readouterr().out + caplog.text
+    # rich's summary says "Total FLOPs: 1.8 M", the plain one "1.8 M  Total Flops"
+    found = re.search(r"Total FLOPs: (\S+)|(\S+) +Total Flops", out)
+    assert found and (found[1] or found[2]) != "0", out
 
 
 def test_hparams_take_every_kind_of_value():

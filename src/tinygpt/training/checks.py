@@ -23,7 +23,7 @@ def check_values(s: TrainConfig) -> None:
     check_optim(s)
     check_trainer(s.trainer)
     check_sampling(s.sample.temperature, s.sample.top_k, None)
-    for key in ("save_every_n_steps", "grad_norm_every", "diagnostics_every"):
+    for key in ("save_every_n_steps", "grad_norm_every", "diagnostics_every", "int8_windows"):
         at_least(key, getattr(s, key), 0, "0 turns it off")
     at_least("attention_map_tokens", s.attention_map_tokens, 0, "e.g. 32; 0: no maps")
     if s.threads is not None:

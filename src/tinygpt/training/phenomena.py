@@ -1,8 +1,8 @@
 """The callback that logs what attention does as a run trains (attention labs III and IV):
 induction scores and the in-context loss drop, the copy losses and circuit scores on lab IV's
 copy windows, first-token mass and the sink rate, residual-stream outliers, and at the end
-the int8 quantisation sensitivity (on the first INT8_WINDOWS validation windows), all under
-`watch/`."""
+the int8 quantisation sensitivity (on the first `int8_windows` validation windows, where the lab
+asks for it), all under `watch/`."""
 
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from tinygpt.sinks import activation_outliers, first_token_mass, sink_rate
 from tinygpt.training.callbacks import first_windows, writes_now
 
 INDUCTION_SEED = 12_345  # the fixed repeated batch: not one any training window could be
-INT8_WINDOWS = 256  # the int8 cost on at most this many validation windows (all of a lab run's)
 
 
 @dataclass
@@ -73,10 +72,11 @@ def phenomena_metrics(model: GPT, probes: Probes) -> dict[str, float]:
 
 class Phenomena(L.Callback):
     """Every `every_n_steps` optimizer steps, and at the end, logs `phenomena_metrics`; at the end
-    also how much int8 weights and inputs cost in val bpb."""
+    also how much int8 weights and inputs cost in val bpb on `int8_windows` windows (0: not)."""
 
-    def __init__(self, every_n_steps: int = 50, num_sequences: int = 4):
+    def __init__(self, every_n_steps: int = 50, int8_windows: int = 0, num_sequences: int = 4):
         self.every_n_steps, self.num_sequences = every_n_steps, num_sequences
+        self.int8_windows = int8_windows
         self.probes: Probes | None = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -112,8 +112,9 @@ class Phenomena(L.Callback):
             return
         model, data = pl_module.model, trainer.datamodule
         out = phenomena_metrics(model, self.batches(trainer, pl_module))
-        token_bytes = torch.tensor(data.tokenizer.token_bytes())
-        windows = Subset(data.val_set, range(min(INT8_WINDOWS, len(data.val_set))))
-        exact, rounded = int8_sensitivity(model, windows, token_bytes)
-        out[m.INT8_DELTA_BPB] = rounded.bpb - exact.bpb
+        if self.int8_windows:
+            token_bytes = torch.tensor(data.tokenizer.token_bytes())
+            windows = Subset(data.val_set, range(min(self.int8_windows, len(data.val_set))))
+            exact, rounded = int8_sensitivity(model, windows, token_bytes)
+            out[m.INT8_DELTA_BPB] = rounded.bpb - exact.bpb
         trainer.logger.log_metrics(out, step=trainer.global_step)

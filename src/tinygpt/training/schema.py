@@ -41,8 +41,8 @@ RESUMABLE = (*PLUMBING, "trainer.max_steps", "trainer.max_time", "trainer.max_ep
              "trainer.val_check_interval", "trainer.check_val_every_n_epoch",
              "trainer.limit_val_batches", "trainer.log_every_n_steps",
              "trainer.num_sanity_val_steps", "trainer.profiler", "save_every_n_steps",
-             "grad_norm_every", "diagnostics_every", "attention_map_tokens", "causal_eval",
-             "peak_tflops", "sample.")
+             "grad_norm_every", "diagnostics_every", "int8_windows", "attention_map_tokens",
+             "causal_eval", "peak_tflops", "sample.")
 
 
 @dataclass
@@ -74,9 +74,11 @@ class TrainConfig:
     target_bpb: float | None = None
     on_nonfinite: NonFinite = NonFinite.stop  # a NaN/inf loss: stop, or skip the batch
     grad_norm_every: int = 50  # per-layer gradient norms every N steps (0: never)
-    # Attention entropy, saturation, W_q/W_k grads; induction, sinks, outliers; at the end the
-    # int8 sensitivity (0: never)
+    # Attention entropy, saturation, W_q/W_k grads; induction, sinks, outliers (0: never)
     diagnostics_every: int = 50
+    # At the end, the int8 sensitivity on this many validation windows (0: not; the lab's
+    # experiments measure it on 256). Off by default: 1-4 s of every run's wind-down.
+    int8_windows: int = 0
     causal_eval: bool | None = None  # also score val with the mask on (None: if causal=false)
     attention_map_tokens: int = 32  # 0: no attention maps
     compile: bool = False  # torch.compile the transformer blocks (falls back to eager if it fails)

@@ -160,7 +160,7 @@ def build_trainer(settings: Settings, run_dir: Path, precision: PrecisionChoice,
     callbacks = [
         *checkpoints, made.throughput, made.clock, made.sample,
         AttentionMaps(s.attention_map_tokens), TensorBoardLayout(), LongContextEval(),
-        AttentionDiagnostics(s.diagnostics_every), Phenomena(s.diagnostics_every),
+        AttentionDiagnostics(s.diagnostics_every), Phenomena(s.diagnostics_every, s.int8_windows),
         *progress_callback(s.trainer.enable_progress_bar, every=5 * log_every),
         RunRecord(settings.record), *extra,
     ]
