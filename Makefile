@@ -17,12 +17,13 @@ dev: $(VENV)/.dev
 # not) and only if missing, so the range in pyproject never pulls a second copy.
 define venv_with_torch
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install $(TORCH_SPEC)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --no-compile $(TORCH_SPEC)
 	test -x $(VENV)/bin/uv || $(PY) -m pip install -q uv
 endef
 # The rest by uv, which keeps the installed torch and fetches in parallel: the dev venv's packages
-# in 22 s where pip took 95 s (docs/install.md). Bytecode compiled now: this project's machines set
-# PYTHONDONTWRITEBYTECODE, so nothing would cache it later.
+# in 22 s where pip took 95 s (docs/install.md). Bytecode compiled by uv, torch's too, on every
+# core (pip compiled torch's on one: 25 s against 11 for the wheel without): this project's
+# machines set PYTHONDONTWRITEBYTECODE, so nothing would cache it later.
 UV_INSTALL := $(VENV)/bin/uv pip install --python $(PY) --compile-bytecode
 
 $(VENV)/.runtime: pyproject.toml
