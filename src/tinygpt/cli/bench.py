@@ -4,6 +4,7 @@
     tinygpt-bench --quick --out /tmp/b # a seconds-long smoke run
     tinygpt-bench --gpu                # on a GPU host: GPT-2 124M, bf16, compile
     tinygpt-bench --prepare FILE       # preparing a large corpus: time, memory, both cores
+    tinygpt-bench --startup FILE       # a short run's start-up and wind-down (the race's run)
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from tinygpt.lab.bench_prepare import bench_prepare
 from tinygpt.lab.bench_prepare import write as write_prepare
 from tinygpt.lab.bench_render import write
 from tinygpt.lab.bench_run import run
+from tinygpt.lab.bench_startup import bench_startup
+from tinygpt.lab.bench_startup import table as startup_table
 
 
 def main() -> None:
@@ -33,8 +36,21 @@ def main() -> None:
                     help="only the preparation of this text file (docs/benchmarks_prepare.json)")
     ap.add_argument("--baseline-mb", type=int, default=100,
                     help="with --prepare: the one-call encode measured on this many MB")
+    ap.add_argument("--startup", type=Path, metavar="FILE", help="only a short run's start-up "
+                    "and wind-down: the race's run on this text (docs/benchmarks_startup.json)")
+    ap.add_argument("--repeats", type=int, default=4, help="with --startup: runs measured")
     args = ap.parse_args()
     out = Path(args.out)
+    if args.startup:
+        with usage_errors_exit():
+            if not args.startup.is_file():
+                raise UsageError(f"{args.startup} is not a file (give a text file, e.g. "
+                                 "tinyshakespeare.txt)")
+        r = bench_startup(args.startup, args.repeats)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "benchmarks_startup.json").write_text(json.dumps(r, indent=2) + "\n")
+        print(startup_table(r))
+        return
     if args.prepare:
         with usage_errors_exit():
             if not args.prepare.is_file():
