@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tinygpt.training.precision import Bf16Probe, cpu_precision, matmul_gflops, resolve_precision
 
@@ -49,3 +50,13 @@ def test_an_explicit_precision_is_never_second_guessed():
 def test_matmul_rate_is_positive_and_finite():
     rate = matmul_gflops(__import__("torch").float32, 64, 64, 64, budget_s=0.01)
     assert 0 < rate < 1e6
+
+
+def test_the_matmul_peak_shrinks_where_a_dtype_is_emulated(monkeypatch):
+    # train/mfu's peak on a CPU: a 1024-wide matmul took 15 s where bf16 is emulated
+    from tinygpt.training import precision
+
+    rates = {torch.bfloat16: 0.4, torch.float32: 80.0}  # GFLOP/s on an AVX2-only CPU
+    monkeypatch.setattr(precision, "matmul_gflops", lambda dtype, *shape, **kw: rates[dtype])
+    assert precision.matmul_peak(torch.bfloat16, 0.2, largest=1024)["n"] == 256
+    assert precision.matmul_peak(torch.float32, 0.2, largest=1024)["n"] == 1024

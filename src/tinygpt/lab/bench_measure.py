@@ -25,7 +25,7 @@ from tinygpt.lab.timing import StepTimer, fit_on_batches, median_ms
 from tinygpt.model import GPT, GPTConfig
 from tinygpt.training.datamodule import TextDataModule
 from tinygpt.training.module import GPTLightningModule
-from tinygpt.training.precision import Bf16Probe, matmul_gflops
+from tinygpt.training.precision import Bf16Probe
 from tinygpt.training.schema import compose_train
 
 
@@ -117,16 +117,6 @@ def diagnostics_ms(st: Setup) -> float:
     m.loss(x, y).backward()
     idx = x[:4]
     return median_ms(lambda: (attention_stats(m, idx), qk_grad_norms(m)), 1, 3)
-
-
-def matmul_peak(dtype: torch.dtype, budget_s: float) -> dict:
-    """GFLOP/s of the largest square matmul (256 to 2048) that takes under 0.1 s in this dtype,
-    best of repeats over budget_s: seconds on any CPU, even where bf16 is emulated."""
-    rate = matmul_gflops(dtype, 256, 256, 256, budget_s=0.02)
-    n = 256
-    while n < 2048 and 2 * (2 * n) ** 3 / (rate * 1e9) < 0.1:
-        n *= 2
-    return {"n": n, "gflops": matmul_gflops(dtype, n, n, n, budget_s=budget_s)}
 
 
 def loss_curves(st: Setup, probe: Bf16Probe) -> dict:

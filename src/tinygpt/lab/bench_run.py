@@ -15,7 +15,6 @@ from tinygpt.lab.bench_measure import (
     generation,
     lightning_ms,
     loss_curves,
-    matmul_peak,
     median_ms,
     model,
     raw_step,
@@ -25,7 +24,7 @@ from tinygpt.lab.bench_measure import (
 from tinygpt.lab.bench_memory import train_run_peak_rss
 from tinygpt.lab.timing import flops_per_step, machine
 from tinygpt.tokenizer import TokenizerName
-from tinygpt.training.precision import Bf16Probe, probe_cpu_bf16, resolve_precision
+from tinygpt.training.precision import Bf16Probe, matmul_peak, probe_cpu_bf16, resolve_precision
 from tinygpt.training.schema import compose_train
 
 

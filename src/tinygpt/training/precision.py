@@ -38,6 +38,17 @@ def matmul_gflops(dtype: torch.dtype, m: int, k: int, n: int, budget_s: float = 
     return 2 * m * k * n / best / 1e9
 
 
+def matmul_peak(dtype: torch.dtype, budget_s: float, largest: int = 2048) -> dict:
+    """GFLOP/s of the largest square matmul (256 to `largest`) that takes under 0.1 s in this
+    dtype, best of repeats over budget_s: seconds on any CPU, even where bf16 is emulated (a
+    1024-wide bf16 matmul took 15 s there)."""
+    rate = matmul_gflops(dtype, 256, 256, 256, budget_s=0.02)
+    n = 256
+    while n < largest and 2 * (2 * n) ** 3 / (rate * 1e9) < 0.1:
+        n *= 2
+    return {"n": n, "gflops": matmul_gflops(dtype, n, n, n, budget_s=budget_s)}
+
+
 @dataclass(frozen=True)
 class Bf16Probe:
     """Measured single-thread matmul rates on this CPU, in GFLOP/s."""

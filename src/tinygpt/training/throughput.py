@@ -12,7 +12,7 @@ from lightning.fabric.utilities.throughput import Throughput as ThroughputMeter
 from lightning.fabric.utilities.throughput import get_available_flops
 
 from tinygpt.metrics import MFU, TOKENS_PER_SEC
-from tinygpt.training.precision import matmul_gflops
+from tinygpt.training.precision import matmul_peak
 
 
 class Throughput(L.Callback):
@@ -34,7 +34,8 @@ class Throughput(L.Callback):
         peak = self.peak_tflops * 1e12 if self.peak_tflops else get_available_flops(device,
                                                                                     dtype)
         if peak is None and device.type == "cpu":
-            peak = matmul_gflops(dtype, 1024, 1024, 1024, budget_s=0.2) * 1e9
+            # a 1024-wide matmul, or a smaller one where that is slow (bf16 emulated)
+            peak = matmul_peak(dtype, budget_s=0.2, largest=1024)["gflops"] * 1e9
         self.meter = ThroughputMeter(available_flops=peak, world_size=trainer.world_size,
                                      window_size=self.window)
         self.available_flops = peak
