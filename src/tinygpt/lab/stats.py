@@ -38,8 +38,11 @@ class Summary:
         return f"{self.mean:.{digits}f}"
 
 
-def welch_t(a: Summary, b: Summary) -> tuple[float, float]:
-    """Welch's t statistic for mean(a) - mean(b) and its Welch-Satterthwaite degrees of freedom."""
+def welch_t(a: Summary, b: Summary) -> tuple[float, float] | None:
+    """Welch's t statistic for mean(a) - mean(b) and its Welch-Satterthwaite degrees of freedom;
+    None with fewer than two values on a side or no spread at all (nothing to test)."""
+    if a.n < 2 or b.n < 2 or (a.std == 0 and b.std == 0):
+        return None
     va, vb = a.std ** 2 / a.n, b.std ** 2 / b.n
     df = (va + vb) ** 2 / (va ** 2 / (a.n - 1) + vb ** 2 / (b.n - 1))
     return (a.mean - b.mean) / math.sqrt(va + vb), df
@@ -56,17 +59,17 @@ def t_tail(t: float, df: float) -> float:
 
 def welch_p(a: Summary, b: Summary) -> float | None:
     """Two-sided p-value of Welch's t-test (unequal variances) that a and b share a mean; None
-    with fewer than two values on a side or no spread at all."""
-    if a.n < 2 or b.n < 2 or (a.std == 0 and b.std == 0):
-        return None
-    return 2 * t_tail(*welch_t(a, b))
+    where `welch_t` has nothing to test."""
+    tested = welch_t(a, b)
+    return None if tested is None else 2 * t_tail(*tested)
 
 
 def welch_p_less(a: Summary, b: Summary) -> float | None:
     """One-sided p-value of Welch's t-test that a's mean is below b's; None as for `welch_p`."""
-    if a.n < 2 or b.n < 2 or (a.std == 0 and b.std == 0):
+    tested = welch_t(a, b)
+    if tested is None:
         return None
-    t, df = welch_t(a, b)
+    t, df = tested
     return t_tail(t, df) if t < 0 else 1 - t_tail(t, df)
 
 
