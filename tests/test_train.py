@@ -82,6 +82,7 @@ def test_the_int8_cost_is_measured_only_where_asked(train_run):
     assert m.INDUCTION_MAX in scalars and m.INT8_DELTA_BPB not in scalars
     assert compose_train().int8_windows == 0
     assert compose_train("experiment=lab3").int8_windows == 256
+    assert compose_train("experiment=lab4", "variant=softmax").int8_windows == 256
 
 
 def test_hparams_tab_holds_config_and_final_val_loss(smoke_run):
