@@ -1,5 +1,6 @@
 """Lab III's attention variants against direct formulas: the zero and learned sinks, the output
-gate, sigmoid attention and differential attention; both backends, the KV cache, training."""
+gate, sigmoid attention, differential attention and softpick; both backends, the KV cache,
+training."""
 
 import math
 
@@ -8,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from tinygpt.attention import MultiHeadAttention
-from tinygpt.attention_variants import DIFF_LAMBDA_INIT
+from tinygpt.attention_variants import DIFF_LAMBDA_INIT, SOFTPICK_EPS, softpick
 from tinygpt.errors import UsageError
 from tinygpt.generate import generate
 from tinygpt.hf import config_to_hf
@@ -90,6 +91,49 @@ def test_sigmoid_attention_is_sigmoid_of_the_score_minus_log_n():
     torch.testing.assert_close(out, heads_out(m, expect @ v), atol=1e-6, rtol=1e-6)
 
 
+def softpick_reference(scores: torch.Tensor) -> torch.Tensor:
+    """The paper's formula as written, in float64: relu(e^s - 1) / (sum |e^s - 1| + eps), the
+    sum over the keys that are not -inf."""
+    e = torch.exp(scores.double()) - 1
+    mass = torch.where(scores.isneginf(), 0.0, e.abs()).sum(-1, keepdim=True)
+    return F.relu(e) / (mass + SOFTPICK_EPS)
+
+
+def test_softpick_is_its_formula_even_where_the_formula_overflows_float32():
+    g = torch.Generator().manual_seed(0)
+    scores = 3 * torch.randn(4, 6, 9, generator=g)
+    scores[0, :, 5:] = -torch.inf  # hidden keys take no part
+    scores[1, 0] = torch.linspace(-5, -0.1, 9)  # every score below 0: the row gives nothing
+    scores[1, 1] = torch.linspace(-120, -100, 9)  # e^-(-120) would overflow float32
+    scores[2, 0] = torch.tensor([95.0, 90.0, 0.0, -3.0, 60.0, 1.0, -torch.inf, 2.0, 89.0])
+    w = softpick(scores)
+    assert torch.isinf(torch.exp(scores[2, 0, :1])).all()  # e^95 overflows float32
+    torch.testing.assert_close(w.double(), softpick_reference(scores), atol=1e-6, rtol=1e-5)
+    assert (w[0, :, 5:] == 0).all() and (w[1, :2] == 0).all()
+    assert (w >= 0).all() and (w.sum(-1) <= 1 + 1e-6).all()
+    # below 1 wherever a visible score is negative: what it gives to nothing
+    assert (w[3].sum(-1) < 0.999).all()
+
+
+def test_softpick_gradients_are_finite_with_hidden_keys_and_flow_only_to_visible_ones():
+    scores = torch.randn(2, 5, 5)
+    scores[1, 3] -= 110  # a row far below 0: e^110 would overflow, and its gradient be NaN
+    scores = scores.masked_fill(torch.ones(5, 5).triu(1).bool(), -torch.inf).requires_grad_(True)
+    (softpick(scores) * torch.randn(2, 5, 5)).sum().backward()
+    assert torch.isfinite(scores.grad).all()
+    assert (scores.grad[:, torch.ones(5, 5).triu(1).bool()] == 0).all()
+
+
+def test_softpick_attention_is_softpick_of_the_masked_scores():
+    m = mha(kind="softpick", backend="manual")
+    x = x_batch()
+    scores, v = masked_scores(m, x)
+    expect = softpick_reference(scores).float()
+    out, w = m(x, return_weights=True)
+    torch.testing.assert_close(w, expect, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(out, heads_out(m, expect @ v), atol=1e-6, rtol=1e-5)
+
+
 def test_differential_attention_with_lambda_zero_is_one_softmax_map_normed():
     m = mha(kind="differential", backend="manual")
     d = m.diff
@@ -128,6 +172,7 @@ def gpt(**att) -> GPT:
 
 
 @pytest.mark.parametrize("kw", [*VARIANTS, dict(kind="sigmoid", backend="manual"),
+                                dict(kind="softpick", backend="manual", positions="rope"),
                                 dict(kind="differential", backend="manual", positions="rope")],
                          ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
 def test_greedy_generation_with_and_without_the_kv_cache_is_identical(kw):
@@ -144,10 +189,13 @@ def test_greedy_generation_with_and_without_the_kv_cache_is_identical(kw):
     (dict(kind="sigmoid"), "kind=sigmoid needs the manual backend"),
     (dict(kind="sigmoid", backend="manual", sink="zero"), "sink=zero takes a softmax row"),
     (dict(kind="sigmoid", backend="manual", mask_impl="renorm"), "set mask_impl=neg_inf"),
+    (dict(kind="softpick"), "kind=softpick needs the manual backend"),
+    (dict(kind="softpick", backend="manual", sink="learned"), "sink=learned takes a softmax"),
+    (dict(kind="softpick", backend="manual", mask_impl="renorm"), "softpick rows are not norm"),
     (dict(kind="differential", n_kv_heads=2), "set n_kv_heads=null"),
     (dict(sink="sinkhole"), "sink='sinkhole' is unknown .*none, zero, learned"),
     (dict(gate="always"), "gate='always' is unknown .*none, head, elementwise"),
-    (dict(kind="linear"), "kind='linear' is unknown .*softmax, sigmoid, differential"),
+    (dict(kind="linear"), "kind='linear' is unknown .*softmax, sigmoid, differential, softpick"),
 ])
 def test_bad_variants_say_what_to_change(kw, match):
     with pytest.raises(UsageError, match=match):

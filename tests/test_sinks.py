@@ -64,3 +64,13 @@ def test_sigmoid_rows_read_as_shares_so_uniform_weights_are_not_a_sink():
     expect = sum(1 / (t + 1) for t in range(1, T)) / (T - 1)  # an even spread, as softmax's
     torch.testing.assert_close(first_token_mass(m, idx), torch.full((2, 2), expect), atol=1e-6,
                                rtol=1e-6)
+
+
+def test_softpick_rows_are_read_as_they_are_so_a_head_that_gives_nothing_has_no_sink():
+    from tinygpt.diagnostics import attention_weights
+
+    m = blind(model(kind="softpick", backend="manual"))  # every score 0: every weight 0
+    idx = torch.randint(0, 30, (2, T))
+    _, weights = attention_weights(m, idx)
+    assert all((w == 0).all() for w in weights)
+    assert (first_token_mass(m, idx) == 0).all() and sink_rate(first_token_mass(m, idx)) == 0

@@ -4,7 +4,7 @@ back. Each switch of the lab is one small step on that path.
 
 How it came to be, form by form (the seed's chapter 3): `tinygpt.attention_forms`. The switches,
 what each does and which combinations make sense: `tinygpt.model_config.AttentionConfig`. Lab
-III's additions (sink, output gate, sigmoid and differential attention):
+III's additions (sink, output gate, sigmoid and differential attention, softpick):
 `tinygpt.attention_variants`.
 """
 
@@ -17,7 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tinygpt.attention_variants import DiffLambda, OutputGate, pair_values, sigmoid_bias, with_sink
+from tinygpt.attention_variants import (
+    DiffLambda,
+    OutputGate,
+    pair_values,
+    sigmoid_bias,
+    softpick,
+    with_sink,
+)
 from tinygpt.errors import parse_choice
 from tinygpt.kv_cache import KVCache
 from tinygpt.model_config import (
@@ -203,8 +210,8 @@ class MultiHeadAttention(nn.Module):
 
     def manual(self, q: Tensor, k: Tensor, v: Tensor, past: int,
                heads: slice = slice(None)) -> tuple[Tensor, Tensor]:
-        """Attention step by step, as the book writes it: scores, mask, softmax (or sigmoid),
-        weights times values; returns the weights too."""
+        """Attention step by step, as the book writes it: scores, mask, softmax (or sigmoid, or
+        softpick), weights times values; returns the weights too."""
         s = self.switches
         scores = self.scores(q, k, past, heads)
         seen = self.visible(past, q.shape[2], k.shape[2], q.device)
@@ -216,7 +223,12 @@ class MultiHeadAttention(nn.Module):
         if sink is not None:  # one more column, always visible; dropped after the softmax
             scores = with_sink(scores, sink)
             seen = None if seen is None else F.pad(seen, (0, 1), value=True)
-        weights = torch.sigmoid(scores) if s.kind == Kind.sigmoid else scores.softmax(dim=-1)
+        if s.kind == Kind.sigmoid:
+            weights = torch.sigmoid(scores)
+        elif s.kind == Kind.softpick:
+            weights = softpick(scores)
+        else:
+            weights = scores.softmax(dim=-1)
         if seen is not None and s.mask_impl == MaskImpl.renorm:
             # The future still took part in the softmax, but its weights are zeroed and each row
             # rescaled: exp(s_j)/sum_{j<=t} exp(s_j), the same numbers neg_inf gives, no leak.

@@ -1,17 +1,20 @@
 """What attention lab III adds to the softmax (`MultiHeadAttention` wires them in): a sink logit
 that takes mass and gives no value, a sigmoid gate on each head's output, sigmoid attention's
-bias, and differential attention's lambda with the norm its output goes through."""
+bias, differential attention's lambda with the norm its output goes through, and softpick."""
 
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 # Differential attention's lambda_init. Ye et al. make it depend on the layer's depth; they report
 # a constant 0.8 trains as well (their ablation), and it keeps a block ignorant of its position.
 DIFF_LAMBDA_INIT = 0.8
+# Softpick's eps: it only matters where every score is exactly 0 (0 / 0)
+SOFTPICK_EPS = 1e-6
 
 
 def with_sink(scores: Tensor, logits: Tensor) -> Tensor:
@@ -25,6 +28,17 @@ def sigmoid_bias(context_length: int) -> float:
     """Ramapuram et al.'s -log(n): sigmoid(score - log n) keeps a row's total weight near what
     softmax gives it at the start of training, instead of about n/2."""
     return -math.log(context_length)
+
+
+def softpick(scores: Tensor) -> Tensor:
+    """Zuhri et al.'s rectified softmax along the last axis: relu(e^s - 1) / (sum |e^s - 1| + eps).
+    A key scored at or below 0 gets nothing, so a row can give no key anything and needs no sink;
+    -inf (a hidden key) takes no part. Computed as e^(s - m) - e^(-m) with m = max(row max, 0):
+    the same ratio, and no exponent above 0."""
+    m = scores.amax(dim=-1, keepdim=True).clamp_min(0.0)
+    shifted = torch.exp(scores - m) - torch.exp(-m)
+    mass = torch.where(scores.isneginf(), 0.0, shifted.abs()).sum(dim=-1, keepdim=True)
+    return F.relu(shifted) / (mass + SOFTPICK_EPS * torch.exp(-m))
 
 
 class OutputGate(nn.Module):

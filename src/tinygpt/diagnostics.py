@@ -26,14 +26,14 @@ def attention_weights(model: GPT, idx: Tensor) -> tuple[Tensor, list[Tensor]]:
     """Logits (B, T, vocab) and each layer's weights (B, heads, T, T) on idx, in eval mode, in
     float32 and without gradients, by the manual backend for this call only.
 
-    Where a mass is read from the weights, every kind must read alike: softmax rows are shares
-    as they are (what a sink took is missing from them); sigmoid and differential rows are not,
-    so they come as shares of their total |weight| (a sigmoid head that gives 0.9 to every key
-    spreads its mass evenly, it does not copy from each)."""
+    Where a mass is read from the weights, every kind must read alike: softmax and softpick rows
+    are shares as they are (what a sink took, or softpick withheld, is missing from them); sigmoid
+    and differential rows are not, so they come as shares of their total |weight| (a sigmoid head
+    that gives 0.9 to every key spreads its mass evenly, it does not copy from each)."""
     with (evaluating(model), torch.no_grad(), attention_overrides(model, backend="manual"),
           torch.autocast(idx.device.type, enabled=False)):
         logits, weights = model(idx, return_weights=True)
-    if model.cfg.attention.kind != Kind.softmax:
+    if model.cfg.attention.kind in (Kind.sigmoid, Kind.differential):
         weights = [w.abs() / w.abs().sum(-1, keepdim=True).clamp_min(1e-30) for w in weights]
     return logits, weights
 

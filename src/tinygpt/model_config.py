@@ -73,6 +73,8 @@ class Kind(str, Enum):
     softmax = "softmax"
     sigmoid = "sigmoid"  # sigmoid(score - log n), each weight on its own (Ramapuram et al.)
     differential = "differential"  # softmax1 - lambda softmax2 over head pairs (Ye et al.)
+    # relu(e^s - 1) / sum |e^s - 1|: a row may give every key nothing (Zuhri et al. 2025)
+    softpick = "softpick"
 
 
 class Activation(str, Enum):
@@ -103,7 +105,7 @@ class AttentionConfig:
     softcap: float | None = None  # scores -> softcap * tanh(scores / softcap) (manual backend)
     sink: Sink = Sink.none  # an extra key with a logit and no value: none, zero or learned
     gate: Gate = Gate.none  # a sigmoid gate on each head's output: none, head or elementwise
-    kind: Kind = Kind.softmax  # softmax, sigmoid (manual backend) or differential
+    kind: Kind = Kind.softmax  # softmax, sigmoid, softpick (both manual backend), differential
 
     def __post_init__(self) -> None:
         # Strings (a checkpoint's hparams, a library call) become enums, once, here.
@@ -118,6 +120,7 @@ class AttentionConfig:
         head_dim = d_out // num_heads
         divisors = [n for n in range(1, num_heads + 1) if num_heads % n == 0]
         manual = self.backend == Backend.manual
+        unnormalised = self.kind in (Kind.sigmoid, Kind.softpick)  # rows need not sum to 1
         problems = [
             (self.mask_impl == MaskImpl.renorm and not manual,
              "mask_impl='renorm' needs the manual backend: sdpa cannot renormalise after "
@@ -139,15 +142,15 @@ class AttentionConfig:
              "at all (set scale=true, or scale_type=inv_sqrt_d)"),
             (self.scale_type == ScaleType.fixed and self.scale_value is None,
              "scale_type=fixed needs scale_value (e.g. scale_value=0.12)"),
-            (self.kind == Kind.sigmoid and not manual,
-             "kind=sigmoid needs the manual backend: sdpa computes a softmax (set "
+            (unnormalised and not manual,
+             f"kind={self.kind.value} needs the manual backend: sdpa computes a softmax (set "
              "backend=manual)"),
-            (self.kind == Kind.sigmoid and self.sink != Sink.none,
-             f"sink={self.sink.value} takes a softmax row's mass; sigmoid weights are not a "
-             "share of anything (set sink=none, or kind=softmax)"),
-            (self.kind == Kind.sigmoid and self.mask_impl == MaskImpl.renorm,
-             "mask_impl=renorm renormalises softmax rows; sigmoid rows are not normalised (set "
-             "mask_impl=neg_inf)"),
+            (unnormalised and self.sink != Sink.none,
+             f"sink={self.sink.value} takes a softmax row's mass; {self.kind.value} rows need "
+             "not sum to 1, so nothing has to take it (set sink=none, or kind=softmax)"),
+            (unnormalised and self.mask_impl == MaskImpl.renorm,
+             f"mask_impl=renorm renormalises softmax rows; {self.kind.value} rows are not "
+             "normalised (set mask_impl=neg_inf)"),
             (self.kind == Kind.differential and num_heads % 2,
              f"kind=differential pairs heads: n_heads={num_heads} is odd (pick an even "
              "n_heads)"),
