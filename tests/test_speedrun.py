@@ -10,6 +10,7 @@ from tinygpt.lab.speedrun import (
     Config,
     attempt,
     judge,
+    markers,
     tables,
     write_tables,
 )
@@ -43,6 +44,8 @@ def test_a_record_needs_p_below_001_against_the_record_standing_then():
     text = tables(list(v.values()), "test CPU", 1.777)
     records, negatives = text.split("Tried, not a record:")
     assert "record 1: fast" in records and "record 2: faster" in records
+    again = tables(list(v.values()), "test CPU", 1.777, first_record=1)  # from a standing record
+    assert "record 1: default" in again and "record 3: faster" in again
     assert "| same | `tinygpt-train a=1` | 60.0 ± 1.6 | 55.0 ± 1.6 | 100 | 50.0 | 20.0 |" \
         in negatives
 
@@ -76,6 +79,10 @@ def test_tables_go_between_the_markers_and_the_prose_stays(tmp_path):
     doc.write_text(f"# Speedrun\nintro\n{BEGIN}\nold\n{END}\nafter\n")
     write_tables(doc, "new table")
     assert doc.read_text() == f"# Speedrun\nintro\n{BEGIN}\nnew table\n{END}\nafter\n"
+    begin, end = markers("record 2")
+    doc.write_text(f"{BEGIN}\nold\n{END}\n{begin}\nold 2\n{end}\n")
+    write_tables(doc, "new 2", "record 2")
+    assert doc.read_text() == f"{BEGIN}\nold\n{END}\n{begin}\nnew 2\n{end}\n"
     doc.write_text("no markers")
     with pytest.raises(UsageError, match="block"):
         write_tables(doc, "x")

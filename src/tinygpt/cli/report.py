@@ -9,7 +9,6 @@ import argparse
 from pathlib import Path
 
 from tinygpt.errors import UsageError, usage_errors_exit
-from tinygpt.lab.report import write_report
 
 
 def main() -> None:
@@ -26,6 +25,8 @@ def main() -> None:
         if not args.sweep.is_dir():
             raise UsageError(f"{args.sweep} is not a folder (pass the sweep folder a multirun "
                              "printed)")
+        from tinygpt.lab.report import write_report  # torch and Lightning: after the check
+
         compare = dict((c.split("=", 1) + [None])[:2] for c in args.compare)
         path = write_report(args.sweep, args.out or args.sweep, compare)
     print(path.read_text().split("\n![")[0])

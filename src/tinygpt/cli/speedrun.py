@@ -38,6 +38,10 @@ def main() -> None:
     ap.add_argument("--out", default="docs/speedrun.json", help="every attempt, for --tables")
     ap.add_argument("--doc", help="markdown file whose speedrun-tables block is rewritten")
     ap.add_argument("--tables", metavar="JSON", help="no runs: redraw the tables of a sweep")
+    ap.add_argument("--first-record", type=int, default=0, metavar="K", help="the first "
+                    "--config is record K (default 0; 1 when it is record 1 measured again)")
+    ap.add_argument("--block", default="", help="with --doc: the name in the markers of the "
+                    "block to rewrite (a doc with several sweeps' tables)")
     args = ap.parse_args()
     with usage_errors_exit():
         if args.tables:
@@ -55,9 +59,9 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 attempts = sweep(configs, list(range(1, args.seeds + 1)), target, Path(tmp))
             save(Path(args.out), configs, attempts, machine, target)
-        text = tables(judge(configs, attempts), machine, target)
+        text = tables(judge(configs, attempts), machine, target, args.first_record)
         if args.doc:
-            write_tables(Path(args.doc), text)
+            write_tables(Path(args.doc), text, args.block)
     print(text)
 
 

@@ -139,15 +139,17 @@ def command(c: Config) -> str:
     return "`" + " ".join(("tinygpt-train", *c.overrides)) + "`"
 
 
-def tables(verdicts: list[Verdict], machine: str, target: float) -> str:
-    """Markdown: the records, then the changes that did not beat the record they met."""
+def tables(verdicts: list[Verdict], machine: str, target: float, first_record: int = 0) -> str:
+    """Markdown: the records, then the changes that did not beat the record they met; the first
+    configuration is record `first_record` (1: a sweep that starts from record 1)."""
     head = ("| {} | command | time to target, s (whole process) | training loop, s | steps | "
             "median step, ms | step FLOP/s, % of peak | reached | p vs {} |\n"
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     rows = {True: [], False: []}
     for i, v in enumerate(verdicts):
         p = "" if v.p is None else f"{format_p(v.p)} ({v.against})"
-        name = f"record {sum(1 for w in verdicts[:i] if w.record)}: {v.config.name}" \
+        number = first_record + sum(1 for w in verdicts[:i] if w.record)
+        name = f"record {number}: {v.config.name}" \
             if v.record else v.config.name
         rows[v.record].append(f"| {name} | {command(v.config)} | {v.wall.format(1)} | "
                               f"{v.train.format(1)} | {v.steps.format(0)} | "
@@ -179,10 +181,19 @@ def load(path: Path) -> tuple[list[Config], list[Attempt], str, float]:
 BEGIN, END = "<!-- speedrun tables: begin -->", "<!-- speedrun tables: end -->"
 
 
-def write_tables(doc: Path, text: str) -> None:
-    """Put the tables between the markers of doc (the prose around them stays)."""
-    old = doc.read_text() if doc.exists() else f"{BEGIN}\n{END}\n"
-    if BEGIN not in old or END not in old:
-        raise UsageError(f"{doc} has no '{BEGIN}' ... '{END}' block (add one where the tables go)")
-    before, rest = old.split(BEGIN, 1)
-    doc.write_text(f"{before}{BEGIN}\n{text}\n{END}{rest.split(END, 1)[1]}")
+def markers(block: str = "") -> tuple[str, str]:
+    """The comments around a doc's tables: BEGIN and END, or with the block's name in them."""
+    if not block:
+        return BEGIN, END
+    return tuple(m.replace("tables:", f"tables {block}:") for m in (BEGIN, END))
+
+
+def write_tables(doc: Path, text: str, block: str = "") -> None:
+    """Put the tables between the markers of doc (the prose around them stays); `block` names
+    one of several sweeps' blocks in the same doc."""
+    begin, end = markers(block)
+    old = doc.read_text() if doc.exists() else f"{begin}\n{end}\n"
+    if begin not in old or end not in old:
+        raise UsageError(f"{doc} has no '{begin}' ... '{end}' block (add one where the tables go)")
+    before, rest = old.split(begin, 1)
+    doc.write_text(f"{before}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}")
