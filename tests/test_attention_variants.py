@@ -104,7 +104,7 @@ def test_softpick_is_its_formula_even_where_the_formula_overflows_float32():
     scores = 3 * torch.randn(4, 6, 9, generator=g)
     scores[0, :, 5:] = -torch.inf  # hidden keys take no part
     scores[1, 0] = torch.linspace(-5, -0.1, 9)  # every score below 0: the row gives nothing
-    scores[1, 1] = torch.linspace(-120, -100, 9)  # e^-(-120) would overflow float32
+    scores[1, 1] = torch.linspace(-120, -100, 9)  # scaled by its own max, e^100 would overflow
     scores[2, 0] = torch.tensor([95.0, 90.0, 0.0, -3.0, 60.0, 1.0, -torch.inf, 2.0, 89.0])
     w = softpick(scores)
     assert torch.isinf(torch.exp(scores[2, 0, :1])).all()  # e^95 overflows float32

@@ -36,9 +36,10 @@ def softpick(scores: Tensor) -> Tensor:
     -inf (a hidden key) takes no part. Computed as e^(s - m) - e^(-m) with m = max(row max, 0):
     the same ratio, and no exponent above 0."""
     m = scores.amax(dim=-1, keepdim=True).clamp_min(0.0)
-    shifted = torch.exp(scores - m) - torch.exp(-m)
+    one = torch.exp(-m)  # what 1 becomes once everything is scaled by e^(-m)
+    shifted = torch.exp(scores - m) - one
     mass = torch.where(scores.isneginf(), 0.0, shifted.abs()).sum(dim=-1, keepdim=True)
-    return F.relu(shifted) / (mass + SOFTPICK_EPS * torch.exp(-m))
+    return F.relu(shifted) / (mass + SOFTPICK_EPS * one)
 
 
 class OutputGate(nn.Module):
