@@ -56,15 +56,17 @@ def test_global_batch_must_split_evenly():
         split_batch(7, world_size=2, accumulate=1)
 
 
-def test_fsdp_config_builds_a_block_wrapping_strategy():
-    from hydra.utils import instantiate
-    from lightning.pytorch.strategies import FSDPStrategy
+def test_fsdp_config_names_a_block_wrapping_strategy():
+    # a name Lightning's registry builds, not an object the config builds
+    from lightning.pytorch.strategies import FSDPStrategy, StrategyRegistry
 
     from tinygpt.model import Block
     from tinygpt.training.schema import compose_train
+    from tinygpt.training.train import FSDP_BLOCKS
 
     cfg = compose_train("trainer=fsdp", "trainer.devices=8", "trainer.num_nodes=2")
-    strategy = instantiate(cfg.trainer.strategy)
+    assert cfg.trainer.strategy == FSDP_BLOCKS
+    strategy = StrategyRegistry.get(FSDP_BLOCKS)
     assert isinstance(strategy, FSDPStrategy)
     assert strategy.kwargs["auto_wrap_policy"]._module_classes == {Block}
     assert cfg.trainer.devices == 8 and cfg.trainer.num_nodes == 2

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from tinygpt import metrics
 from tinygpt.lab.run_events import read_events
 from tinygpt.run_dir import EVENTS_GLOB, HYDRA
+from tinygpt.training.resume import read_record, recorded_overrides
 
 TRAIN_TAIL = 5  # train loss in the tables: the mean of the last this-many logged values
 
@@ -22,9 +23,9 @@ class Run:
         self.path = path
         hydra_dir = path / HYDRA
         overrides = hydra_dir / "overrides.yaml"
-        self.overrides = list(OmegaConf.load(overrides)) if overrides.exists() else [path.name]
+        self.overrides = recorded_overrides(path) if overrides.exists() else [path.name]
         config = hydra_dir / "config.yaml"
-        self.config = OmegaConf.load(config) if config.exists() else None
+        self.config = OmegaConf.create(read_record(config)) if config.exists() else None
         events = read_events(path)
         self.scalars, self.sample = events.scalars, events.sample
         self.label = path.name

@@ -137,7 +137,7 @@ def flat_config(cfg: DictConfig) -> dict[str, Any]:
     tree = OmegaConf.to_container(cfg, resolve=True)
     lightning = {f.name: f.default for f in fields(TrainerConfig)}
     tree["trainer"] = {k: v for k, v in tree["trainer"].items()
-                       if k != "_target_" and v != lightning.get(k)}
+                       if v != lightning.get(k)}
 
     def flat(d: dict, prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -14,7 +14,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from tinygpt.training.checks import check_values
-from tinygpt.training.resume import flatten, recorded_settings, refuse_changes, resume_source
+from tinygpt.training.resume import (
+    flatten,
+    recorded_settings,
+    refuse_changes,
+    resume_source,
+    values_only,
+)
 from tinygpt.training.schema import TrainConfig, compose_train
 
 
@@ -38,9 +44,10 @@ def settle(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = (),
     """The run's Settings; a UsageError, saying what to change, for the first thing wrong.
     `resume_from`: the checkpoint, where the caller has found it already (the command line
     does, to take the run's own overrides); else it is found here from ckpt_path and resume."""
+    record = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    values_only(record, "")  # before anything is built from it
     config: TrainConfig = OmegaConf.to_object(cfg)  # Hydra checked keys, types and choices
     check_values(config)
-    record = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     if resume_from is None:
         resume_from = resume_source(config.ckpt_path, config.resume, Path(run_dir))
     if resume_from is not None:

@@ -2,11 +2,16 @@
 Lightning's defaults, so any of them is a `trainer.<name>=...` override and a misspelt one fails
 before Lightning loads. Written out by hand; `tests/test_trainer_config.py` holds it to the
 installed Lightning's signature (names and defaults). `Any`: an argument Lightning takes in
-several types (a string or an object, an int or a float), which Lightning itself checks."""
+several types (a string, a number, a list), which Lightning itself checks.
+
+Values only: the Trainer is built from them as they are (`trainer_arguments`), never through
+Hydra's `instantiate`, so no config names a Python object to build; `trainer.strategy` and
+`trainer.profiler` take Lightning's names (ddp, fsdp_blocks, simple), and an object from Python
+(`tinygpt.training.train.train(..., callbacks=...)`, or a Trainer of your own)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 # Trainer arguments a run supplies itself, as objects: not config values.
@@ -15,7 +20,6 @@ SUPPLIED = ("logger", "callbacks", "plugins", "default_root_dir")
 
 @dataclass
 class TrainerConfig:
-    _target_: str = "lightning.Trainer"
     accelerator: Any = "auto"
     strategy: Any = "auto"
     devices: Any = "auto"
@@ -53,3 +57,8 @@ class TrainerConfig:
     reload_dataloaders_every_n_epochs: int = 0
     enable_autolog_hparams: bool = True
     model_registry: str | None = None
+
+
+def trainer_arguments(t: TrainerConfig) -> dict[str, Any]:
+    """The Trainer's keyword arguments these settings give."""
+    return asdict(t)
