@@ -5,8 +5,10 @@ import contextlib
 import http.server
 import io
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -31,8 +33,28 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 SESSION = "TINYGPT_TEST_SESSION"
 
 
+# The user's own cache folder (their $TINYGPT_CACHE, or ~/.cache/tinygpt), as the suite found it:
+# no test may write there. Every process the tests start (workers, scripts) gets a cache of the
+# session's own instead, and the suite fails if the user's changed anyway.
+USER_CACHE = "TINYGPT_TEST_USER_CACHE"
+
+
+def cache_listing(folder: Path) -> dict[str, tuple[int, int]]:
+    """Each file under folder: its size and modification time."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file()} if folder.is_dir() else {}
+
+
 def pytest_configure(config):
     os.environ.setdefault(SESSION, str(os.getpid()))  # the controller's: its workers inherit it
+    if os.environ.get("PYTEST_XDIST_WORKER") or USER_CACHE in os.environ:
+        return
+    from tinygpt.corpus import cache_path
+
+    user = cache_path()
+    config.user_cache = (user, cache_listing(user))
+    os.environ[USER_CACHE] = str(user)
+    os.environ["TINYGPT_CACHE"] = tempfile.mkdtemp(prefix="tinygpt-test-cache-")
 
 
 # Modules of long tests (ten seconds and more each: processes started, notebooks executed)
@@ -66,8 +88,20 @@ def marked_processes() -> dict[int, str]:
 
 @pytest.hookimpl(trylast=True)  # after pytest-xdist has shut its workers down
 def pytest_sessionfinish(session, exitstatus):
-    """Fail the suite if a process a test started outlives it (a server left running)."""
-    if os.environ.get("PYTEST_XDIST_WORKER") or not Path("/proc").is_dir():
+    """Fail the suite if a process a test started outlives it (a server left running), or if
+    a test wrote into the user's cache folder."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    report = session.config.pluginmanager.get_plugin("terminalreporter")
+    if hasattr(session.config, "user_cache"):
+        user, before = session.config.user_cache
+        changed = sorted(set(cache_listing(user).items()) ^ set(before.items()))
+        shutil.rmtree(os.environ["TINYGPT_CACHE"], ignore_errors=True)
+        if changed:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            report.write_line(f"tests wrote into the user's cache {user}: "
+                              f"{sorted({name for name, _ in changed})}", red=True)
+    if not Path("/proc").is_dir():
         return
     deadline = time.time() + 30  # workers and processes being stopped finish exiting
     while (left := marked_processes()) and time.time() < deadline:
@@ -75,8 +109,8 @@ def pytest_sessionfinish(session, exitstatus):
     if left:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         lines = "\n".join(f"  {pid}: {cmd}" for pid, cmd in left.items())
-        session.config.pluginmanager.get_plugin("terminalreporter").write_line(
-            f"processes started by the tests are still running:\n{lines}", red=True)
+        report.write_line(f"processes started by the tests are still running:\n{lines}",
+                          red=True)
 
 
 # The seconds-long config (configs/experiment/smoke.yaml), quiet.
@@ -106,6 +140,26 @@ def run_script():
             [sys.executable, str(ROOT / "scripts" / script), *args],
             capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT, env=env,
         )
+
+    return run
+
+
+@pytest.fixture
+def train_cli(monkeypatch, capsys):
+    """tinygpt-train in this process, as a user types it (`train_cli(*args)`): its exit code
+    and what it printed to stderr."""
+    import tinygpt.cli.train as cli
+
+    def run(*args: str) -> tuple[int, str]:
+        def exit_now(code=0):
+            raise SystemExit(code)
+
+        monkeypatch.setattr(sys, "argv", ["tinygpt-train", *args])
+        monkeypatch.setattr(cli, "exit_now", exit_now)
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stop:
+            cli.main()
+        return stop.value.code or 0, capsys.readouterr().err
 
     return run
 

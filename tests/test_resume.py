@@ -1,6 +1,7 @@
 """A resume continues the run it is pointed at, with that run's own settings: its own last.ckpt
 (never another run's), its recorded overrides, and only the settings a resume may change."""
 
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -90,8 +91,9 @@ def test_the_cli_resumes_with_the_runs_own_settings_and_refuses_changes(tmp_path
 
 
 @pytest.mark.slow
-def test_a_sigterm_stopped_run_resumes_by_its_printed_command(tmp_path, smoke, popen_train,
-                                                               train_run):
+@pytest.mark.parametrize("signum", [15, 2], ids=["SIGTERM", "SIGINT"])  # a scheduler, Ctrl+C
+def test_a_stopped_run_resumes_by_its_printed_command(tmp_path, smoke, popen_train, train_run,
+                                                      signum):
     # Let Hydra name the folder after the overrides: the printed command must paste back anyway.
     exact = ["model.drop_rate=0.1", "trainer.log_every_n_steps=1", "trainer.max_steps=100",
              "save_every_n_steps=0", "sample.max_new_tokens=4", "seed=9",
@@ -103,10 +105,10 @@ def test_a_sigterm_stopped_run_resumes_by_its_printed_command(tmp_path, smoke, p
     for line in proc.stdout:
         if line.startswith("step ") and int(line.split()[1].split("/")[0]) >= 10:
             break
-    proc.send_signal(15)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + 15, err[-2000:]
-    assert "Traceback" not in err and "stopped by SIGTERM" in err
+    assert proc.returncode == 128 + signum, err[-2000:]
+    assert "Traceback" not in err and f"stopped by {signal.Signals(signum).name}" in err
     command = next(line for line in err.splitlines() if line.startswith("resume with: "))
     command = command.removeprefix("resume with: ")
     assert ":" in command and "seed:9" in command  # the folder is named after its overrides
@@ -118,3 +120,109 @@ def test_a_sigterm_stopped_run_resumes_by_its_printed_command(tmp_path, smoke, p
     assert len(a) == 100 and set(b) == set(a)
     for s in a:  # the stop and the pasted resume repeat the uninterrupted run step for step
         assert b[s] == pytest.approx(a[s], abs=1e-6), s
+
+
+# --- a run folder holds values, never code ---------------------------------------------------
+
+PAYLOAD = "trainer.profiler={_target_:os.makedirs,_args_:[made_by_the_replay]}"
+
+
+@pytest.fixture
+def cli_run(tmp_path, train_cli, smoke, cache_dir, monkeypatch):
+    """A smoke run made by tinygpt-train in this process, in tmp_path (the working folder,
+    where a payload would leave its mark)."""
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    code, err = train_cli(*smoke, "trainer.max_steps=10", f"data.cache_dir={cache_dir}",
+                          f"hydra.run.dir={run}")
+    assert code == 0, err[-2000:]
+    return run
+
+
+def resume(train_cli, run: Path, *more: str) -> tuple[int, str]:
+    return train_cli(f"hydra.run.dir={run}", "resume=true", "trainer.max_steps=12", *more)
+
+
+def one_error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    return lines[0]
+
+
+def test_a_replayed_override_that_names_an_object_is_refused_and_never_runs(cli_run,
+                                                                            train_cli):
+    overrides = cli_run / ".hydra" / "overrides.yaml"
+    overrides.write_text(overrides.read_text() + f"- {PAYLOAD}\n")
+    before = {p.name: p.read_bytes() for p in (cli_run / ".hydra").iterdir()}
+    code, err = resume(train_cli, cli_run)
+    assert code == 2
+    line = one_error(err)
+    assert str(overrides) in line and "trainer.profiler._target_=os.makedirs" in line
+    assert not (cli_run.parent / "made_by_the_replay").exists()  # the payload never ran
+    assert {p.name: p.read_bytes() for p in (cli_run / ".hydra").iterdir()} == before
+
+
+def test_a_replayed_override_of_hydras_own_config_is_refused(cli_run, train_cli):
+    overrides = cli_run / ".hydra" / "overrides.yaml"
+    evil = "hydra.callbacks.run_dir_guard._target_=os.getcwd"
+    overrides.write_text(overrides.read_text() + f"- {evil}\n")
+    code, err = resume(train_cli, cli_run)
+    assert code == 2 and evil in one_error(err) and "Hydra's own config" in err
+
+
+def test_a_recorded_config_that_names_an_object_is_refused(cli_run, train_cli):
+    config = cli_run / ".hydra" / "config.yaml"
+    text = config.read_text().replace("  profiler: null\n", "  profiler:\n    _target_: "
+                                      "os.makedirs\n    _args_:\n    - made_by_the_replay\n")
+    assert "_target_" in text
+    config.write_text(text)
+    code, err = resume(train_cli, cli_run)
+    assert code == 2
+    line = one_error(err)
+    assert str(config) in line and "trainer.profiler._target_=os.makedirs" in line
+    assert not (cli_run.parent / "made_by_the_replay").exists()
+
+
+def test_a_checkpoints_settings_that_name_an_object_are_refused(cli_run, train_cli, tmp_path):
+    import torch
+
+    from tinygpt.checkpoint import RUN_SETTINGS
+
+    moved = tmp_path / "moved.ckpt"  # away from its run folder: its own record is read
+    ckpt = torch.load(cli_run / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt[RUN_SETTINGS]["trainer.profiler._target_"] = "os.makedirs"
+    torch.save(ckpt, moved)
+    code, err = train_cli(f"ckpt_path={moved}", f"hydra.run.dir={tmp_path / 'new'}")
+    assert code == 2
+    line = one_error(err)
+    assert str(moved) in line and "trainer.profiler._target_=os.makedirs" in line
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_command_line_object_is_refused_before_anything_is_written(train_cli, tmp_path,
+                                                                    monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, err = train_cli(PAYLOAD, "trainer.max_steps=2")
+    assert code == 2 and "names a Python object to build" in one_error(err)
+    assert "trainer.profiler=simple" in err  # what to give instead
+    assert not (tmp_path / "made_by_the_replay").exists() and not list(tmp_path.iterdir())
+
+
+def test_a_malformed_record_is_one_line(cli_run, train_cli):
+    (cli_run / ".hydra" / "overrides.yaml").write_text("- seed=1\n  - : [\n")
+    code, err = resume(train_cli, cli_run)
+    assert code == 2 and "cannot read" in one_error(err)
+
+
+def test_resuming_a_default_run_keeps_its_tokenizer(train_cli, tmp_path, cache_dir):
+    # the default config names its tokenizer by an interpolation; the record holds its value, so
+    # a resume compares values (it once compared "${tokenizer_for:...}" with "bpe" and refused)
+    run = tmp_path / "run"
+    common = ["trainer.enable_progress_bar=false", "model.n_layers=1", "model.emb_dim=32",
+              "model.context_length=32", "data.vocab_size=300", "diagnostics_every=0",
+              "sample.max_new_tokens=4", f"data.cache_dir={cache_dir}", f"hydra.run.dir={run}"]
+    code, err = train_cli(*common, "trainer.max_steps=2", "trainer.val_check_interval=2")
+    assert code == 0, err[-2000:]
+    assert "tokenizer: bpe" in (run / ".hydra" / "config.yaml").read_text()
+    code, err = train_cli(f"hydra.run.dir={run}", "resume=true", "trainer.max_steps=3")
+    assert code == 0, err[-2000:]

@@ -1,6 +1,6 @@
-"""A run's settings are composed twice at most (the command line's early composition and Hydra's
-own), each check runs once, no error message is written twice, and the settings reach the
-Trainer through few modules without wandering back and forth."""
+"""A single run's settings are composed once (the command line's composition is the run's; Hydra's
+app is not started), each check runs once, no error message is written twice, and the settings
+reach the Trainer through few modules without wandering back and forth."""
 
 import ast
 import difflib
@@ -23,8 +23,8 @@ CHECKS = {
     "DataConfig.validate": DataConfig.validate, "refuse_changes": resume.refuse_changes,
     "resume_source": resume.resume_source, "split_batch": datamodule.split_batch,
 }
-# Ours (the command line's, before torch loads) and Hydra's for the run (which composes the config
-# once to read hydra.mode, then again for the run it starts: Hydra's own, inside hydra.main).
+# Ours (the command line's, before torch loads) and Hydra's app's (its own, inside hydra.main: a
+# sweep's and a run given Hydra's flags).
 COMPOSITIONS = {schema.compose_train: "ours", Hydra.run: "hydra"}
 SETTINGS_TYPES = ("DictConfig", "Settings", "TrainConfig", "ModelConfig", "DataConfig",
                   "OptimConfig", "TrainerConfig", "SampleConfig")
@@ -71,7 +71,6 @@ def run_cli(monkeypatch, *args: str) -> Trace:
 
     monkeypatch.setattr(sys, "argv", ["tinygpt-train", *args])
     monkeypatch.setattr(cli, "exit_now", exit_now)
-    monkeypatch.setattr(cli, "settled", None)
     sys.setprofile(trace)
     try:
         with pytest.raises(SystemExit) as stop:
@@ -88,18 +87,18 @@ def smoke_args(tmp_path, cache_dir, smoke):
             f"data.cache_dir={cache_dir}", f"hydra.run.dir={tmp_path / 'run'}"]
 
 
-def test_a_run_composes_twice_and_checks_once(monkeypatch, smoke_args):
+def test_a_run_composes_once_and_checks_once(monkeypatch, smoke_args):
     trace = run_cli(monkeypatch, *smoke_args)
-    assert trace.calls["composed by ours"] == 1 and trace.calls["composed by hydra"] == 1
+    assert trace.calls["composed by ours"] == 1 and trace.calls["composed by hydra"] == 0
     assert {name: trace.calls[name] for name in CHECKS} == {
         "settle": 1, "check_values": 1, "DataConfig.validate": 1, "refuse_changes": 0,
         "resume_source": 1, "split_batch": 1}
 
 
-def test_a_resume_composes_twice_and_checks_once(monkeypatch, smoke_args):
+def test_a_resume_composes_once_and_checks_once(monkeypatch, smoke_args):
     run_cli(monkeypatch, *smoke_args)
     trace = run_cli(monkeypatch, *smoke_args, "resume=true", "trainer.max_steps=6")
-    assert trace.calls["composed by ours"] == 1 and trace.calls["composed by hydra"] == 1
+    assert trace.calls["composed by ours"] == 1 and trace.calls["composed by hydra"] == 0
     assert {name: trace.calls[name] for name in CHECKS} == {
         "settle": 1, "check_values": 1, "DataConfig.validate": 1, "refuse_changes": 1,
         "resume_source": 1, "split_batch": 1}

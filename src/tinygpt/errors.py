@@ -19,6 +19,20 @@ class UsageError(ValueError):
     says what is wrong and, in parentheses, how to fix it."""
 
 
+class RunStopped(UsageError):
+    """A run that trained, then stopped on something the user can fix (a NaN loss): its folder,
+    events and checkpoints stay."""
+
+
+class StoppedAtOnce(BaseException):
+    """A second stop signal while a run was stopping: it ends now, past Lightning's handling of
+    errors (a BaseException, as KeyboardInterrupt is; Lightning turns that one into exit 1)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 def unknown_choice(setting: str, valid: Iterable[str]) -> UsageError:
     """The error for `setting` (key=value, as the user wrote it) naming what it may be."""
     return UsageError(f"{setting} is unknown (use one of {', '.join(valid)})")
@@ -27,6 +41,12 @@ def unknown_choice(setting: str, valid: Iterable[str]) -> UsageError:
 def missing_file(what: str, path: object) -> UsageError:
     """The error for a file the user named that is not there."""
     return UsageError(f"{what} {path} does not exist (check the path)")
+
+
+def not_utf8(name: object, error: UnicodeDecodeError, offset: int = 0) -> UsageError:
+    """The error for a text file that is not UTF-8 (`offset`: of the bytes `error` read)."""
+    return UsageError(f"{name} is not UTF-8 text: {error.reason} at byte "
+                      f"{offset + error.start} (convert it, e.g. iconv -t utf-8)")
 
 
 def parse_choice(kind: type[E], value: object, key: str) -> E:

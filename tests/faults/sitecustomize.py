@@ -1,7 +1,8 @@
 """Fault injection for tests that need real processes, loaded only when a test puts this folder
 on PYTHONPATH.
 
-TINYGPT_RAISE_IN_LOAD=1: loading the corpus raises a plain ValueError (a bug, not bad input).
+TINYGPT_RAISE_IN_LOAD=1: loading the corpus raises a plain ValueError (a bug, not bad input);
+TINYGPT_RAISE_IN_LOAD=<text>: only where data.path holds that text (one job of a sweep).
 TINYGPT_NAN_AT_CALL=k [TINYGPT_NAN_ON_RANK=r]: the k-th training loss is NaN (on rank r only).
 TINYGPT_NO_RICH=1: rich cannot be imported (as in an install without the dev tools).
 """
@@ -11,8 +12,12 @@ import os
 if os.environ.get("TINYGPT_RAISE_IN_LOAD"):
     from tinygpt.training.datamodule import TextDataModule
 
+    _real_load, _where = TextDataModule.load, os.environ["TINYGPT_RAISE_IN_LOAD"]
+
     def _broken_load(self):
-        raise ValueError("injected bug")
+        if _where == "1" or _where in str(self.cfg.path):
+            raise ValueError("injected bug")
+        return _real_load(self)
 
     TextDataModule.load = _broken_load
 

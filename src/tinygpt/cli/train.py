@@ -1,81 +1,123 @@
-"""Train a tiny GPT.   tinygpt-train [key=value ...]   (see configs/train.yaml)"""
+"""Train a tiny GPT.   tinygpt-train [key=value ...]   (see configs/train.yaml)
+
+A single run is composed once, checked, and only then given its folder (`precheck`); a sweep
+(`-m`), or a command with Hydra's own flags, runs through Hydra's app, each job checked first."""
 
 from __future__ import annotations
 
-import shutil
 import sys
+import traceback
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from tinygpt.cli.finish import exit_now
-from tinygpt.errors import USAGE_EXIT, UsageError, print_error, usage_errors_exit
-from tinygpt.run_dir import HYDRA, holds_run
+from tinygpt.errors import (
+    USAGE_EXIT,
+    RunStopped,
+    StoppedAtOnce,
+    UsageError,
+    print_error,
+    usage_errors_exit,
+)
+from tinygpt.run_dir import HYDRA, RunFolder
 from tinygpt.training.hydra_callbacks import JobFailed, first_process
-from tinygpt.training.precheck import precheck
+from tinygpt.training.precheck import Run, precheck, task
 from tinygpt.training.quiet import quiet_dependencies
 from tinygpt.training.schema import CONFIG_PATH, register_configs
 from tinygpt.training.settings import Settings, settle
 from tinygpt.training.threads import apply_wait_policy
 
 register_configs()
-# What main() settled from the command line; Hydra then composes the same config for the run (its
-# record in .hydra/ and the run folder) and the run takes these checked settings as they are.
-settled: Settings | None = None
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
-def run(cfg: DictConfig) -> object:
+def start(settings: Settings, run_dir: str | Path, sweep: bool = False) -> object:
+    """Train; torch and Lightning load only now, with the config known to be good (a mistake in
+    it was answered in a fraction of a second instead of after their imports)."""
     quiet_dependencies()
-    apply_wait_policy(cfg.thread_wait, cfg.thread_spin)  # read once, as torch loads: before
-    hc = HydraConfig.get()
-    sweep = hc.mode == RunMode.MULTIRUN
-    try:
-        # a sweep's job settles its own config (main() checked the sweep's base config)
-        settings = settled or settle(cfg, hc.runtime.output_dir, hc.overrides.task)
-        # torch and Lightning load only now, with the config known to be good: a mistake in it
-        # was answered before this, in a fraction of a second instead of after their imports.
-        from tinygpt.training.train import train
+    s = settings.config
+    apply_wait_policy(s.thread_wait, s.thread_spin)  # read once, as torch loads: before
+    from tinygpt.training.train import train
 
-        result = train(settings, hc.runtime.output_dir, sweep=sweep)
+    return train(settings, run_dir, sweep=sweep)
+
+
+def exit_code(result: object) -> int:
+    """0, or 128 + the signal that stopped the run (as a shell reports a signal's end)."""
+    return 0 if result.signal is None else 128 + result.signal
+
+
+def run(r: Run) -> int:
+    """A single run in its folder; its exit code. A run refused before it trained takes back
+    what it added to the folder (`RunFolder`); one that trained and stopped keeps it."""
+    folder = RunFolder(r.run_dir)
+    writes = first_process() and r.config.hydra.output_subdir is not None
+    try:
+        if writes:
+            write_record(folder, r)
+        # Hydra's view of the run, as a run under Hydra's app has it: Lightning's DDP launcher
+        # reads it to start the other ranks in this run's folder.
+        HydraConfig.instance().set_config(r.config)
+        result = start(r.settings, r.run_dir)
     except UsageError as e:
         if first_process():  # every rank of a multi-process run stops with the same error
             print_error(e)
-            if not (cfg.resume or cfg.ckpt_path):
-                forget(Path(hc.runtime.output_dir))
-        if sweep:  # the sweep goes on; SweepStatus exits non-zero once every job ran
-            return JobFailed(str(e))
-        sys.exit(USAGE_EXIT)
-    if result.signal is not None:
-        sys.exit(128 + result.signal)
+            if not isinstance(e, RunStopped):
+                folder.undo()
+        return USAGE_EXIT
+    except StoppedAtOnce as stop:  # a second signal: what it kept is printed already
+        return 128 + stop.signum
+    return exit_code(result)
+
+
+def write_record(folder: RunFolder, r: Run) -> None:
+    """The run's record in `.hydra/` (as Hydra's app writes it): its settings as it runs them,
+    every interpolation resolved; the overrides it was started with; Hydra's own node."""
+    def yaml(node: object) -> bytes:
+        return OmegaConf.to_yaml(node, resolve=True).encode()
+
+    folder.write(f"{HYDRA}/config.yaml", yaml(task(r.config)))
+    folder.write(f"{HYDRA}/hydra.yaml", yaml(OmegaConf.masked_copy(r.config, "hydra")))
+    folder.write(f"{HYDRA}/overrides.yaml", yaml(list(r.settings.overrides)))
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+def hydra_job(cfg: DictConfig) -> object:
+    """One run Hydra's app starts: a job of a sweep, or a run given Hydra's own flags. A refusal
+    or (in a sweep) a crash returns `JobFailed`: the sweep goes on, and Hydra's callbacks take
+    back the job's folder and end with the exit code."""
+    hc = HydraConfig.get()
+    sweep = hc.mode == RunMode.MULTIRUN
+    try:
+        settings = settle(cfg, hc.runtime.output_dir, hc.overrides.task)
+        result = start(settings, hc.runtime.output_dir, sweep=sweep)
+    except UsageError as e:
+        if first_process():
+            print_error(e)
+        return JobFailed(str(e), trained=isinstance(e, RunStopped))
+    except StoppedAtOnce as stop:  # a second signal ends the sweep too
+        sys.exit(128 + stop.signum)
+    except Exception as e:
+        if not sweep:
+            raise
+        traceback.print_exc()  # a bug: its traceback, and the sweep's other jobs still run
+        return JobFailed(f"{type(e).__name__}: {e}", trained=True, crashed=True)
+    if result.signal is not None:  # a stop signal ends the sweep too
+        sys.exit(exit_code(result))
     return result
 
 
-def forget(run_dir: Path) -> None:
-    """A new run refused before it trained leaves no folder: Hydra's record and log of it go,
-    then each folder up to the working directory that is left empty (a run, or anything else
-    found there, stays)."""
-    if holds_run(run_dir):
-        return
-    shutil.rmtree(run_dir / HYDRA, ignore_errors=True)
-    for log in run_dir.glob("*.log"):
-        log.unlink()
-    here = Path.cwd().resolve()
-    folder = run_dir.resolve()
-    while folder != here and folder.is_relative_to(here) and not any(folder.iterdir()):
-        folder.rmdir()
-        folder = folder.parent
-
-
 def main() -> None:
-    global settled
     with usage_errors_exit():
-        sys.argv[1:], settled = precheck(sys.argv[1:])
+        args, single = precheck(sys.argv[1:])
+    if single is not None:
+        exit_now(run(single))
+    sys.argv[1:] = args
     try:
-        run()
+        hydra_job()
     except SystemExit as stop:  # Hydra's and ours: the same code, the same quick exit
         exit_now(stop.code)
     exit_now(0)

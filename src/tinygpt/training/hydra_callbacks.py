@@ -1,18 +1,21 @@
-"""Hydra callbacks (configs/train.yaml lists them): never clobber a run directory, and let a
-sweep finish every job when one fails."""
+"""Hydra callbacks for the runs Hydra's app starts (sweeps; configs/train.yaml lists them): never
+clobber a run directory, take back the folder of a job that was refused, and let a sweep finish
+every job when one fails, then exit with what went wrong."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from tinygpt.errors import exit_usage
-from tinygpt.run_dir import folder_name, holds_run
+from tinygpt.errors import USAGE_EXIT, UsageError, exit_usage, print_error
+from tinygpt.run_dir import HYDRA, RunFolder, folder_name, holds_run
 
 
 def first_process() -> bool:
@@ -21,35 +24,72 @@ def first_process() -> bool:
     return all(int(os.environ.get(k, 0)) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
 
 
-class RunDirGuard(Callback):
-    """Refuses to start a new run in a directory that holds another one (never clobber).
+@dataclass
+class JobFailed:
+    """What a job returns when it ended with an `error:` line (already printed), or in a sweep
+    with a bug's traceback (`crashed`). `trained`: it got as far as training, so its folder
+    stays."""
 
-    Hydra calls this before it writes anything into the run directory; resuming
-    (`ckpt_path=...` or `resume=true`) is allowed to continue a run in place.
-    """
+    message: str
+    trained: bool = False
+    crashed: bool = False
+
+
+def failure(job_return: JobReturn) -> JobFailed | None:
+    """What a job that ended with `JobFailed` returned; None for any other end."""
+    if job_return.status == JobStatus.COMPLETED and isinstance(job_return.return_value,
+                                                               JobFailed):
+        return job_return.return_value
+    return None
+
+
+class RunDirGuard(Callback):
+    """Refuses to start a new run in a directory that holds another one (never clobber), and
+    takes back what a refused job made: a run's folder (`RunFolder`, taken before Hydra makes
+    it), or a sweep job's folder where the sweep's folder did not hold it before.
+
+    Resuming (`ckpt_path=...` or `resume=true`) is allowed to continue a run in place."""
+
+    def __init__(self) -> None:
+        self.run: RunFolder | None = None
+        self.sweep_had: set[str] | None = None
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check([Path(config.hydra.run.dir)], config)
+        self.run = RunFolder(config.hydra.run.dir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = Path(config.hydra.sweep.dir)
         self._check([sweep, *(p for p in sweep.glob("*") if p.is_dir())], config)
+        self.sweep_had = set(os.listdir(sweep)) if sweep.is_dir() else set()
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        failed = failure(job_return)
+        if failed is None or failed.trained or not first_process():
+            return
+        if self.run is not None:
+            self.run.undo()
+        elif self.sweep_had is not None:
+            job = Path(config.hydra.runtime.output_dir)
+            if job.name not in self.sweep_had:
+                shutil.rmtree(job, ignore_errors=True)
 
     @staticmethod
     def _check(dirs: list[Path], config: DictConfig) -> None:
         if config.get("resume") or config.get("ckpt_path") or not first_process():
             return
         for d in dirs:
-            if holds_run(d):
-                exit_usage(f"{d} already holds a training run (resume it with resume=true, "
-                           "or leave hydra.run.dir / hydra.sweep.dir to pick a new directory)")
+            try:
+                refuse_to_clobber(d)
+            except UsageError as e:
+                exit_usage(e)
 
 
-@dataclass
-class JobFailed:
-    """What a sweep job returns when it ended with an `error:` line (already printed)."""
-
-    message: str
+def refuse_to_clobber(run_dir: Path) -> None:
+    """A new run never starts in a folder that holds another run or another run's record."""
+    if holds_run(run_dir) or (run_dir / HYDRA).exists():
+        raise UsageError(f"{run_dir} already holds a training run (resume it with resume=true, "
+                         "or leave hydra.run.dir / hydra.sweep.dir to pick a new directory)")
 
 
 def sweep_keys(config: DictConfig) -> frozenset[str]:
@@ -61,10 +101,13 @@ def sweep_keys(config: DictConfig) -> frozenset[str]:
 
 class SweepStatus(Callback):
     """Lets a sweep run every job even when one fails (the job returns `JobFailed`), then exits
-    non-zero with a count, so one diverging configuration does not cost the rest."""
+    non-zero with a count (2 where every failure was bad input, 1 where a job crashed), so one
+    diverging configuration does not cost the rest. A run Hydra's app starts alone exits 2 when
+    it was refused."""
 
     def __init__(self) -> None:
         self.failed: list[str] = []
+        self.crashed = False
         self.jobs = 0
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -73,13 +116,21 @@ class SweepStatus(Callback):
         OmegaConf.register_new_resolver(
             "folder_name", lambda text: folder_name(text, varying), replace=True)
 
-    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         self.jobs += 1
-        if job_return.status.name == "COMPLETED" and isinstance(job_return.return_value,
-                                                                  JobFailed):
-            self.failed.append(Path(config.hydra.runtime.output_dir).name)
+        value = failure(job_return)
+        if value is not None:
+            name = Path(config.hydra.runtime.output_dir).name
+            self.failed.append(f"{name} (crashed: {value.message})" if value.crashed else name)
+            self.crashed |= value.crashed
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.failed:
+            raise SystemExit(USAGE_EXIT)  # its error line is above
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if self.failed:
-            exit_usage(f"{len(self.failed)} of {self.jobs} jobs failed: "
-                       f"{'; '.join(self.failed)} (their error lines are above)")
+        if not self.failed:
+            return
+        print_error(f"{len(self.failed)} of {self.jobs} jobs failed: {'; '.join(self.failed)} "
+                    "(their error lines or tracebacks are above)")
+        raise SystemExit(1 if self.crashed else USAGE_EXIT)

@@ -1,13 +1,15 @@
-"""What `tinygpt-train` does before Hydra starts a run: compose the config the command line names
-(once) and settle it (`settings.settle`), so a mistake is one `error:` line before a run folder,
-an event file or a cache entry exists, and before torch or Lightning load. A resume puts the
-run's own recorded overrides first and the command's after them."""
+"""What `tinygpt-train` makes of its command line before anything is written: the config composed
+once and settled (`settings.settle`) for a single run; for a sweep, every job's config settled
+before Hydra launches the first. A mistake in any of them is one `error:` line, before a run
+folder, an event file or a cache entry exists, and before torch or Lightning load. A resume puts
+the run's own recorded overrides first and the command's after them."""
 
 from __future__ import annotations
 
 import copy
 import difflib
-from dataclasses import fields, is_dataclass
+import itertools
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -20,6 +22,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 from tinygpt.configs import CONFIG_DIR
 from tinygpt.errors import UsageError, unknown_choice
 from tinygpt.training.commands import command, entry_point, override
+from tinygpt.training.hydra_callbacks import first_process, refuse_to_clobber
 from tinygpt.training.resume import (
     LATEST,
     merged_overrides,
@@ -30,14 +33,32 @@ from tinygpt.training.resume import (
 from tinygpt.training.schema import TrainConfig, compose_train
 from tinygpt.training.settings import Settings, settle
 
+MULTIRUN = ("-m", "--multirun")  # Hydra's flag for a sweep
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
-def precheck(args: list[str]) -> tuple[list[str], Settings | None]:
-    """The overrides Hydra should run with, and their Settings; a UsageError for any mistake.
-    No Settings where Hydra runs a sweep (its jobs settle their own configs, the base config
-    checked here first) or is given its own flags (--help, --cfg, -m: Hydra answers those)."""
-    if any(a.startswith("-") for a in args):
+
+@dataclass(frozen=True)
+class Run:
+    """One run, settled: its settings, its folder, and the config composed with Hydra's node
+    (what the run's record holds, and what Hydra's helpers read while it runs)."""
+
+    settings: Settings
+    run_dir: Path
+    config: DictConfig
+
+
+def precheck(args: list[str]) -> tuple[list[str], Run | None]:
+    """The command line to run and, for a single run, the Run it makes; a UsageError for any
+    mistake. No Run where Hydra's app takes over: a sweep (every job's config checked here
+    first) or Hydra's own flags (--help, --cfg, -cd: Hydra answers those)."""
+    if "--experimental-rerun" in args:
+        raise UsageError("--experimental-rerun unpickles a file, which can run any code (resume "
+                         "a run with resume=true hydra.run.dir=<its folder>)")
+    flags = [a for a in args if a.startswith("-")]
+    if any(f not in MULTIRUN for f in flags):
         return args, None
-    parsed = parse(args)
+    overrides = [a for a in args if a not in MULTIRUN]
+    parsed = parse(overrides)
     given = {o.key_or_group: o.value() for o in parsed}
     source = None
     if given.get("resume") is True or given.get("ckpt_path") is not None:
@@ -46,19 +67,62 @@ def precheck(args: list[str]) -> tuple[list[str], Settings | None]:
                                Path(run_dir) if run_dir else None)
         run = recorded_run(source)
         if run is not None:  # a resume takes the run's own settings; the command may change a few
-            args = merged_overrides(recorded_overrides(run), args)
-        if given.get("ckpt_path") == LATEST:  # the file it found, named in Hydra's record
-            args = [a for a in args if not a.startswith("ckpt_path=")] + [
+            overrides = merged_overrides(recorded_overrides(run), overrides)
+        if given.get("ckpt_path") == LATEST:  # the file it found, named in the run's record
+            overrides = [a for a in overrides if not a.startswith("ckpt_path=")] + [
                 override("ckpt_path", source)]
-    sweeps = [o for o in parsed if o.is_sweep_override()]
-    cfg = compose([a for a in args if a not in {o.input_line for o in sweeps}], parsed)
-    if sweeps and cfg.hydra.mode != RunMode.MULTIRUN:
-        words = " ".join(o.input_line for o in sweeps)
-        again = command([*entry_point("train"), "-m", *args])
-        raise UsageError(f"{words} gives several values: a sweep (add -m to run one job per "
-                         f"value: {again})")
-    settings = settle(task(cfg), cfg.hydra.run.dir, args, resume_from=source)
-    return args, None if cfg.hydra.mode == RunMode.MULTIRUN else settings
+        parsed = parse(overrides)
+    sweeps = {o.input_line for o in parsed if o.is_sweep_override()}
+    cfg = compose([a for a in overrides if a not in sweeps], parsed)
+    if flags or cfg.hydra.mode == RunMode.MULTIRUN:
+        check_sweep(cfg, overrides)
+        return [*flags, *overrides], None
+    if sweeps:
+        again = command([*entry_point("train"), "-m", *overrides])
+        raise UsageError(f"{' '.join(sorted(sweeps))} gives several values: a sweep (add -m to "
+                         f"run one job per value: {again})")
+    run_dir = Path(cfg.hydra.run.dir)  # the time in its name is read once, here
+    with read_write(cfg), open_dict(cfg):
+        cfg.hydra.run.dir = str(run_dir)
+        cfg.hydra.runtime.output_dir = str(run_dir.absolute())
+    # what the run's record keeps of its command line: its own settings, not Hydra's (as Hydra's
+    # app records them)
+    settings = settle(task(cfg), run_dir, list(cfg.hydra.overrides.task), resume_from=source)
+    if settings.resume_from is None and first_process():
+        refuse_to_clobber(run_dir)
+    return overrides, Run(settings, run_dir, cfg)
+
+
+def check_sweep(cfg: DictConfig, overrides: list[str]) -> None:
+    """Settle the config of every job of the sweep `overrides` make (with the sweeper's own
+    `hydra.sweeper.params`), before the first job starts; a UsageError naming the job."""
+    if cfg.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
+        return  # another sweeper draws its jobs as it goes: each checks its own
+    params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.params or {}).items()]
+    jobs = sweep_jobs(parse([*params, *overrides]))
+    for i, job in enumerate(jobs, 1):
+        try:
+            job_cfg = compose(job, parse(job))
+            settle(task(job_cfg), Path(job_cfg.hydra.sweep.dir) / job_cfg.hydra.sweep.subdir,
+                   job)
+        except UsageError as e:
+            raise UsageError(f"job {i} of {len(jobs)} ({' '.join(job)}): {e}") from None
+
+
+def sweep_jobs(parsed: list[Override]) -> list[list[str]]:
+    """Each job's overrides, as Hydra's basic sweeper lists them: every combination of the swept
+    keys' values, in the order the keys were given (a key given again takes its place)."""
+    values: dict[str, list[str]] = {}
+    for o in parsed:
+        key = o.get_key_element()
+        if not o.is_sweep_override():
+            values[key] = [f"{key}={o.get_value_element_as_str()}"]
+        elif o.is_discrete_sweep():
+            values[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+        else:
+            raise UsageError(f"{o.input_line}: the basic sweeper takes lists of values, not a "
+                             "range or an interval (give key=a,b,c)")
+    return [list(job) for job in itertools.product(*values.values())]
 
 
 def task(cfg: DictConfig) -> DictConfig:

@@ -35,7 +35,10 @@ def quiet_dependencies() -> None:
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_DROP_CHATTER)
     # Lightning's lines through one plain handler of their own: passed on to Hydra's as well,
-    # each came out twice (once under Hydra's date-and-name prefix).
+    # each came out twice (once under Hydra's date-and-name prefix). After Lightning loads,
+    # which gives its logger a handler of its own where the root logger has none.
+    import lightning.pytorch  # noqa: F401
+
     for name in ("lightning.pytorch", "lightning.fabric"):
         logger = logging.getLogger(name)
         logger.handlers, logger.propagate = [_PLAIN], False

@@ -16,18 +16,18 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.strategies import FSDPStrategy, StrategyRegistry
 from lightning.pytorch.utilities import rank_zero_only
 
 from tinygpt import metrics
 from tinygpt.atomic import atomic_write
+from tinygpt.checkpoint import read_checkpoint
 from tinygpt.data import TokenSplit
-from tinygpt.errors import UsageError
+from tinygpt.errors import RunStopped, StoppedAtOnce, UsageError
 from tinygpt.hf import load_hf_gpt2
-from tinygpt.model import GPTConfig
+from tinygpt.model import Block, GPTConfig
 from tinygpt.run_dir import RESULT
 from tinygpt.tokenizer import tokenizer_state
 from tinygpt.training.callbacks import (
@@ -56,6 +56,15 @@ from tinygpt.training.settings import Settings
 from tinygpt.training.tensorboard_layout import RunLogger, hyperparameters, write_hparams
 from tinygpt.training.threads import describe as describe_threads
 from tinygpt.training.throughput import Throughput, TrainClock
+from tinygpt.training.trainer_config import trainer_arguments
+
+# trainer=fsdp's strategy, by a name Lightning looks up (a config names no object to build): one
+# FSDP unit per transformer block; checkpoints gathered whole, so they load on any device count.
+FSDP_BLOCKS = "fsdp_blocks"
+if FSDP_BLOCKS not in StrategyRegistry:
+    StrategyRegistry.register(FSDP_BLOCKS, FSDPStrategy, "FSDP, one unit per transformer block",
+                              auto_wrap_policy={Block}, sharding_strategy="FULL_SHARD",
+                              state_dict_type="full")
 
 
 @dataclass(frozen=True)
@@ -132,14 +141,19 @@ def train(settings: Settings, run_dir: str | Path, sweep: bool = False,
     rank_zero_print(f"precision {precision.precision} ({precision.reason}); "
                     f"{describe_threads(torch.get_num_threads())}")
     write_hparams(trainer.logger, hyperparameters(settings, precision.precision))
-    trainer.fit(module, datamodule=dm, ckpt_path=settings.resume_from, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=settings.resume_from, weights_only=True)
+    except StoppedAtOnce as stop:
+        stopped_at_once(stop.signum, made.final.path, run_dir)
+        raise
     if module.nonfinite_step is not None:
         kept = f"; the last good checkpoint is {made.final.path}" if made.final.path.exists() \
             else ""
-        raise UsageError(f"the loss became NaN or inf at step {module.nonfinite_step}{kept} "
+        raise RunStopped(f"the {module.nonfinite_what} became NaN or inf at step "
+                         f"{module.nonfinite_step}{kept} "
                          "(lower optim.lr, or set on_nonfinite=skip to drop such batches)")
     if trainer.interrupted:
-        raise UsageError("training was interrupted (resume it with resume=true)")
+        raise RunStopped("training was interrupted (resume it with resume=true)")
     result = outcome(trainer, made, s, run_dir, precision, data, module)
     if trainer.is_global_zero:
         result.write(run_dir / RESULT)
@@ -168,15 +182,13 @@ def build_trainer(settings: Settings, run_dir: Path, precision: PrecisionChoice,
         callbacks.append(EarlyStopping(monitor=metrics.VAL_BPB, mode="min", patience=2**31,
                                        stopping_threshold=s.target_bpb, check_finite=False))
     try:
-        trainer = instantiate(s.trainer, precision=precision.precision,
-                              logger=RunLogger(str(run_dir)),  # events straight into run_dir
-                              callbacks=callbacks, default_root_dir=str(run_dir),
-                              plugins=[AtomicCheckpointIO()])
-    except InstantiationException as e:
-        cause = e.__cause__ or e
-        if not isinstance(cause, ValueError | TypeError | MisconfigurationException):
-            raise
-        said = " ".join(str(cause).split())
+        trainer = L.Trainer(**trainer_arguments(s.trainer) | {
+            "precision": precision.precision,
+            "logger": RunLogger(str(run_dir)),  # events straight into run_dir
+            "callbacks": callbacks, "default_root_dir": str(run_dir),
+            "plugins": [AtomicCheckpointIO()]})
+    except (ValueError, TypeError, MisconfigurationException) as e:
+        said = " ".join(str(e).split())
         raise UsageError(f"Lightning cannot build the Trainer from the trainer.* settings: "
                          f"{said} (change the trainer.* setting it names)") from None
     return trainer, made
@@ -241,8 +253,22 @@ def summary(r: TrainResult, data: TokenSplit, gpt_cfg: GPTConfig, precision: Pre
     ]
     print("\n" + "\n".join(line for line in lines if line))
     if r.signal is not None:
-        resume = command([*entry_point("train"), override("hydra.run.dir", run),
-                          "resume=true"])
         print(f"stopped by {signal.Signals(r.signal).name} after step {r.steps}; saved "
-              f"{r.last_checkpoint}\nresume with: {resume}", file=sys.stderr)
+              f"{r.last_checkpoint}\nresume with: {resume_command(r.run_dir)}", file=sys.stderr)
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command that continues the run in run_dir where its last checkpoint left it."""
+    return command([*entry_point("train"), override("hydra.run.dir", as_typed(run_dir)),
+                    "resume=true"])
+
+
+@rank_zero_only
+def stopped_at_once(signum: int, last: Path, run_dir: Path) -> None:
+    """What a run stopped by a second signal says: what it kept, and how to go on."""
+    kept = "no checkpoint was written yet"
+    if last.exists():
+        kept = f"the last checkpoint, {last}, is from step {read_checkpoint(last)['global_step']}"
+    print(f"stopped at once by a second {signal.Signals(signum).name}; {kept}\nresume with: "
+          f"{resume_command(run_dir)}", file=sys.stderr, flush=True)
 
