@@ -174,6 +174,8 @@ CLI_CASES = {
     "unknown option": (["model.attention.mask_impl=renrom"], "expected one of [neg_inf, renorm]"),
     "resume without a run": (["resume=true"], "no last.ckpt to resume"),
     "unknown sink": (["model.attention.sink=sinkhole"], "expected one of [none, zero, learned]"),
+    "a pickle to rerun": (["--experimental-rerun", "config.pickle"], "unpickles a file"),
+    "a sweep without -m": (["seed=1,2"], "add -m to run one job per value"),
 }
 
 
@@ -223,3 +225,148 @@ def test_a_prompt_the_tokenizer_cannot_read_falls_back_to_the_corpus(tmp_path, t
     assert "sample.prompt='The for statement' cannot be read" in printed
     assert "character 'T' is not in the vocabulary" in printed
     assert result.steps == 4  # it trained, instead of stopping after training
+
+
+# --- a refused run takes back only what it made ----------------------------------------------
+
+def files_in(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_refused_run_leaves_every_file_that_was_in_its_folder(tmp_path, train_cli, smoke):
+    mine = tmp_path / "mine"  # the user's own folder, named as the run's
+    (mine / "data").mkdir(parents=True)
+    (mine / "notes.log").write_text("my notes")
+    (mine / "data" / "keep.txt").write_text("mine too")
+    before = files_in(mine)
+    short = tmp_path / "short.txt"
+    short.write_text("a short text. " * 5)
+    cache = tmp_path / "cache"
+    code, err = train_cli(*smoke, "data=text", f"data.path={short}", f"data.cache_dir={cache}",
+                          f"hydra.run.dir={mine}")
+    assert code == 2 and "too short" in err
+    assert files_in(mine) == before  # not one file more or less; .hydra/ taken back
+    assert sorted(p.name for p in mine.iterdir()) == ["data", "notes.log"]
+    assert not [p for p in cache.rglob("*") if p.is_file()]  # nothing cached either
+
+
+def test_a_refused_run_removes_the_folders_it_made_and_no_other(tmp_path, train_cli, smoke,
+                                                               monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs" / "other").mkdir(parents=True)  # was there: stays
+    short = tmp_path / "short.txt"
+    short.write_text("a short text. " * 5)
+    code, err = train_cli(*smoke, "data=text", f"data.path={short}",
+                          f"data.cache_dir={tmp_path / 'cache'}", "hydra.run.dir=outputs/a/b/c")
+    assert code == 2 and "too short" in err
+    assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == ["other"]
+
+
+def test_a_resume_refused_inside_the_run_restores_its_record(tmp_path, train_cli, smoke,
+                                                            cache_dir):
+    text = tmp_path / "text.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 60)
+    run = tmp_path / "run"
+    code, err = train_cli(*smoke, "data=text", f"data.path={text}", "trainer.max_steps=4",
+                          f"data.cache_dir={cache_dir}", f"hydra.run.dir={run}")
+    assert code == 0, err[-2000:]
+    before = files_in(run)
+    text.write_text("The Quick Brown Fox! " * 200)  # another alphabet: another tokenizer
+    code, err = train_cli(f"hydra.run.dir={run}", "resume=true", "trainer.max_steps=8")
+    assert code == 2 and "is for another model: vocab_size=" in err  # found inside the run
+    assert files_in(run) == before  # the record as it was; no event file added
+
+
+# --- every bad input: one line, exit 2, nothing written --------------------------------------
+
+def test_an_unreadable_corpus_is_one_line(tmp_path, train_run, monkeypatch):
+    import builtins
+
+    text = tmp_path / "locked.txt"
+    text.write_text("some text " * 100)
+    real = builtins.open
+
+    def no_read(path, *a, **k):  # what a file without read permission gives (root reads all)
+        if str(path) == str(text):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", no_read)
+    with pytest.raises(UsageError) as e:
+        train_run("data=text", f"data.path={text}")
+    assert_says_how_to_fix(e, f"cannot read {text}: Permission denied")
+
+
+@pytest.mark.parametrize("how", ["data.cache_dir", "TINYGPT_CACHE"])
+def test_a_cache_folder_that_is_a_file_is_refused_up_front(tmp_path, run_script, how):
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file, not a folder")
+    args, env = ([f"data.cache_dir={blocker / 'sub'}"], {}) if how == "data.cache_dir" else (
+        [], {"TINYGPT_CACHE": str(blocker)})
+    p = run_script("train.py", "experiment=smoke", *args, cwd=tmp_path, env=env)
+    line = assert_one_error_line(p, "is a file")
+    assert f"set {how} to a folder" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # no run folder either
+
+
+def test_a_cache_folder_one_may_not_write_is_refused(tmp_path, train_run, monkeypatch):
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(locked) else
+                        real(p, mode))  # what a read-only folder answers (root writes all)
+    with pytest.raises(UsageError) as e:
+        train_run(f"data.cache_dir={locked}")
+    assert_says_how_to_fix(e, f"cannot write the cache folder {locked}")
+
+
+def test_a_checkpoint_path_that_is_a_folder_says_what_to_give(smoke_run, train_run):
+    with pytest.raises(UsageError) as e:
+        train_run(f"ckpt_path={smoke_run}")
+    assert_says_how_to_fix(e, "is a folder")
+    assert f"ckpt_path={smoke_run / 'checkpoints' / 'last.ckpt'}" in str(e.value)
+
+
+def test_a_checkpoint_without_a_tokenizer_is_not_ours(smoke_run, tmp_path):
+    ckpt = torch.load(smoke_run / "checkpoints" / "last.ckpt", weights_only=False)
+    del ckpt["hyper_parameters"]["tokenizer"]
+    bare = tmp_path / "bare.ckpt"
+    torch.save(ckpt, bare)
+    with pytest.raises(UsageError) as e:
+        complete(str(bare), "The", 5)
+    assert_says_how_to_fix(e, "does not hold a tinygpt model: no tokenizer")
+
+
+@pytest.mark.parametrize("device,needle", [("cuda:7", "has no such device"),
+                                           ("toaster", "is not a device")])
+def test_generate_checks_its_device(smoke_run, device, needle):
+    with pytest.raises(UsageError) as e:
+        complete(str(smoke_run), "The", 5, device=device)
+    assert_says_how_to_fix(e, needle)
+
+
+def test_report_out_that_is_a_file_and_a_malformed_record(tmp_path, run_script, smoke_run):
+    out = tmp_path / "out"
+    out.write_text("a file")
+    p = run_script("report.py", str(smoke_run), "--out", str(out))
+    assert_one_error_line(p, "is a file")
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(smoke_run, copy)
+    (copy / ".hydra").mkdir(exist_ok=True)
+    (copy / ".hydra" / "overrides.yaml").write_text("- a: [\n")
+    p = run_script("report.py", str(copy), "--out", str(tmp_path / "report"))
+    assert_one_error_line(p, "cannot read")
+    assert not (tmp_path / "report").exists()
+
+
+def test_heads_text_that_is_not_utf8(tmp_path, run_script, smoke_run):
+    text = tmp_path / "latin1.txt"
+    text.write_bytes(LATIN1 * 10)
+    p = run_script("heads.py", str(smoke_run), "--text", str(text), "--out",
+                   str(tmp_path / "heads"))
+    assert_one_error_line(p, "is not UTF-8 text")
+    assert not (tmp_path / "heads").exists()

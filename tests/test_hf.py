@@ -172,3 +172,74 @@ def test_export_refuses_attention_gpt2_has_not(tmp_path, kw, needle):
     save_hf_gpt2(GPT(GPTConfig(vocab_size=100, context_length=8, emb_dim=16, n_heads=2,
                                n_layers=1, attention=AttentionConfig(n_kv_heads=2))),
                  tmp_path / "ok")
+
+
+# --- a folder that cannot be read: one line, and no pickled code run -------------------------
+
+class Payload:
+    def __reduce__(self):
+        import os
+
+        return (os.makedirs, ("made_by_the_pickle",))
+
+
+def test_a_pickled_bin_that_builds_an_object_is_refused_and_never_runs(tmp_path, monkeypatch):
+    import pickle
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    (folder / "config.json").write_text((HF / "tied" / "config.json").read_text())
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"h.0.attn.bias": Payload()}))
+    with pytest.raises(UsageError, match="as weights alone") as e:
+        load_hf_gpt2(folder)
+    assert str(e.value).endswith(")") and "\n" not in str(e.value)
+    assert not (tmp_path / "made_by_the_pickle").exists()
+
+
+@pytest.mark.parametrize("case", ["not json", "missing keys", "corrupt safetensors"])
+def test_a_gpt2_folder_that_cannot_be_read_is_one_line(tmp_path, case):
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    config = (HF / "tied" / "config.json").read_text()
+    weights = (HF / "tied" / "model.safetensors").read_bytes()
+    if case == "not json":
+        config = config[: len(config) // 2]
+    elif case == "missing keys":
+        config = json.dumps({k: v for k, v in json.loads(config).items() if k != "n_embd"})
+    else:
+        weights = weights[: len(weights) // 3]
+    (folder / "config.json").write_text(config)
+    (folder / "model.safetensors").write_bytes(weights)
+    with pytest.raises(UsageError) as e:
+        load_hf_gpt2(folder)
+    needle = {"not json": "cannot read", "missing keys": "lacks GPT-2's n_embd",
+              "corrupt safetensors": "cannot read"}[case]
+    assert needle in str(e.value) and str(e.value).endswith(")"), str(e.value)
+
+
+def test_export_to_a_file_is_refused_and_a_failed_write_leaves_no_folder(tmp_path, monkeypatch,
+                                                                        smoke_run):
+    from tinygpt.checkpoint import export_hf
+
+    a_file = tmp_path / "model"
+    a_file.write_text("mine")
+    with pytest.raises(UsageError, match="is a file"):
+        export_hf(smoke_run, a_file)
+    assert a_file.read_text() == "mine"
+    model = GPT(GPTConfig(vocab_size=100, context_length=8, emb_dim=16, n_heads=2, n_layers=1))
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("safetensors.torch.save_file", broken)
+    with pytest.raises(OSError):
+        save_hf_gpt2(model, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no folder, no temporary
+
+
+def test_export_into_a_folder_keeps_what_else_it_holds(tmp_path):
+    (tmp_path / "README.md").write_text("mine")
+    gpt2_dir(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "config.json",
+                                                          "model.safetensors"]

@@ -63,8 +63,10 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> tuple[GPT, T
         model.load_state_dict(state)
     except RuntimeError as e:
         raise not_ours(path, str(e).splitlines()[0]) from None
-    tokenizer = tokenizer_from_state(ckpt["hyper_parameters"]["tokenizer"])
-    return model.to(map_location).eval(), tokenizer
+    state = ckpt["hyper_parameters"].get("tokenizer")
+    if not isinstance(state, dict) or "name" not in state:
+        raise not_ours(path, "no tokenizer")
+    return model.to(map_location).eval(), tokenizer_from_state(state)
 
 
 def load_model(path: str | Path, map_location: Any = "cpu") -> tuple[GPT, Tokenizer]:
@@ -84,12 +86,14 @@ def load_model(path: str | Path, map_location: Any = "cpu") -> tuple[GPT, Tokeni
 def export_hf(ckpt: str | Path, out: str | Path, overwrite: bool = False) -> Path:
     """A training checkpoint written as a Hugging Face GPT-2 directory; UsageError for what
     GPT-2 cannot hold (another tokenizer, attention it cannot express) or a full `out`."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"out={out} is a file (give a folder to write the model into)")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UsageError(f"{out} is not empty (choose another out=, or set overwrite=true)")
     model, tok = load_model(ckpt)
     if tok.name != "gpt2":
         raise UsageError(f"the checkpoint uses the {tok.name} tokenizer; Hugging Face GPT-2 "
                          "needs GPT-2's (train with data.tokenizer=gpt2)")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UsageError(f"{out} is not empty (choose another out=, or set overwrite=true)")
     save_hf_gpt2(model, out)
     return out

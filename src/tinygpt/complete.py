@@ -20,8 +20,7 @@ def complete(ckpt: str, prompt: str, max_new_tokens: int, temperature: float = 1
     check_sampling(temperature, top_k, top_p)
     if max_new_tokens < 1:
         raise UsageError(f"max_new_tokens={max_new_tokens} is too small (set 1 or more)")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = pick_device(device)
     model, tok = load_model(ckpt, map_location=device)
     ids = tok.encode(prompt)
     if not ids:
@@ -33,3 +32,21 @@ def complete(ckpt: str, prompt: str, max_new_tokens: int, temperature: float = 1
     out = generate(model, torch.tensor([ids], device=device), max_new_tokens, temperature,
                    top_k, top_p, eos_token=tok.eot_token, use_cache=use_cache, generator=gen)
     return tok.decode(out[0].tolist())
+
+
+def pick_device(name: str) -> torch.device:
+    """The device `name` says (auto: a CUDA GPU if there is one, else the CPU); a UsageError
+    for a name that is no device, or a device this machine does not have."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"device={name!r} is not a device (use auto, cpu, cuda or cuda:N)") \
+            from None
+    have = {"cpu": 1, "cuda": torch.cuda.device_count(),
+            "mps": int(torch.backends.mps.is_available())}.get(device.type, 0)
+    if have <= (device.index or 0):
+        raise UsageError(f"device={name}: this machine has no such device (use device=auto or "
+                         "device=cpu)")
+    return device

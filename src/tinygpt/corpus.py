@@ -16,7 +16,7 @@ from enum import Enum
 from pathlib import Path
 
 from tinygpt.atomic import atomic_write
-from tinygpt.errors import UsageError, parse_choice
+from tinygpt.errors import UsageError, not_utf8, parse_choice
 
 READ_BLOCK = 1 << 23  # bytes read from a file at a time (8 MiB)
 SEPARATOR = "\n\n"  # between two files of a corpus
@@ -68,6 +68,21 @@ def cache_path(configured: str | Path | None = None) -> Path:
     return Path(base).expanduser().resolve() / "tinygpt"
 
 
+def check_cache(configured: str | Path | None = None) -> None:
+    """A UsageError, before anything is written, for a cache folder that cannot be made or
+    written: one that is (or lies under) a file, or one this user may not write."""
+    cache = cache_path(configured)
+    setting = "TINYGPT_CACHE" if not configured and os.environ.get("TINYGPT_CACHE") else \
+        "data.cache_dir"
+    there = next(p for p in (cache, *cache.parents) if p.exists())
+    if not there.is_dir():
+        raise UsageError(f"the cache folder {cache} cannot be made: {there} is a file (set "
+                         f"{setting} to a folder)")
+    if not os.access(there, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write the cache folder {cache} (set {setting} to a folder you "
+                         "can write)")
+
+
 def python_docs_text() -> str:
     """The English text of Python's reference documentation, shipped with every CPython."""
     from pydoc_data.topics import topics
@@ -105,9 +120,13 @@ class Source:
             data = self.text.encode()
             yield from (data[i : i + READ_BLOCK] for i in range(0, len(data), READ_BLOCK))
             return
-        with open(self.path, "rb") as f:
-            while block := f.read(READ_BLOCK):
-                yield block
+        try:
+            with open(self.path, "rb") as f:
+                while block := f.read(READ_BLOCK):
+                    yield block
+        except OSError as e:
+            raise UsageError(f"cannot read {self.path}: {e.strerror or e} (check that the file "
+                             "is there and readable)") from None
 
 
 def sources(name: Corpus | str, path: str | None = None, cache_dir: str | Path | None = None,
@@ -136,8 +155,7 @@ def read(parts: list[Source]) -> Iterator[str]:
             try:
                 piece = decoder.decode(block, final=final)
             except UnicodeDecodeError as e:
-                raise UsageError(f"{source.name} is not UTF-8 text: {e.reason} at byte "
-                                 f"{offset + e.start} (convert it, e.g. iconv -t utf-8)") from None
+                raise not_utf8(source.name, e, offset) from None
             if "\x00" in piece:
                 raise UsageError(f"{source.name} looks binary: it holds NUL bytes (give text "
                                  "files)")

@@ -7,11 +7,14 @@ Hugging Face stores GPT-2's projections as Conv1D, weights (in, out): ours are n
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from tinygpt.atomic import temporary_beside
 from tinygpt.errors import UsageError
 from tinygpt.model import GPT, AttentionConfig, GPTConfig
 from tinygpt.model_config import Activation
@@ -136,37 +139,81 @@ def state_dict_to_hf(model: GPT) -> dict[str, Tensor]:
 
 
 def load_hf_gpt2(directory: str | Path, attention: AttentionConfig | None = None) -> GPT:
-    """A GPT holding the weights of a local Hugging Face GPT-2 directory (config.json + weights)."""
+    """A GPT holding the weights of a local Hugging Face GPT-2 directory (config.json + weights);
+    a UsageError for a folder it cannot read. Weights are read without running pickled code:
+    safetensors, or a `pytorch_model.bin` of tensors alone."""
     d = Path(directory)
     if not (d / "config.json").is_file():
         raise UsageError(f"{d} holds no config.json (point at a Hugging Face GPT-2 directory)")
-    cfg = config_from_hf(json.loads((d / "config.json").read_text()))
+    cfg = config_from_hf(read_hf_config(d / "config.json"))
     if attention is not None:
         cfg.attention = attention
-    if (d / "model.safetensors").is_file():
-        from safetensors.torch import load_file
-
-        sd = load_file(str(d / "model.safetensors"))
-    elif (d / "pytorch_model.bin").is_file():
-        sd = torch.load(d / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    else:
-        raise UsageError(f"{d} holds neither model.safetensors nor pytorch_model.bin "
-                         "(save the model with save_pretrained)")
     model = GPT(cfg)
     try:
-        model.load_state_dict(state_dict_from_hf(sd, cfg))
+        model.load_state_dict(state_dict_from_hf(read_hf_weights(d), cfg))
     except (KeyError, RuntimeError) as e:
         raise UsageError(f"the weights in {d} do not match its config.json: "
                          f"{str(e).splitlines()[0]} (re-save the model)") from None
     return model
 
 
+def read_hf_config(path: Path) -> dict:
+    """A config.json as a dict, with the keys a GPT-2 needs; a UsageError for anything else."""
+    try:
+        hf = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(f"cannot read {path}: {e} (save the model again with "
+                         "save_pretrained)") from None
+    missing = [k for k in ("vocab_size", "n_positions", "n_embd", "n_head", "n_layer")
+               if not isinstance(hf, dict) or not isinstance(hf.get(k), int)]
+    if missing:
+        raise UsageError(f"{path} lacks GPT-2's {', '.join(missing)} (give a GPT-2 "
+                         "config.json)")
+    return hf
+
+
+def read_hf_weights(d: Path) -> dict[str, Tensor]:
+    """The state dict of a Hugging Face folder: model.safetensors, else pytorch_model.bin read
+    as tensors alone (a pickle that would build anything else is refused, never run)."""
+    if (d / "model.safetensors").is_file():
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(d / "model.safetensors"))
+        except (SafetensorError, OSError) as e:
+            raise UsageError(f"cannot read {d / 'model.safetensors'}: {e} (save the model "
+                             "again with save_pretrained)") from None
+    if (d / "pytorch_model.bin").is_file():
+        try:
+            return torch.load(d / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        except Exception as e:  # not a checkpoint, or a pickle that wants to run code
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise UsageError(f"cannot read {d / 'pytorch_model.bin'} as weights alone: {first} "
+                             "(convert it to model.safetensors, or save it again)") from None
+    raise UsageError(f"{d} holds neither model.safetensors nor pytorch_model.bin "
+                     "(save the model with save_pretrained)")
+
+
 def save_hf_gpt2(model: GPT, directory: str | Path) -> None:
-    """Write config.json and model.safetensors that transformers' from_pretrained reads."""
+    """Write config.json and model.safetensors that transformers' from_pretrained reads: both
+    into a folder beside `directory`, which then becomes it (or, where it is there already,
+    each file moves into it whole; what else it holds stays)."""
     from safetensors.torch import save_file
 
     config = config_to_hf(model.cfg)
     d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    save_file(state_dict_to_hf(model), str(d / "model.safetensors"), metadata={"format": "pt"})
-    (d / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    d.parent.mkdir(parents=True, exist_ok=True)
+    work = temporary_beside(d)
+    work.mkdir()
+    try:
+        save_file(state_dict_to_hf(model), str(work / "model.safetensors"),
+                  metadata={"format": "pt"})
+        (work / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        if not d.exists():
+            os.replace(work, d)
+            return
+        for name in ("model.safetensors", "config.json"):  # the weights first: a config
+            os.replace(work / name, d / name)  # names only weights that are whole
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tinygpt.checkpoint import load_model
 from tinygpt.corpus import python_docs_text
-from tinygpt.errors import UsageError, usage_errors_exit
+from tinygpt.errors import UsageError, not_utf8, usage_errors_exit
 from tinygpt.lab.heads import draw_circuit, draw_heads
 
 
@@ -26,13 +26,21 @@ def main() -> None:
     with usage_errors_exit():
         if args.text is not None and not args.text.is_file():
             raise UsageError(f"{args.text} is not a file (pass a UTF-8 text file)")
+        text = read_text(args.text) if args.text else python_docs_text()[-4000:]
         model, tokenizer = load_model(args.ckpt)
-        text = args.text.read_text() if args.text else python_docs_text()[-4000:]
         drawn = draw_heads(model, tokenizer, text, args.out)
         if model.cfg.n_layers > 1:
             drawn += draw_circuit(model, tokenizer, args.out)
         for path, title in drawn:
             print(f"{path}: " + title.replace("\n", " "))
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 text file; a UsageError for one that is not."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise not_utf8(path, e) from None
 
 
 if __name__ == "__main__":

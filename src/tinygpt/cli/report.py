@@ -25,6 +25,9 @@ def main() -> None:
         if not args.sweep.is_dir():
             raise UsageError(f"{args.sweep} is not a folder (pass the sweep folder a multirun "
                              "printed)")
+        if args.out is not None and args.out.exists() and not args.out.is_dir():
+            raise UsageError(f"--out {args.out} is a file (give a folder for report.md and its "
+                             "plots)")
         from tinygpt.lab.report import write_report  # torch and Lightning: after the check
 
         compare = dict((c.split("=", 1) + [None])[:2] for c in args.compare)

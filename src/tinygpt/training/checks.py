@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from tinygpt.config import DataConfig, check_sampling, repeat_length
-from tinygpt.corpus import Corpus, text_files
+from tinygpt.corpus import Corpus, check_cache, text_files
 from tinygpt.errors import UsageError, unknown_choice
 from tinygpt.tokenizer import TokenizerName
 from tinygpt.training.lightning_adapter import PRECISIONS
@@ -51,6 +51,7 @@ def check_data(d: DataConfig, context_length: int) -> None:
     if d.name == Corpus.text and not text_files(d.path):
         raise UsageError(f"no text file at data.path={d.path} (give a file, a folder of .txt "
                          "files, or a glob)")
+    check_cache(d.cache_dir)
     if d.bos and d.tokenizer == TokenizerName.char:
         raise UsageError("data.bos=true starts windows with the end-of-text token; "
                          "tokenizer=char has none (set data.tokenizer=bpe or gpt2, or "
