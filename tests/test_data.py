@@ -118,9 +118,14 @@ def test_bad_val_fraction_and_unknown_choices():
 
 
 def test_unigram_baseline_of_uniform_text_is_log_vocab():
-    ids = np.array([0, 1, 2, 3] * 100)
+    counts = np.array([100, 100, 100, 100])
     # add-one smoothing over a vocabulary of 4 seen equally often: every token has p = 1/4
-    assert unigram_baseline(ids, ids, 4) == pytest.approx(np.log(4))
+    assert unigram_baseline(counts, counts) == pytest.approx(np.log(4))
+    # and it is the mean of -log p over the validation tokens, however they are counted
+    train, val = np.array([3, 1, 0]), np.array([0, 2, 5])
+    p = (train + 1) / (train + 1).sum()
+    ids = np.array([1, 1, 2, 2, 2, 2, 2])
+    assert unigram_baseline(train, val) == pytest.approx(-np.log(p[ids]).mean())
 
 
 def test_bad_stride_is_refused():

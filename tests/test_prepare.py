@@ -226,3 +226,66 @@ def test_processes_that_start_at_once_prepare_a_corpus_once(tmp_path):
     said = "".join(out for out, _ in outs)
     assert said.count("prepared text:") == 1
     assert len({line for line in said.splitlines() if line.startswith("folder")}) == 1
+
+
+def prepared_folder(tmp_path, tokenizer: str = "gpt2"):
+    f = corpus_file(tmp_path, "".join(f"line {i} of a corpus to prepare\n" for i in range(400)))
+    cfg = DataConfig(name="text", path=str(f), tokenizer=tokenizer, cache_dir=str(tmp_path / "c"))
+    return cfg, prep.prepare(cfg, **QUIET)
+
+
+def test_the_index_counts_each_token_of_each_split(tmp_path):
+    # the run's unigram baseline reads these counts, never the shards
+    cfg, done = prepared_folder(tmp_path)
+    for split, ids in (("train", done.train), ("val", done.val)):
+        want = np.bincount(ids[:].astype(np.int64), minlength=done.tokenizer.vocab_size)
+        assert np.array_equal(done.counts[split], want)
+
+
+@pytest.mark.parametrize("damage", ["a truncated shard", "a missing shard", "a broken index",
+                                    "an older format"])
+def test_a_damaged_prepared_corpus_is_prepared_again(tmp_path, damage):
+    import json
+
+    cfg, done = prepared_folder(tmp_path)
+    want = done.train[:].copy()
+    shard = done.folder / done.train.shards[0].name
+    index = done.folder / "index.json"
+    if damage == "a truncated shard":
+        shard.write_bytes(shard.read_bytes()[:-10])
+    elif damage == "a missing shard":
+        shard.unlink()
+    elif damage == "a broken index":
+        index.write_text(index.read_text()[:100])
+    else:
+        index.write_text(json.dumps(json.loads(index.read_text()) | {"format": 1}))
+    said = []
+    again = prep.prepare(cfg, say=said.append)
+    assert any("is damaged" in line and "preparing it again" in line for line in said), said
+    assert np.array_equal(again.train[:], want) and prep.damage(again.folder) is None
+
+
+def test_a_corrupt_cached_tokenizer_is_learnt_again(tmp_path):
+    from tinygpt.tokenizer import read_bpe
+
+    cfg, done = prepared_folder(tmp_path, tokenizer="bpe")
+    cached = list((tmp_path / "c").glob("bpe-*.json"))
+    assert len(cached) == 1
+    cached[0].write_text('{"name": "bpe", "ranks": "!!"')  # cut short
+    import shutil
+
+    shutil.rmtree(done.folder)  # so the corpus is prepared again and reads its tokenizer
+    with pytest.warns(UserWarning, match="cannot be read: learning the tokenizer again"):
+        again = prep.prepare(cfg, **QUIET)
+    assert again.tokenizer.encode("line 7 of") == done.tokenizer.encode("line 7 of")
+    assert read_bpe(cached[0]) is not None  # and written whole again
+
+
+def test_a_corpus_too_short_is_refused_before_anything_is_cached(tmp_path):
+    f = corpus_file(tmp_path, "a short text. " * 5)
+    cache = tmp_path / "c"
+    for tokenizer in ("char", "bpe", "gpt2"):
+        with pytest.raises(UsageError, match="too short"):
+            prep.prepare(DataConfig(name="text", path=str(f), tokenizer=tokenizer,
+                                    cache_dir=str(cache)), shortest=33, **QUIET)
+    assert not [p for p in cache.rglob("*") if p.is_file()]

@@ -12,7 +12,6 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from tinygpt.config import CopyTask, DataConfig, repeat_length
-from tinygpt.errors import UsageError
 from tinygpt.metrics import bits_per_byte
 from tinygpt.prepare import prepare
 from tinygpt.shards import ShardedTokens
@@ -134,18 +133,12 @@ class ResumableSampler(Sampler[int]):
         return iter(perm[pos : self.epoch_len].tolist())
 
 
-def unigram_baseline(train_ids: ShardedTokens | np.ndarray, val_ids: ShardedTokens | np.ndarray,
-                     vocab_size: int) -> float:
-    """Validation cross-entropy (nats) of an add-one unigram model fit on the training ids."""
-    counts = sum(np.bincount(c, minlength=vocab_size) for c in parts(train_ids)) + 1.0
+def unigram_baseline(train_counts: np.ndarray, val_counts: np.ndarray) -> float:
+    """Validation cross-entropy (nats per token) of an add-one unigram model fit on the training
+    tokens, from how often each token occurs in each split."""
+    counts = train_counts + 1.0
     logp = np.log(counts / counts.sum())
-    nats = sum(float(-logp[c.astype(np.int64)].sum()) for c in parts(val_ids))
-    return nats / max(1, len(val_ids))
-
-
-def parts(ids: ShardedTokens | np.ndarray) -> list[np.ndarray]:
-    """The arrays a token sequence is held in: its shards, or itself."""
-    return list(ids.chunks()) if isinstance(ids, ShardedTokens) else [np.asarray(ids)]
+    return float(-(val_counts * logp).sum()) / max(1, int(val_counts.sum()))
 
 
 @dataclass
@@ -158,10 +151,11 @@ class TokenSplit:
     val_ids: ShardedTokens
     train_set: TokenWindows | Synthetic
     val_set: TokenWindows  # side by side: each validation token is scored once
+    counts: dict[str, np.ndarray]  # how often each token occurs in each split
 
     def unigram_baseline(self) -> float:
         """Validation loss (nats per token) of an add-one unigram model of the training tokens."""
-        return unigram_baseline(self.train_ids, self.val_ids, self.tokenizer.vocab_size)
+        return unigram_baseline(self.counts["train"], self.counts["val"])
 
     def train_bytes_per_token(self) -> float:
         """UTF-8 bytes of training text per training token (turns tokens into text)."""
@@ -175,10 +169,11 @@ class TokenSplit:
 def load_split(cfg: DataConfig, context_length: int) -> TokenSplit:
     """Read, tokenise (or hit the cache) and split the corpus cfg names (its values checked
     already: `tinygpt.training.checks`); UsageError for a corpus that cannot be read or is too
-    short."""
+    short for one window of each split (refused before anything is cached)."""
     # The text is split before it is tokenised: a trained BPE learns from the training part
     # alone, and the validation part's bytes are known exactly (for bits per byte).
-    prepared = prepare(cfg)
+    span = context_length + (not cfg.bos)  # tokens a window reads (a bos is added, not read)
+    prepared = prepare(cfg, shortest=span)
     tok, train_ids, val_ids = prepared.tokenizer, prepared.train, prepared.val
     stride = cfg.stride or context_length  # default: windows side by side, no overlap
     bos = tok.eot_token if cfg.bos else None
@@ -188,13 +183,5 @@ def load_split(cfg: DataConfig, context_length: int) -> TokenSplit:
                                 tok.vocab_size)
     if cfg.copies.share:
         train_set = WithCopies(train_set, cfg.copies, tok.vocab_size)
-    split = TokenSplit(prepared.name, tok, train_ids, val_ids, train_set,
-                       TokenWindows(val_ids, context_length, context_length, bos))
-    if len(split.train_set) == 0 or len(split.val_set) == 0:
-        ids, need = len(train_ids) + len(val_ids), 2 * (context_length + 1)
-        raise UsageError(
-            f"the corpus has {ids} tokens: too short for one training and one validation "
-            f"window of {context_length + 1} tokens with val_fraction={cfg.val_fraction} "
-            f"(use a longer text, or lower model.context_length; need well over {need} tokens)"
-        )
-    return split
+    return TokenSplit(prepared.name, tok, train_ids, val_ids, train_set,
+                      TokenWindows(val_ids, context_length, context_length, bos), prepared.counts)

@@ -1,9 +1,11 @@
 """A corpus prepared for training in bounded memory: its text read as a stream (`corpus.read`),
 split into training and validation text, a tokenizer chosen or learnt (a BPE from an even sample
 of the training text), the text encoded on every core into token shards (`shards`) with an index
-written last. Everything goes into a folder of the cache named after the text's sha256 and the
-tokenizer settings, renamed into place whole; a second run reads it back. One process prepares
-a corpus; others that want it wait for it.
+written last, with each split's token counts. Everything goes into a folder of the cache named
+after the text's sha256 and the tokenizer settings, renamed into place whole; a second run reads
+it back, a damaged one (a bad index, a shard of the wrong size) is prepared again. One process
+prepares a corpus; others that want it wait for it. A corpus too short for the run's windows is
+refused before anything is written to the cache.
 
     prepare(cfg) -> Prepared(tokenizer, train, val)
 """
@@ -15,7 +17,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,17 +28,21 @@ from tinygpt.config import DataConfig
 from tinygpt.corpus import SEPARATOR, Source, cache_path, read, sources
 from tinygpt.encoding import Progress, encode
 from tinygpt.errors import UsageError
-from tinygpt.shards import Shard, ShardedTokens, ShardWriter, token_dtype
+from tinygpt.shards import Shard, ShardedTokens, ShardWriter, damaged_shard, token_dtype
 from tinygpt.tokenizer import (
     CharTokenizer,
     Tokenizer,
     TokenizerName,
+    bpe_file,
     get_tokenizer,
+    read_bpe,
     tokenizer_from_state,
     tokenizer_state,
+    train_bpe,
+    write_bpe,
 )
 
-FORMAT = 1  # of the prepared folder: a change here prepares every corpus again
+FORMAT = 2  # of the prepared folder: a change here prepares every corpus again (2: counts)
 # A BPE learns from at most this many characters of the training text (32 Mi), in SAMPLE_PIECES
 # pieces spread evenly over it: its time and memory stay bounded for any corpus. A smaller text
 # is learnt from whole, as one piece.
@@ -47,26 +53,64 @@ SAMPLE_PIECES = 64
 
 @dataclass
 class Prepared:
-    """A prepared corpus: its tokenizer and its training and validation tokens."""
+    """A prepared corpus: its tokenizer, its training and validation tokens, and how often each
+    token occurs in each split (`counts["train"][id]`)."""
 
     name: str
     tokenizer: Tokenizer
     train: ShardedTokens
     val: ShardedTokens
     folder: Path
+    counts: dict[str, np.ndarray]
 
 
-def prepare(cfg: DataConfig, say: Callable[[str], None] = print) -> Prepared:
-    """The prepared corpus cfg names: read back from the cache, or prepared into it now."""
+def prepare(cfg: DataConfig, say: Callable[[str], None] = print, shortest: int = 1
+            ) -> Prepared:
+    """The prepared corpus cfg names: read back from the cache, or prepared into it now.
+    `shortest`: the fewest tokens each split must hold (a window's), else a UsageError and
+    nothing cached."""
     parts = sources(cfg.name, cfg.path, cfg.cache_dir, cfg.url)
-    cache = cache_path(cfg.cache_dir)
-    folder = cache / f"corpus-{cfg.tokenizer.value}-{identity(parts, cfg)[:20]}"
-    if not (folder / "index.json").exists():
-        with exclusive(folder.with_suffix(".lock"), lambda: (folder / "index.json").exists()) \
-                as mine:
-            if mine:
-                build(parts, cfg, folder, say)
-    return load(folder, cfg.name.value)
+    folder = cache_path(cfg.cache_dir) / f"corpus-{cfg.tokenizer.value}-{identity(parts, cfg)[:20]}"
+    if damage(folder) is not None:
+        try:
+            with exclusive(folder.with_suffix(".lock"), lambda: damage(folder) is None) as mine:
+                if mine:
+                    if folder.exists():
+                        say(f"{folder} is damaged ({damage(folder)}): preparing it again")
+                        shutil.rmtree(folder)
+                    build(parts, cfg, folder, say, shortest)
+        except OSError as e:
+            raise UsageError(f"cannot write the prepared corpus in {folder.parent}: "
+                             f"{e.strerror or e} (set data.cache_dir to a folder you can "
+                             "write)") from None
+    prepared = load(folder, cfg.name.value)
+    too_short(prepared.train, prepared.val, shortest, cfg)
+    return prepared
+
+
+def damage(folder: Path) -> str | None:
+    """What is wrong with a prepared folder ("no index" when there is none); None when it is
+    whole: an index of this format whose shards are all there, each of its size."""
+    try:
+        index = json.loads((folder / "index.json").read_text())
+        if index.get("format") != FORMAT:
+            return f"format {index.get('format')}, not {FORMAT}"
+        return next((why for split in ("train", "val") if (why := damaged_shard(
+            folder, [Shard(**x) for x in index[split]], index["dtype"]))), None)
+    except FileNotFoundError:
+        return "no index"
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"unreadable index: {type(e).__name__}"
+
+
+def too_short(train: Sized, val: Sized, shortest: int, cfg: DataConfig) -> None:
+    """A UsageError for a split with fewer than `shortest` tokens (a window's)."""
+    if len(train) >= shortest and len(val) >= shortest:
+        return
+    raise UsageError(
+        f"the corpus has {len(train) + len(val)} tokens: too short for one training and one "
+        f"validation window of {shortest} tokens with val_fraction={cfg.val_fraction} (use a "
+        f"longer text, or lower model.context_length; need well over {2 * shortest} tokens)")
 
 
 def identity(parts: dict[str, list[Source]], cfg: DataConfig) -> str:
@@ -91,31 +135,36 @@ def identity(parts: dict[str, list[Source]], cfg: DataConfig) -> str:
 
 
 def build(parts: dict[str, list[Source]], cfg: DataConfig, folder: Path,
-          say: Callable[[str], None]) -> None:
-    """Prepare the corpus into a temporary folder, then rename it to `folder` whole."""
+          say: Callable[[str], None], shortest: int = 1) -> None:
+    """Prepare the corpus into a temporary folder, then rename it to `folder` whole; a corpus
+    whose splits hold fewer than `shortest` tokens is refused before the rename."""
     work = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(work, ignore_errors=True)  # an interrupted earlier preparation
     work.mkdir(parents=True)
     start = time.perf_counter()
     try:
         texts, train_chars = split(parts, cfg.val_fraction)
-        tok, sample = learn_tokenizer(parts, cfg, texts, train_chars)
+        tok, sample, keep_tokenizer = learn_tokenizer(parts, cfg, texts, train_chars)
         progress = Progress(sum(s.size for p in parts.values() for s in p), say)
         token_bytes = np.asarray(tok.token_bytes())
         index = {"format": FORMAT, "name": cfg.name.value, "tokenizer": tokenizer_state(tok),
-                 "dtype": token_dtype(tok.vocab_size).name, "bpe_sample": sample}
+                 "dtype": token_dtype(tok.vocab_size).name, "bpe_sample": sample, "counts": {}}
         for split_name in ("train", "val"):
             writer = ShardWriter(work, split_name, token_dtype(tok.vocab_size), token_bytes)
             for ids in encode(tok, texts[split_name](), progress):
                 writer.add(ids)
             index[split_name] = [vars(s) for s in writer.finish()]
+            index["counts"][split_name] = writer.counts.tolist()
         progress.finish()
+        tokens = {k: sum(s["tokens"] for s in index[k]) for k in ("train", "val")}
+        too_short(range(tokens["train"]), range(tokens["val"]), shortest, cfg)
+        keep_tokenizer()
         with atomic_write(work / "index.json") as f:
             f.write(json.dumps(index, indent=1).encode())
         os.replace(work, folder)
     except OSError as e:
         shutil.rmtree(work, ignore_errors=True)
-        raise UsageError(f"cannot write the prepared corpus in {folder.parent}: {e.strerror} "
+        raise UsageError(f"cannot write the prepared corpus in {folder.parent}: {e.strerror or e} "
                          "(free some space, or set data.cache_dir to a disk with room)") from None
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -131,11 +180,13 @@ def build(parts: dict[str, list[Source]], cfg: DataConfig, folder: Path,
 
 
 def load(folder: Path, name: str) -> Prepared:
+    """A whole prepared folder (`damage` found nothing wrong with it) read back."""
     index = json.loads((folder / "index.json").read_text())
     tokens = {s: ShardedTokens(folder, [Shard(**x) for x in index[s]], index["dtype"])
               for s in ("train", "val")}
+    counts = {s: np.asarray(c, dtype=np.int64) for s, c in index["counts"].items()}
     return Prepared(name, tokenizer_from_state(index["tokenizer"]), tokens["train"],
-                    tokens["val"], folder)
+                    tokens["val"], folder, counts)
 
 
 def split(parts: dict[str, list[Source]], val_fraction: float
@@ -164,26 +215,30 @@ def split(parts: dict[str, list[Source]], val_fraction: float
 
 def learn_tokenizer(parts: dict[str, list[Source]], cfg: DataConfig,
                     texts: dict[str, Callable[[], Iterator[str]]], train_chars: int | None
-                    ) -> tuple[Tokenizer, dict]:
-    """The tokenizer and, for a BPE, what it learnt from: characters of the whole text (every
-    one must be encodable), GPT-2's, or a BPE of the training text (a sample of a large one)."""
+                    ) -> tuple[Tokenizer, dict, Callable[[], None]]:
+    """The tokenizer; for a BPE, what it learnt from; and what keeps a newly learnt BPE in the
+    cache (called once the corpus is accepted). Characters of the whole text (every one must be
+    encodable), GPT-2's, or a BPE of the training text (a sample of a large one)."""
     if cfg.tokenizer == TokenizerName.char:
         alphabet: set[str] = set()
         for parts_of in parts.values():
             for piece in read(parts_of):
                 alphabet.update(piece)
-        return CharTokenizer("".join(alphabet)), {}
+        return CharTokenizer("".join(alphabet)), {}, lambda: None
     if cfg.tokenizer == TokenizerName.gpt2:
-        return get_tokenizer("gpt2"), {}
+        return get_tokenizer("gpt2"), {}, lambda: None
     total = train_chars if train_chars is not None else sum(len(p) for p in texts["train"]())
     if total <= BPE_SAMPLE_CHARS:
         text, sample = "".join(texts["train"]()), {"characters": total, "pieces": 1}
     else:
         text, sample = even_sample(texts["train"](), total), {
             "characters": BPE_SAMPLE_CHARS, "pieces": SAMPLE_PIECES, "of": total}
-    tok = get_tokenizer("bpe", text=text, vocab_size=cfg.vocab_size,
-                        cache_dir=cache_path(cfg.cache_dir))
-    return tok, sample
+    path = bpe_file(text, cfg.vocab_size, cache_path(cfg.cache_dir))
+    tok = read_bpe(path)
+    if tok is not None:
+        return tok, sample, lambda: None
+    tok = train_bpe(text, cfg.vocab_size)
+    return tok, sample, lambda: write_bpe(tok, path)
 
 
 def even_sample(pieces: Iterator[str], total: int) -> str:

@@ -1,11 +1,12 @@
 """Token shards: a split's tokens in files of at most `SHARD_TOKENS` each, every one written under a
 temporary name and renamed only once whole, listed (with its tokens and the UTF-8 bytes of text
-they stand for) in an index written last; read back as one sequence by memmap."""
+they stand for) in an index written last, with how often each token occurs (counted as the
+shards are written, a piece at a time); read back as one sequence by memmap, each file's size
+checked against the index first."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,12 +32,14 @@ class Shard:
 class ShardWriter:
     """Appends tokens to `<prefix>-00000.<dtype>`, `-00001`, ..., at most `shard_tokens` each;
     a shard takes its name only once it is whole (a crash leaves a `.tmp`, never a short shard
-    under a real name). `token_bytes[id]`: the UTF-8 bytes each token stands for."""
+    under a real name). `token_bytes[id]`: the UTF-8 bytes each token stands for; `counts[id]`:
+    how often it was written."""
 
     def __init__(self, folder: Path, prefix: str, dtype: np.dtype, token_bytes: np.ndarray,
                  shard_tokens: int = SHARD_TOKENS):
         self.folder, self.prefix, self.dtype = folder, prefix, dtype
         self.token_bytes, self.shard_tokens = token_bytes, shard_tokens
+        self.counts = np.zeros(len(token_bytes), dtype=np.int64)
         self.shards: list[Shard] = []
         self._file = None
         self._tokens = self._bytes = 0
@@ -49,6 +52,7 @@ class ShardWriter:
             room = self.shard_tokens - self._tokens
             part, ids = ids[:room], ids[room:]
             part.tofile(self._file)
+            self.counts += np.bincount(part, minlength=len(self.counts))
             self._tokens += len(part)
             self._bytes += int(self.token_bytes[part].sum())
             if self._tokens == self.shard_tokens:
@@ -76,9 +80,21 @@ class ShardWriter:
         self._tokens = self._bytes = 0
 
 
+def damaged_shard(folder: Path, shards: list[Shard], dtype: np.dtype) -> str | None:
+    """Why these shards cannot be mapped as the index lists them (a file missing, or not the
+    size its tokens make); None when every one is whole."""
+    for s in shards:
+        path, want = folder / s.name, s.tokens * np.dtype(dtype).itemsize
+        if not path.is_file():
+            return f"{s.name} is missing"
+        if path.stat().st_size != want:
+            return f"{s.name} is {path.stat().st_size:,} bytes, not {want:,}"
+    return None
+
+
 class ShardedTokens:
     """The shards of one split as one sequence of token ids: `len`, slices (a window may span
-    two shards) and `chunks()` (each shard, for statistics over all of them)."""
+    two shards). Check them first (`damaged_shard`)."""
 
     def __init__(self, folder: Path, shards: list[Shard], dtype: np.dtype):
         self.shards, self.dtype = shards, np.dtype(dtype)
@@ -114,6 +130,3 @@ class ShardedTokens:
         if not parts:
             return np.zeros(0, dtype=self.dtype)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    def chunks(self) -> Iterator[np.ndarray]:
-        yield from self._maps

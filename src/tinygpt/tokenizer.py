@@ -155,15 +155,35 @@ def train_bpe(text: str, vocab_size: int) -> BPETokenizer:
     return BPETokenizer(lines + "\n", trainer.get_pattern())
 
 
-def cached_bpe(text: str, vocab_size: int, cache_dir: str | Path) -> BPETokenizer:
-    """train_bpe, once per (text, vocab_size): the second run reads it from cache_dir."""
+def bpe_file(text: str, vocab_size: int, cache_dir: str | Path) -> Path:
+    """Where cache_dir keeps the BPE learnt from this text with this vocabulary size."""
     key = hashlib.sha256(f"rustbpe-{vocab_size}\n".encode() + text.encode()).hexdigest()[:20]
-    path = Path(cache_dir) / f"bpe-{vocab_size}-{key}.json"
-    if path.exists():
+    return Path(cache_dir) / f"bpe-{vocab_size}-{key}.json"
+
+
+def read_bpe(path: Path) -> BPETokenizer | None:
+    """A cached BPE; None where there is none, or it cannot be read (then it is learnt again)."""
+    if not path.exists():
+        return None
+    try:
         return tokenizer_from_state(json.loads(path.read_text()))  # type: ignore[return-value]
-    tok = train_bpe(text, vocab_size)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, UsageError):
+        warnings.warn(f"{path} cannot be read: learning the tokenizer again", stacklevel=2)
+        return None
+
+
+def write_bpe(tok: BPETokenizer, path: Path) -> None:
     with atomic_write(path) as f:
         f.write(json.dumps(tokenizer_state(tok)).encode())
+
+
+def cached_bpe(text: str, vocab_size: int, cache_dir: str | Path) -> BPETokenizer:
+    """train_bpe, once per (text, vocab_size): the second run reads it from cache_dir."""
+    path = bpe_file(text, vocab_size, cache_dir)
+    tok = read_bpe(path)
+    if tok is None:
+        tok = train_bpe(text, vocab_size)
+        write_bpe(tok, path)
     return tok
 
 
