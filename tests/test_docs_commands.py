@@ -137,3 +137,12 @@ README_RUNS = [c for c in TRAIN if c[0].startswith("README") and "-m" not in c[2
 def test_the_readmes_cheap_training_commands_run(where, program, args, train_run):
     result, _ = train_run(*args, "trainer.max_steps=2", "trainer.val_check_interval=2")
     assert result.steps == 2
+
+
+def test_each_test_the_reliability_page_names_exists():
+    # docs/reliability.md lists each promise beside the tests that hold it
+    page = (ROOT / "docs" / "reliability.md").read_text()
+    named = {n.split("[")[0] for n in re.findall(r"`(test_\w+(?:\[[^\]`]+\])?)`", page)}
+    defined = {m for f in (ROOT / "tests").glob("test_*.py")
+               for m in re.findall(r"^def (test_\w+)", f.read_text(), re.M)}
+    assert len(named) > 40 and not named - defined, sorted(named - defined)

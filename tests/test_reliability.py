@@ -10,16 +10,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
 from tinygpt import corpus
+from tinygpt.atomic import atomic_write, temporary_beside
 from tinygpt.checkpoint import read_checkpoint
 from tinygpt.complete import complete
-from tinygpt.errors import UsageError
+from tinygpt.errors import RunStopped, UsageError
 from tinygpt.lab.run_events import scalars_by_step
 from tinygpt.model import GPT
 from tinygpt.training import checkpoint_callbacks as checkpoints
+from tinygpt.training import train as train_module
 
 ROOT = Path(__file__).resolve().parents[1]
 # Dropout on, so that resuming must also restore the RNG; a loss logged at every step.
@@ -110,6 +113,107 @@ def test_checkpoints_are_written_atomically_in_one_step(tmp_path, monkeypatch):
     assert [f.name for f in tmp_path.iterdir()] == ["c.ckpt"]
 
 
+def test_the_trainer_writes_every_checkpoint_through_the_atomic_writer(train_run,
+                                                                       monkeypatch):
+    from tinygpt import checkpoint as checkpoint_mod
+
+    written, real = [], checkpoint_mod.atomic_write
+    monkeypatch.setattr(checkpoint_mod, "atomic_write",
+                        lambda p: written.append(Path(p).name) or real(p))
+    result, _ = train_run("save_every_n_steps=10")
+    saved = sorted(p.name for p in (result.run_dir / "checkpoints").iterdir())
+    assert saved == ["best-40.ckpt", "last.ckpt"] and set(saved) <= set(written)
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    return done.pid
+
+
+def test_a_killed_writes_temporary_goes_at_the_next_write(tmp_path):
+    path = tmp_path / "last.ckpt"
+    p = subprocess.run([sys.executable, "-c", KILL_MID_WRITE, str(path)], cwd=ROOT)
+    assert p.returncode == -signal.SIGKILL
+    left = sorted(f.name for f in tmp_path.iterdir())
+    assert len(left) == 2 and ".last.ckpt.tmp" in left[0]  # the killed write's temporary
+    with atomic_write(path) as f:
+        f.write(b"the next write")
+    assert [f.name for f in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_a_killed_downloads_temporary_goes_at_the_next_download(http_server, tmp_path,
+                                                                monkeypatch):
+    url, www = http_server
+    (www / "corpus.txt").write_text("To be, or not to be. " * 50)
+    monkeypatch.setitem(corpus.PRESETS, "the_verdict",
+                        {"text": corpus.Download(f"{url}/corpus.txt", None)})
+    dest = tmp_path / "cache" / "corpora" / "the_verdict.txt"
+    stale = temporary_beside(dest).with_name(
+        temporary_beside(dest).name.rsplit("-", 1)[0] + f"-{dead_pid()}")
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half a download")  # what a SIGKILL mid-download leaves
+    corpus.load_text("the_verdict", cache_dir=tmp_path / "cache")
+    assert sorted(f.name for f in dest.parent.iterdir()) == ["the_verdict.txt",
+                                                             "the_verdict.txt.sha256"]
+
+
+def test_a_live_writers_temporary_is_left_alone(tmp_path):
+    path = tmp_path / "f"
+    mine = temporary_beside(path)  # this process's: it is running
+    mine.write_bytes(b"being written")
+    with atomic_write(tmp_path / "f") as f:  # the same process, another write: its own name
+        f.write(b"x")
+    assert not mine.exists()  # a write's own temporary is its to replace
+    other = mine.with_name(mine.name.rsplit("-", 1)[0] + f"-{os.getppid()}")  # alive
+    other.write_bytes(b"another writer's")
+    with atomic_write(path) as f:
+        f.write(b"y")
+    assert other.exists()
+
+
+def test_the_rename_is_followed_by_a_sync_of_its_folder(tmp_path, monkeypatch):
+    import stat
+
+    events, fsync, replace = [], os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: events.append(
+        "sync folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "sync file") or fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append("rename") or replace(a, b))
+    with atomic_write(tmp_path / "f") as f:
+        f.write(b"x")
+    assert events == ["sync file", "rename", "sync folder"]
+
+
+def test_a_second_signal_while_stopping_ends_the_run_at_once(tmp_path, train_cli, smoke,
+                                                            cache_dir, monkeypatch):
+    # the first SIGTERM lands at step 12; the second while that step's checkpoint is written
+    real_save = checkpoints.FinalCheckpoint._save
+
+    class FirstSignal(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step == 12:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    def save_then_signal_again(self, trainer):
+        os.kill(os.getpid(), signal.SIGTERM)
+        real_save(self, trainer)
+
+    monkeypatch.setattr(checkpoints.FinalCheckpoint, "_save", save_then_signal_again)
+    real_train = train_module.train
+    monkeypatch.setattr(train_module, "train", lambda *a, **k: real_train(
+        *a, **k, callbacks=[FirstSignal()]))
+    before = signal.getsignal(signal.SIGTERM)
+    run = tmp_path / "run"
+    code, err = train_cli(*smoke, "save_every_n_steps=5", f"data.cache_dir={cache_dir}",
+                          f"hydra.run.dir={run}")
+    assert code == 128 + signal.SIGTERM, err[-2000:]
+    assert "stopped at once by a second SIGTERM" in err and "is from step 10" in err
+    assert "resume with: " in err and "Traceback" not in err
+    assert ckpt_step(run / "checkpoints" / "last.ckpt") == 10  # the one before, whole
+    assert signal.getsignal(signal.SIGTERM) == before  # the run's handler is gone with it
+
+
 class Payload:
     def __reduce__(self):
         return (os.system, ("touch PWNED",))
@@ -126,11 +230,29 @@ def test_malicious_checkpoint_is_refused_and_never_runs(tmp_path, train_run, mon
     assert not (tmp_path / "PWNED").exists()
 
 
-@pytest.fixture
-def nan_at(monkeypatch):
-    """Make the k-th training loss NaN (validation losses stay real)."""
+class InfGradient(torch.autograd.Function):
+    """The identity, whose gradient is inf: a finite loss with a gradient that overflowed."""
 
-    def inject(k: int) -> None:
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("inf")
+
+
+BAD = {"nan": lambda loss: loss * torch.tensor(float("nan")),
+       "inf": lambda loss: loss * torch.tensor(float("inf")),
+       "inf gradient": InfGradient.apply}
+
+
+@pytest.fixture
+def bad_at(monkeypatch):
+    """Spoil the k-th training loss (validation losses stay real): NaN, inf, or finite with an
+    inf gradient."""
+
+    def inject(k: int, how: str = "nan") -> None:
         real, calls = GPT.loss, {"n": 0}
 
         def loss(self, idx, targets):
@@ -138,7 +260,7 @@ def nan_at(monkeypatch):
             if self.training and idx.device.type != "meta":  # not the FLOP count's dry run
                 calls["n"] += 1
                 if calls["n"] == k:
-                    return out * torch.tensor(float("nan"))
+                    return BAD[how](out)
             return out
 
         monkeypatch.setattr(GPT, "loss", loss)
@@ -146,21 +268,52 @@ def nan_at(monkeypatch):
     return inject
 
 
-def test_nan_loss_stops_with_the_step_and_keeps_last_good_checkpoint(train_run, nan_at):
-    nan_at(13)
-    with pytest.raises(UsageError) as e:
-        train_run("save_every_n_steps=5")
-    assert "NaN or inf at step 12" in str(e.value) and "last good checkpoint" in str(e.value)
+class Weights(L.Callback):
+    """The weights as the step at `step` begins, and the module, to read its weights after."""
+
+    def __init__(self, step: int):
+        self.step, self.before, self.module = step, None, None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.module = pl_module
+        if trainer.global_step == self.step and self.before is None:
+            self.before = {k: v.clone() for k, v in pl_module.model.state_dict().items()}
+
+    def unchanged(self) -> bool:
+        after = self.module.model.state_dict()
+        return all(torch.equal(self.before[k], after[k]) for k in self.before)
+
+
+@pytest.mark.parametrize("how", BAD)
+def test_a_bad_step_stops_the_run_untouched_and_keeps_the_last_good_checkpoint(train_run,
+                                                                                bad_at, how):
+    bad_at(13, how)
+    weights = Weights(12)
+    with pytest.raises(RunStopped) as e:
+        train_run("save_every_n_steps=5", callbacks=[weights])
+    what = "gradient" if how == "inf gradient" else "loss"
+    assert f"the {what} became NaN or inf at step 12" in str(e.value)
+    assert "last good checkpoint" in str(e.value)
     ckpt = read_checkpoint(Path(str(e.value).split("checkpoint is ")[1].split(" (")[0]))
     assert ckpt["global_step"] == 10
-    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
+    assert weights.unchanged()  # the bad step reached no weight
 
 
-def test_nan_loss_can_skip_the_batch(train_run, nan_at, caplog):
-    nan_at(13)
-    result, _ = train_run("on_nonfinite=skip")
+@pytest.mark.parametrize("how", BAD)
+def test_a_bad_step_can_be_skipped(train_run, bad_at, how):
+    bad_at(13, how)
+    weights = Weights(12)
+
+    class After(L.Callback):  # the weights once the skipped step is over
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.global_step == 13 and not hasattr(self, "same"):
+                self.same = weights.unchanged()
+
+    after = After()
+    result, _ = train_run("on_nonfinite=skip", callbacks=[weights, after])
     ckpt = read_checkpoint(result.last_checkpoint)
-    assert ckpt["global_step"] == 40  # the NaN batch was dropped, not counted as a step
+    assert ckpt["global_step"] == 40  # the step was taken, with nothing to apply
+    assert after.same  # and it changed no weight
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
     assert scalars_by_step(result.run_dir, "train/skipped_batches")[39] == 1.0
 

@@ -4,7 +4,10 @@ a lock file that one process at a time holds while it makes one."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,20 +21,65 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
     """Open a temporary file beside `path` for writing; on success it replaces `path` in one step.
 
     A crash, a kill or an exception inside the block leaves the old file (or none), never half a
-    file: checkpoints, downloads and token caches stay loadable. Each process writes its own
-    temporary, so two processes building the same file at once both end with a whole one.
+    file: checkpoints, downloads and token caches stay loadable. The rename is made durable by
+    syncing the folder too. Each process writes its own temporary (named for this machine and
+    its pid), so two processes building the same file at once both end with a whole one; the
+    temporary of a process that died mid-write (a SIGKILL leaves it) goes at the next write.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temporary_beside(path)
     try:
         with open(tmp, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        sync_folder(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+HOST = socket.gethostname().replace("-", "_")  # a temporary's writer: this machine, its pid
+
+
+def temporary_beside(path: Path) -> Path:
+    """This process's temporary name for `path` (a file or a folder), in its folder; the
+    temporaries of `path` that processes of this machine left when they died are removed (those
+    of other machines sharing the folder are theirs)."""
+    prefix = f".{path.name}.tmp{HOST}-"
+    for tmp in path.parent.glob(glob.escape(prefix) + "*"):
+        pid = tmp.name.removeprefix(prefix)
+        if pid.isdigit() and not running(int(pid)):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+    return path.with_name(f"{prefix}{os.getpid()}")
+
+
+def running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def sync_folder(folder: Path) -> None:
+    """fsync a folder: a rename inside it survives a power cut (where the OS allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # a platform that cannot open folders (Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 STALE_LOCK_S = 120  # a lock not touched for this long belongs to a process that is gone

@@ -21,7 +21,7 @@ from tinygpt.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
-from tinygpt.errors import UsageError
+from tinygpt.errors import StoppedAtOnce, UsageError
 from tinygpt.metrics import VAL_LOSS
 from tinygpt.model import GPTConfig
 from tinygpt.run_dir import CHECKPOINTS, LAST, last_checkpoint
@@ -41,8 +41,9 @@ class FinalCheckpoint(L.Callback):
     """Writes `last.ckpt` where ModelCheckpoint's step schedule does not reach: the final step
     (when max_steps is not a multiple of its interval) and the step in which a SIGINT, SIGTERM
     or SIGUSR1 (a scheduler's preemption notice) arrived. Then a signal stops training; a
-    second one interrupts at once. Under several processes the ranks agree, at the end of each
-    step, whether any of them got a signal, so all stop after the same step.
+    second one interrupts at once (`StoppedAtOnce`), the last checkpoint written before it
+    kept. Under several processes the ranks agree, at the end of each step, whether any of them
+    got a signal, so all stop after the same step.
 
     At the end of that training step, so a resumed run repeats every later step exactly. A run
     that ends otherwise (trainer.max_time, an epoch count) gets its last.ckpt as training ends.
@@ -68,7 +69,7 @@ class FinalCheckpoint(L.Callback):
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self._received is not None:
-            raise KeyboardInterrupt
+            raise StoppedAtOnce(signum)
         self._received = signum
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch: Any, batch_idx: int) -> None:
@@ -83,12 +84,19 @@ class FinalCheckpoint(L.Callback):
             trainer.should_stop = True
         self._save(trainer)
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def _restore_handlers(self) -> None:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous.clear()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handlers()
         if self._saved_at != trainer.global_step and not pl_module.stopped_on_nan:
             self._save(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                     exception: BaseException) -> None:
+        self._restore_handlers()  # a second signal, or a crash: the process's own come back
 
 
 def checkpoint_callbacks(run_dir: Path, every_n_steps: int

@@ -63,6 +63,7 @@ class GPTLightningModule(L.LightningModule):
         self.register_buffer("token_bytes", torch.tensor(self.tokenizer.token_bytes()),
                              persistent=False)
         self.nonfinite_step: int | None = None  # set when a NaN/inf loss stopped training
+        self.nonfinite_what = "loss"  # or the gradient (of a finite loss)
         self.skipped_batches = 0  # batches dropped for a NaN/inf loss (on_nonfinite=skip)
         self.drop_gradients = False  # this batch's gradients are dropped (see _no_update)
         # compile=true: the model's trunk (all but the head) torch.compile'd in configure_model;
@@ -118,13 +119,7 @@ class GPTLightningModule(L.LightningModule):
         # rank must take the same branch (a rank that skips backward while the others wait in
         # the gradient all-reduce hangs them all), so they agree first.
         if not all_ranks_agree(bool(torch.isfinite(loss)), self.trainer):
-            if self.hparams.on_nonfinite == NonFinite.stop:
-                self.nonfinite_step = self.global_step
-                stop_without_validation(self.trainer)
-            else:
-                self.skipped_batches += 1
-                rank_zero_warn(f"loss is not finite on some rank at step {self.global_step}: "
-                               "batch skipped")
+            self._not_finite("loss")
             return self._no_update()
         if not self.logs_this_step():
             return loss
@@ -146,6 +141,18 @@ class GPTLightningModule(L.LightningModule):
         t = self.trainer
         return (logger_writes_this_step(t) or t.fast_dev_run
                 or 0 < t.max_steps <= self.global_step + 1)
+
+    def _not_finite(self, what: str) -> None:
+        """A NaN or inf `what` (the loss, or the gradient of a finite loss) at this step: stop
+        here (on_nonfinite=stop: the weights before it stay, and the last good checkpoint), or
+        count the batch as skipped; this step updates nothing either way."""
+        if self.hparams.on_nonfinite == NonFinite.stop:
+            self.nonfinite_step, self.nonfinite_what = self.global_step, what
+            stop_without_validation(self.trainer)
+        else:
+            self.skipped_batches += 1
+            rank_zero_warn(f"{what} is not finite on some rank at step {self.global_step}: "
+                           "batch skipped")
 
     def _no_update(self) -> Tensor:
         """A loss whose backward changes nothing: zero gradients for every parameter (so each
@@ -210,14 +217,22 @@ class GPTLightningModule(L.LightningModule):
         # Clipping computes the total gradient norm anyway: log that one instead of a second.
         if all(p.grad is None for p in self.model.parameters()):
             return  # a skipped batch (see _no_update): nothing to clip or log
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        total = torch.nn.utils.get_total_norm([p.grad for p in params])
+        # A finite loss can still give an inf gradient (an overflow in the backward pass): such
+        # a step must not reach the weights either. Every rank holds the same all-reduced norm.
+        # (float16's loss scaler expects overflows: it skips those steps and scales down.)
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if scaler is None and not all_ranks_agree(bool(torch.isfinite(total)), self.trainer):
+            self._not_finite("gradient")
+            for p in params:
+                p.grad = None  # the optimizer then leaves every weight and moment as it was
+            return
         if gradient_clip_algorithm not in (None, "norm"):
-            return super().configure_gradient_clipping(
+            super().configure_gradient_clipping(
                 optimizer, gradient_clip_val, gradient_clip_algorithm)
-        if gradient_clip_val:
-            total = torch.nn.utils.clip_grad_norm_(self.model.parameters(), gradient_clip_val)
-        else:
-            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-            total = torch.nn.utils.get_total_norm(grads)
+        elif gradient_clip_val:
+            torch.nn.utils.clip_grads_with_norm_(params, gradient_clip_val, total)
         if self.logs_this_step():  # before clipping: the norm the clip acted on
             self.log(metrics.TRAIN_GRAD_NORM, total)
 
