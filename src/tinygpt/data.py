@@ -129,8 +129,18 @@ class ResumableSampler(Sampler[int]):
         epoch, pos = divmod(self.start, self.epoch_len)
         self.start = (epoch + 1) * self.epoch_len  # the next epoch begins at its start
         g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        perm = torch.randperm(self.n, generator=g)[self.rank :: self.world_size]
-        return iter(perm[pos : self.epoch_len].tolist())
+        # int32: the same permutation as int64 in half the memory (4 bytes a window: 16 MB for a
+        # 1 GB text at the default stride), read out a chunk at a time: as one list of Python
+        # ints it took 36 bytes a window (140 MB of a 1 GB text's run)
+        dtype = torch.int32 if self.n < 2**31 else torch.int64
+        perm = torch.randperm(self.n, generator=g, dtype=dtype)[self.rank :: self.world_size]
+        return ints(perm[pos : self.epoch_len])
+
+
+def ints(t: torch.Tensor, chunk: int = 1 << 16) -> Iterator[int]:
+    """A 1-d tensor's values as Python ints, `chunk` of them converted at a time."""
+    for i in range(0, len(t), chunk):
+        yield from t[i : i + chunk].tolist()
 
 
 def unigram_baseline(train_counts: np.ndarray, val_counts: np.ndarray) -> float:

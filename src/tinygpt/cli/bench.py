@@ -36,6 +36,8 @@ def main() -> None:
                     help="only the preparation of this text file (docs/benchmarks_prepare.json)")
     ap.add_argument("--baseline-mb", type=int, default=100,
                     help="with --prepare: the one-call encode measured on this many MB")
+    ap.add_argument("--tokenizer", default="gpt2", choices=["gpt2", "bpe", "char"],
+                    help="with --prepare: the tokenizer it prepares and trains with")
     ap.add_argument("--startup", type=Path, metavar="FILE", help="only a short run's start-up "
                     "and wind-down: the race's run on this text (docs/benchmarks_startup.json)")
     ap.add_argument("--repeats", type=int, default=4, help="with --startup: runs measured")
@@ -55,7 +57,7 @@ def main() -> None:
         with usage_errors_exit():
             if not args.prepare.is_file():
                 raise UsageError(f"{args.prepare} is not a file (give a UTF-8 text file)")
-        r = bench_prepare(args.prepare, baseline_mb=args.baseline_mb)
+        r = bench_prepare(args.prepare, args.tokenizer, baseline_mb=args.baseline_mb)
         print(json.dumps(r, indent=2))
         print(write_prepare(r, out))
         return

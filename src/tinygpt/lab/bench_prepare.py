@@ -117,6 +117,6 @@ def write(result: dict, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "benchmarks_prepare.json"
     runs = json.loads(path.read_text()) if path.exists() else {}
-    runs[result["file"]] = result
+    runs[f"{result['file']} ({result['tokenizer']})"] = result
     path.write_text(json.dumps(runs, indent=2) + "\n")
     return path
