@@ -13,8 +13,8 @@
 #
 # Chapter 3 of *Build a Large Language Model (From Scratch)* builds attention one idea at a time.
 # This notebook follows it on the chapter's own example, "Your journey starts with one step",
-# computed by tinygpt's code: `tinygpt.attention_forms` holds each step, and
-# `tinygpt.attention.MultiHeadAttention` is the module the GPT trains with. It ends by training a
+# computed by tinygpt's code: `tinygpt.model.forms` holds each step, and
+# `tinygpt.model.attention.MultiHeadAttention` is the module the GPT trains with. It ends by training a
 # tiny GPT for about a minute and drawing what its heads look at.
 
 # %%
@@ -23,9 +23,9 @@ import os
 import matplotlib.pyplot as plt
 import torch
 
-from tinygpt.attention import MultiHeadAttention
-from tinygpt.attention_forms import CausalAttention, SelfAttentionParams, simple_self_attention
 from tinygpt.lab.walkthrough import INPUTS, WORDS
+from tinygpt.model.attention import MultiHeadAttention
+from tinygpt.model.forms import CausalAttention, SelfAttentionParams, simple_self_attention
 
 torch.set_printoptions(precision=4, sci_mode=False)
 x = INPUTS  # one 3-d embedding per word
@@ -104,7 +104,7 @@ print("the chapter's CausalAttention class, on a batch of two:", causal(torch.st
 #
 # Heads attend independently, each in its own slice of the width, and their outputs are joined.
 # The library computes all heads in one matmul and reshapes (the book's wrapper stacks separate
-# modules: `tinygpt.attention_forms.MultiHeadAttentionWrapper`; the tests hold the two equal).
+# modules: `tinygpt.model.forms.MultiHeadAttentionWrapper`; the tests hold the two equal).
 
 # %%
 torch.manual_seed(0)
@@ -121,7 +121,7 @@ for h in range(2):
 # trained model's layers on a line of that text.
 
 # %%
-from tinygpt.diagnostics import attention_weights  # noqa: E402
+from tinygpt.probes.attention import attention_weights  # noqa: E402
 from tinygpt.training.settings import configure  # noqa: E402
 from tinygpt.training.train import train  # noqa: E402
 
@@ -134,7 +134,7 @@ result = train(configure(f"trainer.max_steps={STEPS}", f"trainer.val_check_inter
 print(f"val loss {result.val_loss:.3f} nats, {result.val_bpb:.3f} bits per byte")
 
 # %%
-from tinygpt.checkpoint import load_model  # noqa: E402
+from tinygpt.weights.checkpoint import load_model  # noqa: E402
 
 model, tok = load_model(result.last_checkpoint)
 ids = tok.encode("The for statement is used to iterate over the elements")[:24]

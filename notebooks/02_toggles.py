@@ -42,7 +42,7 @@ for name, overrides in settings.items():
     run_dir = f"{root}/{name.replace(' ', '_')}"
     results[name] = train(configure(*overrides, f"trainer.max_steps={STEPS}",
                                     f"trainer.val_check_interval={max(STEPS // 4, 1)}",
-                                    f"diagnostics_every={max(STEPS // 10, 5)}",
+                                    f"probes.every={max(STEPS // 10, 5)}",
                                     "trainer.enable_progress_bar=false",
                                     "sample.max_new_tokens=0", *QUICK, run_dir=run_dir), run_dir)
     print(f"{name:10s} val loss {results[name].val_loss:.3f}")

@@ -27,14 +27,20 @@ import os
 import matplotlib.pyplot as plt
 
 from tinygpt import metrics
-from tinygpt.checkpoint import load_model
-from tinygpt.circuit import ablated, ablation_check, circuit_scores, copy_losses, copy_windows
-from tinygpt.config import CopyTask
-from tinygpt.diagnostics import attention_weights
+from tinygpt.data.config import Synthetic
 from tinygpt.lab.phase_change import formation_step
 from tinygpt.lab.run_events import scalars_by_step
+from tinygpt.probes.attention import attention_weights
+from tinygpt.probes.circuit import (
+    ablated,
+    ablation_check,
+    circuit_scores,
+    copy_losses,
+    copy_windows,
+)
 from tinygpt.training.settings import configure
 from tinygpt.training.train import train
+from tinygpt.weights.checkpoint import load_model
 
 STEPS = int(os.environ.get("NOTEBOOK_STEPS", 2000))
 root = os.environ.get("NOTEBOOK_RUN_DIR", "outputs/notebooks/03_induction")
@@ -77,7 +83,7 @@ plt.show()
 
 # %%
 model, tok = load_model(runs[2].last_checkpoint)
-task = CopyTask(share=1.0)
+task = Synthetic(kind="copies")
 windows, copied = copy_windows(model.cfg.vocab_size, 49, task, n=1, seed=7)
 _, weights = attention_weights(model, windows[:, :-1])
 induction, previous = circuit_scores(weights, windows, copied)

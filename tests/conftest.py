@@ -49,7 +49,7 @@ def pytest_configure(config):
     os.environ.setdefault(SESSION, str(os.getpid()))  # the controller's: its workers inherit it
     if os.environ.get("PYTEST_XDIST_WORKER") or USER_CACHE in os.environ:
         return
-    from tinygpt.corpus import cache_path
+    from tinygpt.data.corpus import cache_path
 
     user = cache_path()
     config.user_cache = (user, cache_listing(user))

@@ -4,15 +4,15 @@ import math
 import pytest
 import torch
 
-from tinygpt.attention import CPU_BF16_SDPA_MIN_KEYS, MultiHeadAttention, sdpa
-from tinygpt.attention_forms import (
+from tinygpt.model.attention import CPU_BF16_SDPA_MIN_KEYS, MultiHeadAttention, sdpa
+from tinygpt.model.forms import (
     CausalAttention,
     MultiHeadAttentionWrapper,
     SelfAttentionLinear,
     SelfAttentionParams,
     simple_self_attention,
 )
-from tinygpt.kv_cache import KVCache
+from tinygpt.model.kv_cache import KVCache
 
 D, CTX, HEADS = 16, 12, 4
 COMBOS = list(itertools.product([True, False], [True, False]))  # (scale, causal)

@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tinygpt.attention import MultiHeadAttention
 from tinygpt.errors import UsageError
-from tinygpt.generate import generate
-from tinygpt.model import GPT, AttentionConfig, GPTConfig
-from tinygpt.positions import alibi_slopes, apply_rope, rope_angles
+from tinygpt.model.attention import MultiHeadAttention
+from tinygpt.model.generate import generate
+from tinygpt.model.gpt import GPT, AttentionConfig, GPTConfig
+from tinygpt.model.positions import alibi_slopes, apply_rope, rope_angles
 
 D, CTX, HEADS = 32, 12, 4
 
@@ -227,8 +227,8 @@ def test_manual_reference_matches_a_plain_softmax_for_all_choices_at_once():
      "model.attention.qk_norm=layer", "model.attention.n_kv_heads=1"],
 ], ids=["rope-qknorm-mqa-window-learned", "alibi-manual-softcap-fixed-layernorm"])
 def test_the_toggles_train_and_generate_with_and_without_the_cache(train_run, overrides):
-    from tinygpt.complete import complete
     from tinygpt.lab.run_events import scalars_by_step
+    from tinygpt.weights.complete import complete
 
     result, _ = train_run("model.n_heads=2", "trainer.max_steps=20",
                           "trainer.val_check_interval=10", *overrides)
@@ -246,8 +246,8 @@ def test_the_toggles_train_and_generate_with_and_without_the_cache(train_run, ov
 def test_the_longer_context_reference_scores_the_same_tokens_at_the_trained_length():
     import numpy as np
 
-    from tinygpt.data import TokenWindows
-    from tinygpt.evaluate import longer_context, score_windows
+    from tinygpt.data.windows import TokenWindows
+    from tinygpt.probes.evaluate import longer_context, score_windows
 
     model = gpt("rope").eval()
     ids = np.random.default_rng(0).integers(0, 40, size=200)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tinygpt.model import GPT, GPTConfig
+from tinygpt.model.gpt import GPT, GPTConfig
 
 REFERENCE = Path(__file__).parent / "data" / "attention_reference.pt"
 SHAPE = dict(vocab_size=29, context_length=16, emb_dim=32, n_heads=4, n_layers=2)

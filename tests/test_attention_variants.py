@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tinygpt.attention import MultiHeadAttention
-from tinygpt.attention_variants import DIFF_LAMBDA_INIT, SOFTPICK_EPS, softpick
 from tinygpt.errors import UsageError
-from tinygpt.generate import generate
-from tinygpt.hf import config_to_hf
-from tinygpt.model import GPT, AttentionConfig, GPTConfig
+from tinygpt.model.attention import MultiHeadAttention
+from tinygpt.model.generate import generate
+from tinygpt.model.gpt import GPT, AttentionConfig, GPTConfig
+from tinygpt.model.variants import DIFF_LAMBDA_INIT, SOFTPICK_EPS, softpick
+from tinygpt.weights.hf import config_to_hf
 
 D, CTX, HEADS = 32, 12, 4
 
@@ -222,8 +222,8 @@ def test_export_to_gpt2_refuses_what_gpt2_cannot_hold(kw):
      "model.attention.gate=head"],
 ], ids=["learned-sink-gate-differential", "sigmoid-head-gate"])
 def test_the_variants_train_and_generate_with_and_without_the_cache(train_run, overrides):
-    from tinygpt.checkpoint import load_checkpoint
-    from tinygpt.complete import complete
+    from tinygpt.weights.checkpoint import load_checkpoint
+    from tinygpt.weights.complete import complete
 
     result, _ = train_run("trainer.max_steps=20", "trainer.val_check_interval=10", *overrides)
     assert math.isfinite(result.val_bpb)

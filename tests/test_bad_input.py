@@ -9,9 +9,9 @@ import sys
 import pytest
 import torch
 
-from tinygpt.checkpoint import RUN_SETTINGS
-from tinygpt.complete import complete
 from tinygpt.errors import UsageError
+from tinygpt.weights.checkpoint import RUN_SETTINGS
+from tinygpt.weights.complete import complete
 
 
 def corpus(tmp_path, content: bytes | None) -> str:
@@ -46,9 +46,10 @@ TRAIN_CASES = {
     "a sink with sigmoid": (lambda t: ["model.attention.kind=sigmoid", "model.attention.sink=zero",
                                        "model.attention.backend=manual"], "set sink=none"),
     "bos without an end-of-text token": (lambda t: ["data.bos=true"], "has none"),
-    "repeat share above 1": (lambda t: ["data.repeat_share=1.5"], "between 0 and 1"),
+    "synthetic share above 1": (lambda t: ["data.synthetic.kind=repeats",
+                                           "data.synthetic.share=1.5"], "between 0 and 1"),
     "repeat segment longer than half the context": (
-        lambda t: ["data.repeat_share=0.5", "data.repeat_length=20"], "half"),
+        lambda t: ["data.synthetic.kind=repeats", "data.synthetic.length=20"], "half"),
 }
 
 

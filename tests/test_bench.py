@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tinygpt.generate import generate
 from tinygpt.lab.bench_gpu import gpu_section
 from tinygpt.lab.bench_render import write
 from tinygpt.lab.bench_run import run
-from tinygpt.model import GPT, GPTConfig
+from tinygpt.model.generate import generate
+from tinygpt.model.gpt import GPT, GPTConfig
 from tinygpt.training.precision import NATIVE_BF16_RATIO
 
 

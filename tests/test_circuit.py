@@ -4,13 +4,19 @@ copy and rest losses, the induction and previous-token scores, and head ablation
 import torch
 import torch.nn.functional as F
 
-from tinygpt.circuit import ablated, ablation_check, circuit_scores, copy_losses, copy_windows
-from tinygpt.config import CopyTask
-from tinygpt.data import copied_chunks
-from tinygpt.model import GPT, GPTConfig
+from tinygpt.data.config import Synthetic
+from tinygpt.data.windows import copied_chunks
+from tinygpt.model.gpt import GPT, GPTConfig
+from tinygpt.probes.circuit import (
+    ablated,
+    ablation_check,
+    circuit_scores,
+    copy_losses,
+    copy_windows,
+)
 
 T = 24
-TASK = CopyTask(share=1.0, prefix=6, shortest=2, longest=5)
+TASK = Synthetic(kind="copies", share=1.0, prefix=6, shortest=2, longest=5)
 
 
 def test_copied_chunks_follow_an_earlier_occurrence_at_no_fixed_distance():
@@ -117,7 +123,7 @@ def test_in_a_trained_model_the_copying_goes_through_layer_0s_previous_token_hea
                           n_layers=2, positions="rope"))
     loaded = model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=False)
     assert loaded.missing_keys == ["head.weight"] and not loaded.unexpected_keys  # tied
-    windows, copied = copy_windows(320, 65, CopyTask(share=0.5), n=32)
+    windows, copied = copy_windows(320, 65, Synthetic(kind="copies", share=0.5), n=32)
     check = ablation_check(model, windows, copied)
     assert check.intact < 1.0  # it copies: log(320) = 5.8 nats without copying
     assert check.without_previous > check.intact + 3  # and not without its previous-token head

@@ -8,7 +8,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import open_dict, read_write
 
-from tinygpt.training.schema import compose_train, config_keys
+from tinygpt.training.config import compose_train, config_keys
 
 CONFIGURATION = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from tinygpt.config import DataConfig
-from tinygpt.corpus import load_text
-from tinygpt.data import TokenWindows, unigram_baseline
+from tinygpt.data.config import DataConfig
+from tinygpt.data.corpus import load_text
+from tinygpt.data.windows import TokenWindows, unigram_baseline
 from tinygpt.errors import UsageError
 from tinygpt.training.datamodule import TextDataModule
 
@@ -39,7 +39,7 @@ def test_unreadable_corpus_says_what_to_do(tmp_path, setup, match):
 
 
 def test_a_prepared_corpus_is_reused_and_prepared_again_after_an_edit(tmp_path, monkeypatch):
-    from tinygpt import prepare
+    from tinygpt.data import prepare
 
     f = tmp_path / "a.txt"
     f.write_text("hello world\n" * 50)
@@ -67,7 +67,7 @@ def test_windows_are_shifted_by_one_with_stride():
 
 
 def test_sampler_ranks_split_each_batch_disjointly():
-    from tinygpt.data import ResumableSampler
+    from tinygpt.data.windows import ResumableSampler
 
     one = list(ResumableSampler(100, batch_size=8, seed=3))
     r0 = list(ResumableSampler(100, batch_size=4, seed=3, rank=0, world_size=2))
@@ -79,7 +79,7 @@ def test_sampler_ranks_split_each_batch_disjointly():
 
 
 def test_sampler_resumes_mid_epoch_and_moves_to_the_next():
-    from tinygpt.data import ResumableSampler
+    from tinygpt.data.windows import ResumableSampler
 
     full = ResumableSampler(20, batch_size=4, seed=1)
     epoch0, epoch1 = list(full), list(full)
@@ -134,7 +134,7 @@ def test_bad_stride_is_refused():
 
 
 def test_the_cache_does_not_depend_on_the_working_directory(tmp_path, monkeypatch):
-    from tinygpt.corpus import cache_path
+    from tinygpt.data.corpus import cache_path
 
     elsewhere = tmp_path / "scratch"
     elsewhere.mkdir()
@@ -153,7 +153,7 @@ def test_the_cache_does_not_depend_on_the_working_directory(tmp_path, monkeypatc
 
 BUILD = """
 import hashlib, sys
-from tinygpt.config import DataConfig
+from tinygpt.data.config import DataConfig
 from tinygpt.training.datamodule import TextDataModule
 dm = TextDataModule(DataConfig(tokenizer="bpe", vocab_size=1024, cache_dir=sys.argv[1]), 64)
 dm.load()
@@ -179,7 +179,7 @@ def test_two_processes_building_the_same_cache_entry_at_once_both_get_it_whole(t
 
 
 def test_bos_windows_start_with_the_token_and_score_each_text_token_once():
-    from tinygpt.data import TokenWindows
+    from tinygpt.data.windows import TokenWindows
 
     ids = np.arange(10, 30)
     w = TokenWindows(ids, 5, 5, bos=0)
@@ -190,10 +190,14 @@ def test_bos_windows_start_with_the_token_and_score_each_text_token_once():
 
 
 def test_repeated_segments_replace_a_share_of_windows_the_same_way_every_time():
-    from tinygpt.data import WithRepeats
+    from tinygpt.data.config import Synthetic
+    from tinygpt.data.windows import WithSynthetic
+
+    def repeats(share: float, vocab: int) -> WithSynthetic:
+        return WithSynthetic(base, Synthetic(kind="repeats", share=share, length=4), vocab)
 
     base = TokenWindows(np.arange(1000) % 97, 8, 8)
-    none, every = WithRepeats(base, 0.0, 4, 50), WithRepeats(base, 1.0, 4, 10**6)
+    none, every = repeats(0.0, 50), repeats(1.0, 10**6)
     assert all(torch.equal(none[i][0], base[i][0]) for i in range(len(base)))
     periods = set()
     for i in range(len(base)):
@@ -201,18 +205,19 @@ def test_repeated_segments_replace_a_share_of_windows_the_same_way_every_time():
         n = next(n for n in range(1, 9) if torch.equal(x[n:], x[:-n]))  # the segment's length
         periods.add(n)
         assert torch.equal(y[:-1], x[1:]) and y[-1] == x[8 % n]
-    assert periods == {2, 3, 4}  # half to all of repeat_length: no fixed offset finds the copy
-    half = WithRepeats(base, 0.5, 4, 50)
+    assert periods == {2, 3, 4}  # half to all of the length: no fixed offset finds the copy
+    half = repeats(0.5, 50)
     chosen = [not torch.equal(half[i][0], base[i][0]) for i in range(len(base))]
     assert 0.25 < sum(chosen) / len(chosen) < 0.75
-    assert all(torch.equal(half[i][0], WithRepeats(base, 0.5, 4, 50)[i][0])
+    assert all(torch.equal(half[i][0], repeats(0.5, 50)[i][0])
                for i in range(len(base)))  # a function of the index: a resume sees the same
 
 
 def test_data_options_reach_the_split(tmp_path):
-    from tinygpt.data import WithRepeats, load_split
+    from tinygpt.data.config import Synthetic
+    from tinygpt.data.windows import WithSynthetic, load_split
 
-    split = load_split(DataConfig(cache_dir=str(tmp_path), bos=True, repeat_share=0.3,
-                                  vocab_size=300), 16)
-    assert isinstance(split.train_set, WithRepeats) and split.train_set.length == 2
+    split = load_split(DataConfig(cache_dir=str(tmp_path), bos=True, vocab_size=300,
+                                  synthetic=Synthetic(kind="repeats", share=0.3)), 16)
+    assert isinstance(split.train_set, WithSynthetic) and split.train_set.cfg.length == 2
     assert split.val_set[0][0][0] == split.tokenizer.eot_token

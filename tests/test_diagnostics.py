@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from tinygpt.diagnostics import attention_stats, qk_grad_norms, row_entropy, uniform_entropy
-from tinygpt.model import GPT, AttentionConfig, GPTConfig, attention_overrides
+from tinygpt.model.gpt import GPT, AttentionConfig, GPTConfig, attention_overrides
+from tinygpt.probes.attention import attention_stats, qk_grad_norms, row_entropy, uniform_entropy
 
 
 def gpt(**attention) -> GPT:

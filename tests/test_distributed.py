@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tinygpt.checkpoint import read_checkpoint
 from tinygpt.errors import UsageError
 from tinygpt.lab.run_events import scalars_by_step
 from tinygpt.training.datamodule import split_batch
+from tinygpt.weights.checkpoint import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 # Dropout off: with it, each rank draws its own masks and no two runs could agree exactly.
@@ -60,8 +60,8 @@ def test_fsdp_config_names_a_block_wrapping_strategy():
     # a name Lightning's registry builds, not an object the config builds
     from lightning.pytorch.strategies import FSDPStrategy, StrategyRegistry
 
-    from tinygpt.model import Block
-    from tinygpt.training.schema import compose_train
+    from tinygpt.model.gpt import Block
+    from tinygpt.training.config import compose_train
     from tinygpt.training.train import FSDP_BLOCKS
 
     cfg = compose_train("trainer=fsdp", "trainer.devices=8", "trainer.num_nodes=2")

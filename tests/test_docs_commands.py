@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from tinygpt.config import ExportConfig, GenerateConfig
-from tinygpt.training.checks import check_data
 from tinygpt.training.precheck import compose, known_keys, parse, precheck, task
+from tinygpt.training.settings import check_windows
+from tinygpt.weights.config import ExportConfig, GenerateConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -98,7 +98,8 @@ def test_each_other_command_takes_the_options_it_shows(where, program, args, tmp
         corpus.write_text("a line of text\n" * 50)
         args = [f"data.path={corpus}" if a.startswith("data.path=") else a for a in args]
         cfg = OmegaConf.to_object(task(compose(args, parse(args))))
-        check_data(cfg.data, cfg.model.context_length)
+        cfg.data.validate()
+        check_windows(cfg.data, cfg.model.context_length)
         return
     if name in HYDRA_PROGRAMS:  # key=value of its own config
         keys = {f.name for f in dataclasses.fields(HYDRA_PROGRAMS[name])}

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from tinygpt.generate import generate, sample_next
-from tinygpt.model import GPT, AttentionConfig, GPTConfig
+from tinygpt.model.generate import generate, sample_next
+from tinygpt.model.gpt import GPT, AttentionConfig, GPTConfig
 
 
 def model(ctx=16, **att) -> GPT:

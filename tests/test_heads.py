@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from tinygpt.data.tokenizer import get_tokenizer
 from tinygpt.lab.heads import best_head, draw_heads
-from tinygpt.model import GPT, GPTConfig
-from tinygpt.tokenizer import get_tokenizer
+from tinygpt.model.gpt import GPT, GPTConfig
 
 
 def test_the_best_head_is_the_largest_entry():

@@ -10,18 +10,18 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tinygpt.checkpoint import load_checkpoint
-from tinygpt.complete import complete
-from tinygpt.config import DataConfig
+from tinygpt.data.config import DataConfig
 from tinygpt.errors import UsageError
-from tinygpt.generate import generate
-from tinygpt.hf import load_hf_gpt2, save_hf_gpt2
 from tinygpt.lab.run_events import scalars_by_step
-from tinygpt.model import GPT, AttentionConfig, GPTConfig
+from tinygpt.model.generate import generate
+from tinygpt.model.gpt import GPT, AttentionConfig, GPTConfig
+from tinygpt.training.config import compose_train
 from tinygpt.training.datamodule import TextDataModule
-from tinygpt.training.schema import compose_train
 from tinygpt.training.settings import settle
 from tinygpt.training.train import train
+from tinygpt.weights.checkpoint import load_checkpoint
+from tinygpt.weights.complete import complete
+from tinygpt.weights.hf import load_hf_gpt2, save_hf_gpt2
 
 HF = Path(__file__).resolve().parent / "data" / "hf_gpt2"
 EXPECTED = load_file(HF / "expected.safetensors")  # transformers' logits and greedy tokens
@@ -220,7 +220,7 @@ def test_a_gpt2_folder_that_cannot_be_read_is_one_line(tmp_path, case):
 
 def test_export_to_a_file_is_refused_and_a_failed_write_leaves_no_folder(tmp_path, monkeypatch,
                                                                         smoke_run):
-    from tinygpt.checkpoint import export_hf
+    from tinygpt.weights.checkpoint import export_hf
 
     a_file = tmp_path / "model"
     a_file.write_text("mine")

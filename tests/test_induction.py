@@ -4,8 +4,8 @@ in-context loss drop read from the model's own losses."""
 import torch
 import torch.nn.functional as F
 
-from tinygpt.induction import head_scores, induction_scores, repeated_tokens
-from tinygpt.model import GPT, GPTConfig
+from tinygpt.model.gpt import GPT, GPTConfig
+from tinygpt.probes.induction import head_scores, induction_scores, repeated_tokens
 
 L = 6
 

@@ -3,9 +3,9 @@ import pickle
 import pytest
 import torch
 
-from tinygpt.checkpoint import load_checkpoint
-from tinygpt.optim import lr_lambda
+from tinygpt.optim.optimizer import lr_lambda
 from tinygpt.training.module import GPTLightningModule
+from tinygpt.weights.checkpoint import load_checkpoint
 
 MODEL = dict(vocab_size=30, context_length=8, emb_dim=16, n_heads=2, n_layers=2)
 TOK = {"name": "char", "chars": "abcdefghijklmnopqrstuvwxyz .,\n"}

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tinygpt.loss import linear_cross_entropy
+from tinygpt.model.loss import linear_cross_entropy
 
 
 @pytest.mark.parametrize("n,vocab", [(300, 50257), (7, 13)])

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tinygpt.model import GPT, AttentionConfig, GPTConfig, attention_overrides
+from tinygpt.model.gpt import GPT, AttentionConfig, GPTConfig, attention_overrides
 
 
 def tiny_cfg(**kw) -> GPTConfig:

@@ -24,7 +24,7 @@ def test_the_notebook_runs_and_draws(path, tmp_path, cache_dir, monkeypatch):
     # seconds, not minutes: one validation batch, no TensorBoard heatmaps (the notebooks draw
     # their own pictures), small batches, a narrow model
     monkeypatch.setenv("NOTEBOOK_OVERRIDES",
-                       "trainer.limit_val_batches=1 attention_map_tokens=0 data.batch_size=4 "
+                       "trainer.limit_val_batches=1 probes.attention_map_tokens=0 data.batch_size=4 "
                        "model.emb_dim=32")
     monkeypatch.setenv("TINYGPT_CACHE", str(cache_dir))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")

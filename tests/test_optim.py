@@ -1,14 +1,14 @@
-"""tinygpt.optim: the schedules, Muon beside AdamW as one optimizer, fused AdamW."""
+"""tinygpt.optim.optimizer: the schedules, Muon beside AdamW as one optimizer, fused AdamW."""
 
 import copy
 
 import pytest
 import torch
 
-from tinygpt.config import OptimConfig
-from tinygpt.model import GPT, GPTConfig
-from tinygpt.muon import Muon, orthogonalise
-from tinygpt.optim import Combined, build_optimizer, hidden_matrices, lr_lambda
+from tinygpt.model.gpt import GPT, GPTConfig
+from tinygpt.optim.config import OptimConfig
+from tinygpt.optim.muon import Muon, orthogonalise
+from tinygpt.optim.optimizer import Combined, build_optimizer, hidden_matrices, lr_lambda
 
 SHAPE = dict(vocab_size=40, context_length=8, emb_dim=16, n_heads=2, n_layers=2)
 

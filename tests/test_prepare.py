@@ -13,12 +13,13 @@ import sys
 import numpy as np
 import pytest
 
-from tinygpt import atomic, encoding, shards
-from tinygpt import prepare as prep
-from tinygpt.config import DataConfig
-from tinygpt.corpus import python_docs_text
+from tinygpt import atomic
+from tinygpt.data import encoding, shards
+from tinygpt.data import prepare as prep
+from tinygpt.data.config import DataConfig
+from tinygpt.data.corpus import python_docs_text
+from tinygpt.data.tokenizer import get_tokenizer
 from tinygpt.errors import UsageError
-from tinygpt.tokenizer import get_tokenizer
 
 QUIET = {"say": lambda _: None}
 
@@ -150,7 +151,7 @@ def test_an_interrupted_preparation_starts_again_cleanly(tmp_path, monkeypatch):
 
 def test_a_preset_with_its_own_validation_file_records_and_checks_its_sha256(
         tmp_path, monkeypatch, http_server, capsys):
-    from tinygpt import corpus
+    from tinygpt.data import corpus
 
     url, www = http_server
     (www / "TinyStoriesV2-GPT4-train.txt").write_text("Once upon a time.\n" * 300)
@@ -190,7 +191,7 @@ def test_the_command_prepares_ahead_and_a_run_reads_it(tmp_path, monkeypatch, ca
     assert "prepared text:" in out and "ready:" in out
     calls = []
     monkeypatch.setattr(prep, "build", lambda *a: calls.append(a))
-    from tinygpt.data import load_split
+    from tinygpt.data.windows import load_split
 
     split = load_split(DataConfig(name="text", path=str(f), tokenizer="gpt2",
                                   cache_dir=str(tmp_path / "c")), 16)
@@ -209,7 +210,7 @@ def test_the_command_answers_a_glob_that_matches_nothing_with_one_error_line(
     assert e.value.code == 2 and len(err) == 1 and "no text file at data.path=" in err[0]
 
 
-PREPARE_AND_SAY = ("import sys; from tinygpt.config import DataConfig; from tinygpt.prepare import "
+PREPARE_AND_SAY = ("import sys; from tinygpt.data.config import DataConfig; from tinygpt.data.prepare import "
                    "prepare; p = prepare(DataConfig(name='text', path=sys.argv[1], "
                    "tokenizer='gpt2',"
                    " cache_dir=sys.argv[2])); print('folder', p.folder, len(p.train))")
@@ -266,7 +267,7 @@ def test_a_damaged_prepared_corpus_is_prepared_again(tmp_path, damage):
 
 
 def test_a_corrupt_cached_tokenizer_is_learnt_again(tmp_path):
-    from tinygpt.tokenizer import read_bpe
+    from tinygpt.data.tokenizer import read_bpe
 
     cfg, done = prepared_folder(tmp_path, tokenizer="bpe")
     cached = list((tmp_path / "c").glob("bpe-*.json"))

@@ -3,9 +3,9 @@
 import numpy as np
 import torch
 
-from tinygpt.data import TokenWindows
-from tinygpt.model import GPT, GPTConfig
-from tinygpt.quantize import fake_int8, int8_sensitivity, int8_simulated
+from tinygpt.data.windows import TokenWindows
+from tinygpt.model.gpt import GPT, GPTConfig
+from tinygpt.probes.quantize import fake_int8, int8_sensitivity, int8_simulated
 
 
 def test_fake_int8_rounds_to_255_levels_of_the_largest_value():

@@ -15,7 +15,7 @@ def test_a_run_prints_no_foreign_warning_or_tip(tmp_path, run_script, cache_dir)
     # first step) and without what it does not (the int8 cost)
     p = run_script("train.py", "experiment=smoke", "trainer.max_steps=3",
                    "trainer.enable_model_summary=true", "trainer.precision=auto",
-                   "int8_windows=0", "trainer.limit_val_batches=1", "sample.max_new_tokens=4",
+                   "probes.int8_windows=0", "trainer.limit_val_batches=1", "sample.max_new_tokens=4",
                    f"data.cache_dir={cache_dir}", f"hydra.run.dir={tmp_path / 'run'}")
     assert p.returncode == 0, p.stderr[-3000:]
     foreign = [ln for ln in p.stderr.splitlines() if FOREIGN.search(ln) and "tinygpt" not in ln]
@@ -27,7 +27,7 @@ def test_the_projects_own_warnings_stay():
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         quiet_dependencies()  # inside catch_warnings: the filters end with the block
-        for module in ("lightning.pytorch.utilities._pytree", "tinygpt.tokenizer"):
+        for module in ("lightning.pytorch.utilities._pytree", "tinygpt.data.tokenizer"):
             warnings.warn_explicit("old API", FutureWarning, "x.py", 1, module=module)
         warnings.warn_explicit("Precision bf16-mixed is not supported by the model summary.",
                                UserWarning, "x.py", 1, module="lightning.pytorch.utilities")

@@ -14,15 +14,15 @@ import lightning as L
 import pytest
 import torch
 
-from tinygpt import corpus
 from tinygpt.atomic import atomic_write, temporary_beside
-from tinygpt.checkpoint import read_checkpoint
-from tinygpt.complete import complete
+from tinygpt.data import corpus
 from tinygpt.errors import RunStopped, UsageError
 from tinygpt.lab.run_events import scalars_by_step
-from tinygpt.model import GPT
+from tinygpt.model.gpt import GPT
 from tinygpt.training import checkpoint_callbacks as checkpoints
 from tinygpt.training import train as train_module
+from tinygpt.weights.checkpoint import read_checkpoint
+from tinygpt.weights.complete import complete
 
 ROOT = Path(__file__).resolve().parents[1]
 # Dropout on, so that resuming must also restore the RNG; a loss logged at every step.
@@ -100,7 +100,7 @@ def test_kill_during_checkpoint_write_keeps_previous_loadable(tmp_path):
 
 
 def test_checkpoints_are_written_atomically_in_one_step(tmp_path, monkeypatch):
-    from tinygpt import checkpoint as checkpoint_mod
+    from tinygpt.weights import checkpoint as checkpoint_mod
 
     used = []
     real = checkpoint_mod.atomic_write
@@ -115,7 +115,7 @@ def test_checkpoints_are_written_atomically_in_one_step(tmp_path, monkeypatch):
 
 def test_the_trainer_writes_every_checkpoint_through_the_atomic_writer(train_run,
                                                                        monkeypatch):
-    from tinygpt import checkpoint as checkpoint_mod
+    from tinygpt.weights import checkpoint as checkpoint_mod
 
     written, real = [], checkpoint_mod.atomic_write
     monkeypatch.setattr(checkpoint_mod, "atomic_write",

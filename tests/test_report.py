@@ -16,12 +16,12 @@ PNGS = ["loss.png", "bpb.png", "entropy.png", "saturation.png", "score_std.png",
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, run_script, smoke):
-    """causal on and off, both also scored with the mask (causal_eval=true): a real multirun,
+    """causal on and off, both also scored with the mask (probes.causal_eval=true): a real multirun,
     since Hydra's sweep folders and overrides.yaml are what the report reads."""
     tmp = tmp_path_factory.mktemp("sweep")
     p = run_script("train.py", "-m", *smoke, "trainer.max_steps=30",
                    "trainer.val_check_interval=15",
-                   "causal_eval=true", "model.attention.causal=true,false",
+                   "probes.causal_eval=true", "model.attention.causal=true,false",
                    f"data.cache_dir={tmp / 'cache'}", f"hydra.sweep.dir={tmp / 'sweep'}")
     assert p.returncode == 0, p.stderr[-3000:]
     assert f"scripts/report.py {tmp / 'sweep'}" in p.stdout  # each job says how to report
@@ -53,7 +53,7 @@ def test_causal_eval_equals_val_loss_for_a_causal_model_only(sweep):
 def test_diagnostics_are_logged_every_n_steps_and_at_the_end(sweep):
     _, runs = sweep
     entropy = scalars_by_step(runs["True"], "watch/attention/entropy/layer_1")
-    assert sorted(entropy) == [0, 10, 20, 30]  # smoke: diagnostics_every=10, 30 steps
+    assert sorted(entropy) == [0, 10, 20, 30]  # smoke: probes.every=10, 30 steps
     uniform = scalars_by_step(runs["True"], "watch/attention/entropy_uniform")
     assert all(0 < entropy[s] <= uniform[s] + 1e-6 for s in entropy)
     for tag in ("max_weight/layer_0", "score_std/layer_0", "entropy/layer_0/head_1"):
@@ -77,7 +77,7 @@ def test_report_writes_the_table_and_plots(sweep, tmp_path):
         assert cell["val loss"] == f"{val[max(val)]:.3f}"  # the last validation
         assert cell["val bpb"] == f"{bpb[max(bpb)]:.3f}"
         assert cell["d_head"] == "16"  # emb_dim 32 / 2 heads
-        assert cell["val loss, causal eval"] != "–"  # causal_eval=true: both runs have it
+        assert cell["val loss, causal eval"] != "–"  # probes.causal_eval=true: both runs have it
     for png in PNGS:
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
         assert f"({png})" in text
@@ -96,8 +96,8 @@ def test_report_on_a_folder_without_runs_is_a_one_line_error(tmp_path, run_scrip
 
 
 def test_a_report_on_lab_ivs_runs_tables_and_draws_the_phase_change(tmp_path, train_into):
-    lab4 = ["data.copies.share=1.0", "data.copies.prefix=8", "data.copies.shortest=2",
-            "data.copies.longest=6", "trainer.max_steps=20", "trainer.val_check_interval=20"]
+    lab4 = ["data.synthetic.kind=copies", "data.synthetic.prefix=8",
+            "data.synthetic.shortest=2", "data.synthetic.longest=6", "trainer.max_steps=20", "trainer.val_check_interval=20"]
     for layers in (1, 2):
         train_into(tmp_path / "sweep" / f"layers_{layers}", *lab4, f"model.n_layers={layers}")
     text = write_report(tmp_path / "sweep", tmp_path / "report").read_text()

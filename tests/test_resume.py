@@ -10,10 +10,10 @@ import lightning as L
 import pytest
 import yaml
 
-from tinygpt.checkpoint import read_checkpoint
 from tinygpt.errors import UsageError
 from tinygpt.lab.run_events import scalars_by_step
 from tinygpt.training.resume import merged_overrides, refuse_changes
+from tinygpt.weights.checkpoint import read_checkpoint
 
 
 class FirstStep(L.Callback):
@@ -186,7 +186,7 @@ def test_a_recorded_config_that_names_an_object_is_refused(cli_run, train_cli):
 def test_a_checkpoints_settings_that_name_an_object_are_refused(cli_run, train_cli, tmp_path):
     import torch
 
-    from tinygpt.checkpoint import RUN_SETTINGS
+    from tinygpt.weights.checkpoint import RUN_SETTINGS
 
     moved = tmp_path / "moved.ckpt"  # away from its run folder: its own record is read
     ckpt = torch.load(cli_run / "checkpoints" / "last.ckpt", weights_only=False)
@@ -219,7 +219,7 @@ def test_resuming_a_default_run_keeps_its_tokenizer(train_cli, tmp_path, cache_d
     # a resume compares values (it once compared "${tokenizer_for:...}" with "bpe" and refused)
     run = tmp_path / "run"
     common = ["trainer.enable_progress_bar=false", "model.n_layers=1", "model.emb_dim=32",
-              "model.context_length=32", "data.vocab_size=300", "diagnostics_every=0",
+              "model.context_length=32", "data.vocab_size=300", "probes.every=0",
               "sample.max_new_tokens=4", f"data.cache_dir={cache_dir}", f"hydra.run.dir={run}"]
     code, err = train_cli(*common, "trainer.max_steps=2", "trainer.val_check_interval=2")
     assert code == 0, err[-2000:]

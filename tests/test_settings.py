@@ -13,19 +13,19 @@ import pytest
 from hydra._internal.hydra import Hydra
 
 import tinygpt.cli.train as cli
-from tinygpt.config import DataConfig
-from tinygpt.training import checks, datamodule, resume, schema, settings
+from tinygpt.data.config import DataConfig
+from tinygpt.training import config, datamodule, resume, settings
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "tinygpt"
 # The checks a run makes, by their one home; each must run once per run.
 CHECKS = {
-    "settle": settings.settle, "check_values": checks.check_values,
+    "settle": settings.settle, "check_values": settings.check_values,
     "DataConfig.validate": DataConfig.validate, "refuse_changes": resume.refuse_changes,
     "resume_source": resume.resume_source, "split_batch": datamodule.split_batch,
 }
 # Ours (the command line's, before torch loads) and Hydra's app's (its own, inside hydra.main: a
 # sweep's and a run given Hydra's flags).
-COMPOSITIONS = {schema.compose_train: "ours", Hydra.run: "hydra"}
+COMPOSITIONS = {config.compose_train: "ours", Hydra.run: "hydra"}
 SETTINGS_TYPES = ("DictConfig", "Settings", "TrainConfig", "ModelConfig", "DataConfig",
                   "OptimConfig", "TrainerConfig", "SampleConfig")
 
@@ -83,7 +83,7 @@ def run_cli(monkeypatch, *args: str) -> Trace:
 
 @pytest.fixture
 def smoke_args(tmp_path, cache_dir, smoke):
-    return [*smoke, "trainer.max_steps=4", "trainer.val_check_interval=4", "diagnostics_every=0",
+    return [*smoke, "trainer.max_steps=4", "trainer.val_check_interval=4", "probes.every=0",
             f"data.cache_dir={cache_dir}", f"hydra.run.dir={tmp_path / 'run'}"]
 
 

@@ -2,8 +2,8 @@
 
 import torch
 
-from tinygpt.model import GPT, AttentionConfig, GPTConfig
-from tinygpt.sinks import activation_outliers, first_token_mass, sink_rate
+from tinygpt.model.gpt import GPT, AttentionConfig, GPTConfig
+from tinygpt.probes.sinks import activation_outliers, first_token_mass, sink_rate
 
 T = 10
 
@@ -55,7 +55,7 @@ def test_a_planted_massive_activation_shows_as_an_outlier():
 
 
 def test_sigmoid_rows_read_as_shares_so_uniform_weights_are_not_a_sink():
-    from tinygpt.diagnostics import attention_weights
+    from tinygpt.probes.attention import attention_weights
 
     m = blind(model(kind="sigmoid", backend="manual"))  # every weight sigmoid(-log T) = 1/(T+1)
     idx = torch.randint(0, 30, (2, T))
@@ -67,7 +67,7 @@ def test_sigmoid_rows_read_as_shares_so_uniform_weights_are_not_a_sink():
 
 
 def test_softpick_rows_are_read_as_they_are_so_a_head_that_gives_nothing_has_no_sink():
-    from tinygpt.diagnostics import attention_weights
+    from tinygpt.probes.attention import attention_weights
 
     m = blind(model(kind="softpick", backend="manual"))  # every score 0: every weight 0
     idx = torch.randint(0, 30, (2, T))

@@ -52,7 +52,7 @@ def fake_sweep(root, values: dict[tuple[str, int], float]):
         (run / ".hydra" / "config.yaml").write_text(
             "trainer: {max_steps: 10, log_every_n_steps: 1}\n"
             "model: {emb_dim: 8, n_heads: 2, context_length: 128}\n"
-            "data: {repeat_length: null, bos: true}\n")
+            "data: {synthetic: {length: null}, bos: true}\n")
         with SummaryWriter(str(run)) as w:
             for step in range(10):
                 w.add_scalar("train/loss", 1.0, step)

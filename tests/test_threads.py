@@ -21,8 +21,8 @@ def test_the_policy_goes_into_the_environment_torch_reads(monkeypatch):
 
 
 def test_a_run_says_and_uses_its_thread_choice(tmp_path, run_script):
-    p = run_script("train.py", "experiment=smoke", "trainer.max_steps=2", "threads=1",
-                   "thread_wait=active", "thread_spin=null", f"hydra.run.dir={tmp_path / 'r'}",
+    p = run_script("train.py", "experiment=smoke", "trainer.max_steps=2", "cpu.threads=1",
+                   "cpu.wait=active", "cpu.spin=null", f"hydra.run.dir={tmp_path / 'r'}",
                    f"data.cache_dir={tmp_path / 'cache'}", env={"OMP_NUM_THREADS": "2"})
     assert p.returncode == 0, p.stderr[-2000:]
     assert "threads:   1 torch threads, active wait (OMP_WAIT_POLICY=ACTIVE)" in p.stdout
@@ -49,8 +49,8 @@ def test_the_shared_cpu_benchmark_times_alone_two_at_once_and_beside_a_busy_proc
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     monkeypatch.setattr(bench_threads, "start_run", stand_in)
-    r = bench_threads.measure(["threads=1"], steps=2, repeats=1)
+    r = bench_threads.measure(["cpu.threads=1"], steps=2, repeats=1)
     assert started == ["run0", "run0", "run1", "run0"]  # alone; two at once; beside the busy one
     assert all(s >= 0.2 for s in r["seconds"].values())
     assert r["ratio_two_at_once"] == r["seconds"]["two_at_once"] / r["seconds"]["alone"]
-    assert "| threads=1 |" in bench_threads.table([r])
+    assert "| cpu.threads=1 |" in bench_threads.table([r])

@@ -1,7 +1,7 @@
 import pytest
 
+from tinygpt.data.tokenizer import get_tokenizer, tokenizer_from_state, tokenizer_state, train_bpe
 from tinygpt.errors import UsageError
-from tinygpt.tokenizer import get_tokenizer, tokenizer_from_state, tokenizer_state, train_bpe
 
 
 def test_gpt2_ids_are_tiktokens():
@@ -25,7 +25,7 @@ def test_gpt2_needs_no_network(monkeypatch):
 
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
-    from tinygpt import tokenizer
+    from tinygpt.data import tokenizer
 
     tokenizer._gpt2_encoding.cache_clear()
     assert get_tokenizer("gpt2").encode("hi") == [5303]
@@ -64,7 +64,7 @@ def test_bpe_training_is_deterministic():
 
 
 def test_validation_text_never_shapes_the_vocabulary(tmp_path):
-    from tinygpt.config import DataConfig
+    from tinygpt.data.config import DataConfig
     from tinygpt.training.datamodule import TextDataModule
 
     base = TRAIN * 5
@@ -87,7 +87,7 @@ def test_validation_text_never_shapes_the_vocabulary(tmp_path):
 
 def test_bpe_is_cached_and_the_cache_is_what_was_trained(tmp_path, monkeypatch):
     first = get_tokenizer("bpe", text=TRAIN, vocab_size=300, cache_dir=tmp_path)
-    monkeypatch.setattr("tinygpt.tokenizer.train_bpe", lambda *a: pytest.fail("trained again"))
+    monkeypatch.setattr("tinygpt.data.tokenizer.train_bpe", lambda *a: pytest.fail("trained again"))
     again = get_tokenizer("bpe", text=TRAIN, vocab_size=300, cache_dir=tmp_path)
     assert again.ranks == first.ranks and again.encode(TRAIN) == first.encode(TRAIN)
 
@@ -126,7 +126,7 @@ def test_token_bytes_count_utf8_bytes_and_no_bytes_for_the_special_token():
 
 
 def test_a_checkpoint_alone_regenerates_text_with_its_trained_tokenizer(train_run, tmp_path):
-    from tinygpt.complete import complete
+    from tinygpt.weights.complete import complete
 
     result, _ = train_run("data.tokenizer=bpe", "data.vocab_size=400", "trainer.max_steps=5",
                           f"data.cache_dir={tmp_path / 'own'}")

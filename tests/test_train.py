@@ -20,8 +20,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import ROOT
 from tinygpt.lab.run_events import scalars_by_step
-from tinygpt.model import GPT
-from tinygpt.training.schema import compose_train
+from tinygpt.model.gpt import GPT
+from tinygpt.training.config import compose_train
 from tinygpt.training.settings import configure
 
 CONTRACT_SCALARS = [
@@ -76,13 +76,13 @@ def test_the_int8_cost_is_measured_only_where_asked(train_run):
     # the lab's experiments (and the smoke run) ask for it; a plain run does not pay for it
     from tinygpt import metrics as m
 
-    result, _ = train_run("int8_windows=0", "trainer.max_steps=10",
+    result, _ = train_run("probes.int8_windows=0", "trainer.max_steps=10",
                           "trainer.val_check_interval=10")
     scalars = set(events(result.run_dir).Tags()["scalars"])
     assert m.INDUCTION_MAX in scalars and m.INT8_DELTA_BPB not in scalars
-    assert compose_train().int8_windows == 0
-    assert compose_train("experiment=lab3").int8_windows == 256
-    assert compose_train("experiment=lab4", "variant=softmax").int8_windows == 256
+    assert compose_train().probes.int8_windows == 0
+    assert compose_train("experiment=lab3").probes.int8_windows == 256
+    assert compose_train("experiment=lab4", "variant=softmax").probes.int8_windows == 256
 
 
 def test_hparams_tab_holds_config_and_final_val_loss(smoke_run):
@@ -421,7 +421,7 @@ def test_without_a_target_the_run_goes_on(smoke_run):
 
 
 def test_speedrun_switches_train_through_lightning(train_run, tmp_path):
-    from tinygpt.checkpoint import load_checkpoint
+    from tinygpt.weights.checkpoint import load_checkpoint
 
     result, _ = train_run("optim=muon", "optim.schedule=wsd", "model.activation=relu2",
                           "model.zero_init=true", "model.logit_softcap=15", "optim.fused=true")
@@ -437,7 +437,7 @@ def test_fused_adamw_is_refused_under_float16_loss_scaling_only(train_run, monke
     from types import SimpleNamespace
 
     from tinygpt.errors import UsageError
-    from tinygpt.model import GPTConfig
+    from tinygpt.model.gpt import GPTConfig
     from tinygpt.training.module import GPTLightningModule
 
     # a GPU's 16-mixed (Lightning turns it into bf16-mixed on a CPU)
@@ -454,8 +454,8 @@ def test_fused_adamw_is_refused_under_float16_loss_scaling_only(train_run, monke
     # bf16 has no loss scaler: the fused step is the default there, and clipping still acts
     # (no probes, int8 pass or sample: bf16 is emulated, and slow, on AVX2-only CPUs)
     result, _ = train_run("trainer.precision=bf16-mixed", "trainer.max_steps=4",
-                          "trainer.val_check_interval=4", "optim=adamw", "diagnostics_every=0",
-                          "int8_windows=0", "trainer.limit_val_batches=1",
+                          "trainer.val_check_interval=4", "optim=adamw", "probes.every=0",
+                          "probes.int8_windows=0", "trainer.limit_val_batches=1",
                           "sample.max_new_tokens=0")
     ckpt = torch.load(result.last_checkpoint, weights_only=False)
     assert ckpt["optimizer_states"][0]["param_groups"][0]["fused"] is True
@@ -464,8 +464,8 @@ def test_fused_adamw_is_refused_under_float16_loss_scaling_only(train_run, monke
 def test_a_run_on_lab_ivs_copy_windows_logs_the_phase_change(train_run):
     from tinygpt import metrics as m
 
-    result, _ = train_run("data.copies.share=1.0", "data.copies.prefix=8",
-                          "data.copies.shortest=2", "data.copies.longest=6",
+    result, _ = train_run("data.synthetic.kind=copies", "data.synthetic.prefix=8",
+                          "data.synthetic.shortest=2", "data.synthetic.longest=6",
                           "trainer.max_steps=20", "trainer.val_check_interval=20")
     ea = events(result.run_dir)
     scalars = set(ea.Tags()["scalars"])

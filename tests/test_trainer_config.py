@@ -6,7 +6,7 @@ from dataclasses import fields
 
 import lightning as L
 
-from tinygpt.training.trainer_config import SUPPLIED, TrainerConfig
+from tinygpt.training.config import SUPPLIED, TrainerConfig
 
 
 def test_the_trainer_node_has_every_trainer_argument_with_lightnings_default():

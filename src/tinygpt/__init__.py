@@ -9,9 +9,9 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-_EXPORTS = {"GPT": "tinygpt.model", "GPTConfig": "tinygpt.model_config",
-            "AttentionConfig": "tinygpt.model_config",
-            "MultiHeadAttention": "tinygpt.attention"}
+_EXPORTS = {"GPT": "tinygpt.model.gpt", "GPTConfig": "tinygpt.model.config",
+            "AttentionConfig": "tinygpt.model.config",
+            "MultiHeadAttention": "tinygpt.model.attention"}
 __all__ = sorted(_EXPORTS)
 
 

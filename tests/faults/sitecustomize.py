@@ -24,7 +24,7 @@ if os.environ.get("TINYGPT_RAISE_IN_LOAD"):
 if os.environ.get("TINYGPT_NAN_AT_CALL"):
     import torch
 
-    from tinygpt.model import GPT
+    from tinygpt.model.gpt import GPT
 
     _at, _calls, _real = int(os.environ["TINYGPT_NAN_AT_CALL"]), {"n": 0}, GPT.loss
     _rank = int(os.environ.get("TINYGPT_NAN_ON_RANK", "-1"))

@@ -1,7 +1,7 @@
 """Runs sharing the CPU: alone, two at once, beside a busy process (whole-process wall times).
 
     tinygpt-bench-threads                          # the default settings
-    tinygpt-bench-threads --compare "thread_wait=active thread_spin=null" threads=1
+    tinygpt-bench-threads --compare "cpu.wait=active cpu.spin=null" cpu.threads=1
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
 from tinygpt.cli.required import require
-from tinygpt.config import ExportConfig
 from tinygpt.errors import usage_errors_exit
-from tinygpt.training.schema import CONFIG_PATH
+from tinygpt.training.config import CONFIG_PATH
+from tinygpt.weights.config import ExportConfig
 
 ConfigStore.instance().store(name="export_schema", node=ExportConfig)
 
@@ -23,7 +23,7 @@ def main(cfg: DictConfig) -> None:
     with usage_errors_exit():
         require(cfg, "ckpt", "out", example="ckpt=outputs/<run> out=exported/")
         # torch loads once the command is known to be complete
-        from tinygpt.checkpoint import export_hf
+        from tinygpt.weights.checkpoint import export_hf
 
         print(f"wrote {export_hf(cfg.ckpt, cfg.out, cfg.overwrite)}")
 

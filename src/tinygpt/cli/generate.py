@@ -10,9 +10,9 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
 from tinygpt.cli.required import require
-from tinygpt.config import GenerateConfig
 from tinygpt.errors import usage_errors_exit
-from tinygpt.training.schema import CONFIG_PATH
+from tinygpt.training.config import CONFIG_PATH
+from tinygpt.weights.config import GenerateConfig
 
 ConfigStore.instance().store(name="generate_schema", node=GenerateConfig)
 
@@ -22,7 +22,7 @@ def main(cfg: DictConfig) -> None:
     with usage_errors_exit():
         require(cfg, "ckpt", example="ckpt=outputs/<run> prompt='The for statement'")
         # torch loads once the command is known to be complete
-        from tinygpt.complete import complete
+        from tinygpt.weights.complete import complete
 
         print(complete(cfg.ckpt, cfg.prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k,
                        cfg.top_p, cfg.seed, cfg.use_cache, cfg.device))

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tinygpt.checkpoint import load_model
-from tinygpt.corpus import python_docs_text
+from tinygpt.data.corpus import python_docs_text
 from tinygpt.errors import UsageError, not_utf8, usage_errors_exit
 from tinygpt.lab.heads import draw_circuit, draw_heads
+from tinygpt.weights.checkpoint import load_model
 
 
 def main() -> None:

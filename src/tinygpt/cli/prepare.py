@@ -13,8 +13,8 @@ import sys
 from omegaconf import OmegaConf
 
 from tinygpt.errors import UsageError, usage_errors_exit
-from tinygpt.training.checks import check_data
 from tinygpt.training.precheck import compose, parse, task
+from tinygpt.training.settings import check_windows
 
 
 def main() -> None:
@@ -24,8 +24,9 @@ def main() -> None:
             raise UsageError(f"unknown option {next(a for a in args if a.startswith('-'))} "
                              "(give data.* settings as key=value, e.g. data=text data.path=...)")
         cfg = OmegaConf.to_object(task(compose(args, parse(args))))
-        check_data(cfg.data, cfg.model.context_length)
-        from tinygpt.prepare import prepare  # numpy and the tokenizers: once the input is good
+        cfg.data.validate()
+        check_windows(cfg.data, cfg.model.context_length)
+        from tinygpt.data.prepare import prepare  # numpy and the tokenizers: once the input is good
 
         prepared = prepare(cfg.data)
         print(f"ready: {len(prepared.train):,} train and {len(prepared.val):,} val tokens in "

@@ -24,10 +24,10 @@ from tinygpt.errors import (
     usage_errors_exit,
 )
 from tinygpt.run_dir import HYDRA, RunFolder
+from tinygpt.training.config import CONFIG_PATH, register_configs
 from tinygpt.training.hydra_callbacks import JobFailed, first_process
 from tinygpt.training.precheck import Run, precheck, task
 from tinygpt.training.quiet import quiet_dependencies
-from tinygpt.training.schema import CONFIG_PATH, register_configs
 from tinygpt.training.settings import Settings, settle
 from tinygpt.training.threads import apply_wait_policy
 
@@ -39,7 +39,7 @@ def start(settings: Settings, run_dir: str | Path, sweep: bool = False) -> objec
     it was answered in a fraction of a second instead of after their imports)."""
     quiet_dependencies()
     s = settings.config
-    apply_wait_policy(s.thread_wait, s.thread_spin)  # read once, as torch loads: before
+    apply_wait_policy(s.cpu.wait, s.cpu.spin)  # read once, as torch loads: before
     from tinygpt.training.train import train
 
     return train(settings, run_dir, sweep=sweep)

@@ -8,7 +8,7 @@ import time
 import torch
 
 from tinygpt.lab.timing import flops_per_step, median_ms
-from tinygpt.model import GPT, GPTConfig
+from tinygpt.model.gpt import GPT, GPTConfig
 
 # Dense bf16 peaks (TFLOP/s) from the vendors' data sheets, for the MFU of the GPU section.
 GPU_BF16_PEAK = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}

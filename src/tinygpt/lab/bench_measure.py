@@ -15,18 +15,18 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from tinygpt.attention import MultiHeadAttention
-from tinygpt.config import DataConfig
-from tinygpt.data import load_split
-from tinygpt.diagnostics import attention_stats, qk_grad_norms
-from tinygpt.generate import generate
+from tinygpt.data.config import DataConfig
+from tinygpt.data.windows import load_split
 from tinygpt.lab.bench_memory import attention_peak_bytes
 from tinygpt.lab.timing import StepTimer, fit_on_batches, median_ms
-from tinygpt.model import GPT, GPTConfig
+from tinygpt.model.attention import MultiHeadAttention
+from tinygpt.model.generate import generate
+from tinygpt.model.gpt import GPT, GPTConfig
+from tinygpt.probes.attention import attention_stats, qk_grad_norms
+from tinygpt.training.config import compose_train
 from tinygpt.training.datamodule import TextDataModule
 from tinygpt.training.module import GPTLightningModule
 from tinygpt.training.precision import Bf16Probe
-from tinygpt.training.schema import compose_train
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ def _rss(key: str) -> int:
 
 def attention_fwd_bwd_bytes(backend: str, T: int) -> int:
     """In this process: resident memory one fwd+bwd of the default attention adds at length T."""
-    from tinygpt.attention import MultiHeadAttention
+    from tinygpt.model.attention import MultiHeadAttention
 
     m = MultiHeadAttention(128, 128, T, 4, backend=backend)
     x = torch.randn(16, T, 128, requires_grad=True)

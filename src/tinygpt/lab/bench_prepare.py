@@ -4,7 +4,7 @@ memory, with a cache folder of its own so the first preparation really prepares.
 
 - before: the way a corpus was tokenised until shards, one `encode` call on the whole text read
   at once, on the file's first `--baseline-mb` megabytes (the whole file would not fit);
-- prepare: `tinygpt.prepare` on the whole file, from an empty cache;
+- prepare: `tinygpt.data.prepare` on the whole file, from an empty cache;
 - again: the same, the shards already there (what a second run pays before it trains);
 - a run: a whole `tinygpt-train` run of five steps on the prepared corpus, its start-up (to
   the end of its first step) and its peak anonymous memory (the heap, not the shards the kernel
@@ -25,7 +25,7 @@ from tinygpt.lab.run_events import train_loss_times
 
 ENCODE_ONCE = """
 import sys, time
-from tinygpt.tokenizer import get_tokenizer
+from tinygpt.data.tokenizer import get_tokenizer
 text = open(sys.argv[1], "rb").read(int(sys.argv[2])).decode("utf-8", "ignore")
 tok = get_tokenizer(sys.argv[3], text=text, vocab_size=4096)
 start = time.perf_counter()
@@ -34,8 +34,8 @@ print(len(text.encode()) / (time.perf_counter() - start) / 1e6)
 """
 PREPARE = """
 import sys
-from tinygpt.config import DataConfig
-from tinygpt.prepare import prepare
+from tinygpt.data.config import DataConfig
+from tinygpt.data.prepare import prepare
 prepare(DataConfig(name="text", path=sys.argv[1], tokenizer=sys.argv[2], cache_dir=sys.argv[3]))
 """
 
@@ -80,7 +80,7 @@ def tree_memory_kb(root: int) -> dict[str, int]:
     return {k: sum(memory.get(pid, {}).get(k, 0) for pid in tree) for k in ("VmRSS", "RssAnon")}
 
 
-RUN = ["trainer.max_steps=5", "diagnostics_every=0", "trainer.val_check_interval=5",
+RUN = ["trainer.max_steps=5", "probes.every=0", "trainer.val_check_interval=5",
        "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1", "sample.max_new_tokens=0"]
 
 

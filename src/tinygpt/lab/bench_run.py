@@ -7,6 +7,7 @@ import statistics
 
 import torch
 
+from tinygpt.data.tokenizer import TokenizerName
 from tinygpt.lab.bench_measure import (
     Setup,
     attention_table,
@@ -23,9 +24,8 @@ from tinygpt.lab.bench_measure import (
 )
 from tinygpt.lab.bench_memory import train_run_peak_rss
 from tinygpt.lab.timing import flops_per_step, machine
-from tinygpt.tokenizer import TokenizerName
+from tinygpt.training.config import compose_train
 from tinygpt.training.precision import Bf16Probe, matmul_peak, probe_cpu_bf16, resolve_precision
-from tinygpt.training.schema import compose_train
 
 
 def run(quick: bool = False) -> dict:
@@ -106,7 +106,7 @@ def summary(st: Setup, R: dict) -> dict:
     base = train["raw float32 eager, full CE (nanoGPT-style)"]
     dtype = "bf16" if R["default_precision"]["precision"] == "bf16-mixed" else "float32"
     diag = diagnostics_ms(st)
-    every = compose_train().diagnostics_every
+    every = compose_train().probes.every
     achieved = flops / (raw["ms_per_step"] / 1000) / 1e9
     return {
         "ratios": {

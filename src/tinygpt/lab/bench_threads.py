@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 # A short default run: the default model, data and precision; little besides the steps.
-SHORT = ("trainer.val_check_interval={steps}", "trainer.limit_val_batches=2", "diagnostics_every=0",
-         "grad_norm_every=0", "sample.max_new_tokens=8", "trainer.enable_progress_bar=false",
+SHORT = ("trainer.val_check_interval={steps}", "trainer.limit_val_batches=2", "probes.every=0",
+         "probes.grad_norm_every=0", "sample.max_new_tokens=8", "trainer.enable_progress_bar=false",
          "trainer.enable_model_summary=false", "save_every_n_steps=0")
 
 

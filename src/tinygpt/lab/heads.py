@@ -9,12 +9,12 @@ from pathlib import Path
 
 import torch
 
-from tinygpt.circuit import ablation_check, circuit_scores, copy_windows
-from tinygpt.config import CopyTask
-from tinygpt.diagnostics import attention_weights
-from tinygpt.induction import head_scores, repeated_tokens
-from tinygpt.model import GPT
-from tinygpt.tokenizer import Tokenizer
+from tinygpt.data.config import Synthetic, SyntheticKind
+from tinygpt.data.tokenizer import Tokenizer
+from tinygpt.model.gpt import GPT
+from tinygpt.probes.attention import attention_weights
+from tinygpt.probes.circuit import ablation_check, circuit_scores, copy_windows
+from tinygpt.probes.induction import head_scores, repeated_tokens
 from tinygpt.training.attention_maps import attention_figure, token_label
 
 
@@ -52,13 +52,13 @@ def draw_heads(model: GPT, tokenizer: Tokenizer, text: str, out: Path,
     return drawn
 
 
-def draw_circuit(model: GPT, tokenizer: Tokenizer, out: Path, task: CopyTask | None = None,
+def draw_circuit(model: GPT, tokenizer: Tokenizer, out: Path, task: Synthetic | None = None,
                  name: str = "circuit") -> list[tuple[Path, str]]:
     """<name>_previous_token.png and <name>_induction.png in `out`: layer 0's best previous-token
     head and the last layer's best induction head on one of lab IV's copy windows (`task`;
-    default: CopyTask's), each with a line saying which head; and a line with what ablating each
+    default: the copy task's), each with a line saying which head; and a line with what ablating each
     head of layer 0 does to the copy loss."""
-    task = task or CopyTask()
+    task = task or Synthetic(kind=SyntheticKind.copies)
     out.mkdir(parents=True, exist_ok=True)
     n_tokens = min(3 * task.prefix, model.cfg.context_length) + 1
     windows, copied = copy_windows(model.cfg.vocab_size, n_tokens, task, n=1, seed=7)

@@ -18,15 +18,15 @@ from itertools import islice
 
 import torch
 
-from tinygpt.config import DataConfig
+from tinygpt.data.config import DataConfig
+from tinygpt.data.tokenizer import get_tokenizer, tokenizer_state
 from tinygpt.errors import UsageError
 from tinygpt.lab.timing import fit_on_batches
-from tinygpt.model import GPTConfig
-from tinygpt.tokenizer import get_tokenizer, tokenizer_state
+from tinygpt.model.gpt import GPTConfig
+from tinygpt.training.config import compose_train
 from tinygpt.training.datamodule import TextDataModule
 from tinygpt.training.module import GPTLightningModule
 from tinygpt.training.precision import resolve_precision
-from tinygpt.training.schema import compose_train
 
 # The book's GPTModel at the default run's size: read from configs/model (the book's keys).
 SHAPE_KEYS = ("context_length", "emb_dim", "n_heads", "n_layers", "drop_rate")

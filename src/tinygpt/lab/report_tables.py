@@ -8,11 +8,10 @@ import math
 from omegaconf import DictConfig, OmegaConf
 
 from tinygpt import metrics as m
-from tinygpt.config import repeat_length
-from tinygpt.induction import uniform_score
 from tinygpt.lab.report_runs import Run, by_setting, train_tail
 from tinygpt.lab.stats import Summary, format_p, verdict, welch_p
-from tinygpt.training.schema import compose_train, yaml_value
+from tinygpt.probes.induction import uniform_score
+from tinygpt.training.config import compose_train, yaml_value
 
 
 def same_value(a: str, b: str) -> bool:
@@ -151,7 +150,7 @@ PHENOMENA = (
     ("int8 Δ val bpb", 4, m.INT8_DELTA_BPB),
 )
 # Induction has formed once a head's induction score passes this many times what uniform
-# attention scores on the run's probe (lab III's probe of 16 tokens: 0.041, so 0.10); the
+# attention scores on the run's probe (the repeated-segment setting's probe of 16 tokens: 0.041, so 0.10); the
 # in-context drop alone also counts copying that needs no induction head (docs/attention_lab.md).
 FORMED_FACTOR = 2.5
 
@@ -163,7 +162,10 @@ def formed_at(run: Run, factor: float = FORMED_FACTOR) -> int | None:
     context = OmegaConf.select(run.config, "model.context_length") if data is not None else None
     if context is None:  # not a run of this project's config: nothing to compare against
         return None
-    threshold = factor * uniform_score(repeat_length(data, context), start=int(bool(data.bos)))
+    # the probe's length: data.synthetic.length (data.repeat_length in runs recorded before it)
+    length = (OmegaConf.select(data, "synthetic.length") or OmegaConf.select(data, "repeat_length")
+              or context // 8)
+    threshold = factor * uniform_score(length, start=int(bool(data.bos)))
     steps, values = run.series(m.INDUCTION_MAX)
     return next((s for s, v in zip(steps, values, strict=True) if v > threshold), None)
 

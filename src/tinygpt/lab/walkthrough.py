@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from tinygpt.attention import MultiHeadAttention
-from tinygpt.attention_forms import (
+from tinygpt.model.attention import MultiHeadAttention
+from tinygpt.model.forms import (
     CausalAttention,
     MultiHeadAttentionWrapper,
     SelfAttentionParams,

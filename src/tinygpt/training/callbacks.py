@@ -12,14 +12,15 @@ from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from torch.utils.tensorboard import SummaryWriter
 
 from tinygpt import metrics
-from tinygpt.config import SampleConfig
-from tinygpt.data import TokenSplit
-from tinygpt.diagnostics import attention_stats, qk_grad_norms, uniform_entropy
+from tinygpt.data.config import SyntheticKind
+from tinygpt.data.windows import TokenSplit
 from tinygpt.errors import UsageError
-from tinygpt.evaluate import longer_context
-from tinygpt.generate import generate
 from tinygpt.metrics import layer_tag
-from tinygpt.model import attention_overrides, evaluating
+from tinygpt.model.config import SampleConfig
+from tinygpt.model.generate import generate
+from tinygpt.model.gpt import attention_overrides, evaluating
+from tinygpt.probes.attention import attention_stats, qk_grad_norms, uniform_entropy
+from tinygpt.probes.evaluate import longer_context
 from tinygpt.training.attention_maps import HeatmapFrame, image_summary, token_label
 from tinygpt.training.tensorboard_layout import custom_scalars_layout
 
@@ -144,7 +145,7 @@ class TensorBoardLayout(L.Callback):
             model = pl_module.model
             writer.add_custom_scalars(custom_scalars_layout(
                 len(model.blocks), longer_context=model.reaches_beyond_context,
-                copies=bool(trainer.datamodule.cfg.copies.share)))
+                copies=trainer.datamodule.cfg.synthetic.kind == SyntheticKind.copies))
 
 
 def generation_speed(model: torch.nn.Module, new_tokens: int = 64, batch: int = 4) -> float:
@@ -175,7 +176,7 @@ class AttentionDiagnostics(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.every_n_steps and isinstance(trainer.strategy, FSDPStrategy):
             # Sharded weights: a forward pass on one rank alone would wait for the others.
-            rank_zero_warn("attention diagnostics are off under FSDP (diagnostics_every=0)")
+            rank_zero_warn("attention diagnostics are off under FSDP (probes.every=0)")
             self.every_n_steps = 0
         if trainer.is_global_zero and trainer.logger is not None:  # a constant of the shape
             cfg = pl_module.model.cfg

@@ -1,5 +1,5 @@
 """When a run saves its checkpoints (Lightning callbacks; the files themselves:
-`tinygpt.checkpoint`): written atomically, `last.ckpt` on a step schedule and at the final step
+`tinygpt.weights.checkpoint`): written atomically, `last.ckpt` on a step schedule and at the final step
 or a stop signal, the best by validation loss, each holding the run's settings; and whether a
 checkpoint fits the model and tokenizer of the run that would continue it."""
 
@@ -15,18 +15,18 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from tinygpt.checkpoint import (
+from tinygpt.errors import StoppedAtOnce, UsageError
+from tinygpt.metrics import VAL_LOSS
+from tinygpt.model.gpt import GPTConfig
+from tinygpt.run_dir import CHECKPOINTS, LAST, last_checkpoint
+from tinygpt.training.lightning_adapter import stop_without_validation
+from tinygpt.training.ranks import signal_on_any_rank
+from tinygpt.weights.checkpoint import (
     RUN_SETTINGS,
     checkpoint_model_config,
     read_checkpoint,
     write_checkpoint,
 )
-from tinygpt.errors import StoppedAtOnce, UsageError
-from tinygpt.metrics import VAL_LOSS
-from tinygpt.model import GPTConfig
-from tinygpt.run_dir import CHECKPOINTS, LAST, last_checkpoint
-from tinygpt.training.lightning_adapter import stop_without_validation
-from tinygpt.training.ranks import signal_on_any_rank
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

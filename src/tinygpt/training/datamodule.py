@@ -1,4 +1,4 @@
-"""The LightningDataModule: a corpus' windows (`tinygpt.data`) served to each rank in the
+"""The LightningDataModule: a corpus' windows (`tinygpt.data.windows`) served to each rank in the
 resumable order, with the global batch split over devices and accumulation steps."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from tinygpt.config import DataConfig
-from tinygpt.data import ResumableSampler, TokenSplit, load_split
+from tinygpt.data.config import DataConfig
+from tinygpt.data.windows import ResumableSampler, TokenSplit, load_split
 from tinygpt.errors import UsageError
 
 

@@ -12,12 +12,13 @@ from lightning.pytorch.utilities import grad_norm, rank_zero_warn
 from torch import Tensor
 
 from tinygpt import metrics
-from tinygpt.config import NonFinite, OptimConfig
+from tinygpt.data.tokenizer import tokenizer_from_state
 from tinygpt.errors import UsageError, parse_choice
 from tinygpt.metrics import bits_per_byte
-from tinygpt.model import GPT, GPTConfig, attention_overrides
-from tinygpt.optim import build_optimizer
-from tinygpt.tokenizer import tokenizer_from_state
+from tinygpt.model.gpt import GPT, GPTConfig, attention_overrides
+from tinygpt.optim.config import OptimConfig
+from tinygpt.optim.optimizer import build_optimizer
+from tinygpt.training.config import NonFinite
 from tinygpt.training.lightning_adapter import logger_writes_this_step, stop_without_validation
 from tinygpt.training.ranks import all_ranks_agree
 
@@ -26,7 +27,7 @@ class GPTLightningModule(L.LightningModule):
     """Trains a `GPT` with next-token cross-entropy.
 
     Its hyperparameters are plain values (the model's config, the tokenizer's state, the optimizer
-    settings), so a checkpoint alone rebuilds model and tokenizer (`tinygpt.checkpoint`).
+    settings), so a checkpoint alone rebuilds model and tokenizer (`tinygpt.weights.checkpoint`).
     `grad_norm_every`: per-parameter gradient norms every N steps (0: never). `causal_eval`: also
     score validation with the causal mask on (None: only for models trained without it).
     """

@@ -15,12 +15,12 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import Subset
 
 from tinygpt import metrics as m
-from tinygpt.circuit import circuit, copy_losses, copy_windows
-from tinygpt.config import repeat_length
-from tinygpt.induction import induction_scores, repeated_tokens
-from tinygpt.model import GPT
-from tinygpt.quantize import int8_sensitivity
-from tinygpt.sinks import activation_outliers, first_token_mass, sink_rate
+from tinygpt.data.config import SyntheticKind, repeat_length
+from tinygpt.model.gpt import GPT
+from tinygpt.probes.circuit import circuit, copy_losses, copy_windows
+from tinygpt.probes.induction import induction_scores, repeated_tokens
+from tinygpt.probes.quantize import int8_sensitivity
+from tinygpt.probes.sinks import activation_outliers, first_token_mass, sink_rate
 from tinygpt.training.callbacks import first_windows, writes_now
 
 INDUCTION_SEED = 12_345  # the fixed repeated batch: not one any training window could be
@@ -92,9 +92,9 @@ class Phenomena(L.Callback):
             repeated = repeated_tokens(model.cfg.vocab_size, length, seed=INDUCTION_SEED, bos=bos)
             text = first_windows(data.val_set, self.num_sequences)
             copies = None
-            if data.cfg.copies.share:  # built as the training windows are
+            if data.cfg.synthetic.kind == SyntheticKind.copies:  # built as the training ones
                 copies = copy_windows(model.cfg.vocab_size, model.cfg.context_length + 1,
-                                      data.cfg.copies)
+                                      data.cfg.synthetic)
             self.probes = Probes(repeated, text, copies)
         return self.probes.to(pl_module.device)
 

@@ -22,6 +22,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 from tinygpt.configs import CONFIG_DIR
 from tinygpt.errors import UsageError, unknown_choice
 from tinygpt.training.commands import command, entry_point, override
+from tinygpt.training.config import TrainConfig, compose_train
 from tinygpt.training.hydra_callbacks import first_process, refuse_to_clobber
 from tinygpt.training.resume import (
     LATEST,
@@ -30,7 +31,6 @@ from tinygpt.training.resume import (
     recorded_run,
     resume_source,
 )
-from tinygpt.training.schema import TrainConfig, compose_train
 from tinygpt.training.settings import Settings, settle
 
 MULTIRUN = ("-m", "--multirun")  # Hydra's flag for a sweep

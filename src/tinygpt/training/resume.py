@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from tinygpt.errors import UsageError, missing_file
 from tinygpt.run_dir import HYDRA, LAST, last_checkpoint
-from tinygpt.training.schema import RESUMABLE, register_configs, yaml_value
+from tinygpt.training.config import RESUMABLE, flatten, register_configs, yaml_value
 
 LATEST = "latest"  # ckpt_path=latest: the newest last.ckpt under outputs/, named as it starts
 OWN = "last"  # ckpt_path=last: the run directory's own, as resume=true
@@ -71,7 +71,10 @@ def recorded_settings(checkpoint: Path) -> dict[str, Any]:
     run = recorded_run(checkpoint)
     if run is not None:
         return recorded_config(run)
-    from tinygpt.checkpoint import RUN_SETTINGS, read_checkpoint  # torch: only for such a file
+    from tinygpt.weights.checkpoint import (  # torch: only for such a file
+        RUN_SETTINGS,
+        read_checkpoint,
+    )
 
     record = read_checkpoint(checkpoint).get(RUN_SETTINGS, {})
     values_only(record, f"{checkpoint}: ")
@@ -137,13 +140,6 @@ def recorded_config(run: Path) -> dict[str, Any]:
                          "new run)")
     values_only(tree, f"{path}: ")
     return flatten(tree)
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        out |= flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v}
-    return out
 
 
 def resumable(key: str) -> bool:

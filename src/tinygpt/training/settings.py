@@ -1,11 +1,13 @@
 """A run's settings, checked once. `settle` turns a composed config into one typed `Settings`:
-every value checked (`checks`), the checkpoint a resume continues found, and a resume that would
-change the run's own settings refused, all before anything is written. Everything after takes
-the `Settings` and trusts it. No torch, no Lightning: a mistake is answered in well under two
+every node checks its own values (`validate`), the rules that span nodes are checked here
+(`check_values`), the checkpoint a resume continues is found, and a resume that would change the
+run's own settings is refused, all before anything is written. Everything after takes the
+`Settings` and trusts it. No torch, no Lightning: a mistake is answered in well under two
 seconds."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,15 +15,16 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from tinygpt.training.checks import check_values
+from tinygpt.data.config import DataConfig, SyntheticKind, repeat_length
+from tinygpt.data.tokenizer import TokenizerName
+from tinygpt.errors import UsageError
+from tinygpt.training.config import TrainConfig, compose_train, flatten
 from tinygpt.training.resume import (
-    flatten,
     recorded_settings,
     refuse_changes,
     resume_source,
     values_only,
 )
-from tinygpt.training.schema import TrainConfig, compose_train
 
 
 @dataclass(frozen=True)
@@ -59,3 +62,46 @@ def configure(*overrides: str, run_dir: str | Path) -> Settings:
     """configs/train.yaml with these overrides, settled for a run in run_dir: how tests and
     notebooks start a run in-process (`train(configure(...), run_dir)`)."""
     return settle(compose_train(*overrides), run_dir, overrides)
+
+
+def check_values(s: TrainConfig) -> None:
+    """A UsageError at the first value that makes no sense: each node's own, then the rules that
+    span nodes (the data's windows against the model's context, a GPT-2 start's tokenizer)."""
+    for node in (s.model.gpt_config(vocab_size=1), s.data, s.optim, s.trainer, s.sample,
+                 s.probes, s.cpu):
+        node.validate()
+    if s.save_every_n_steps < 0:
+        raise UsageError(f"save_every_n_steps={s.save_every_n_steps} must be at least 0 (0: only "
+                         "at the end)")
+    check_windows(s.data, s.model.context_length)
+    check_init_from(s)
+
+
+def check_windows(d: DataConfig, context_length: int) -> None:
+    """The synthetic windows fit the model's context."""
+    kind, length = d.synthetic.kind, repeat_length(d, context_length)
+    if kind == SyntheticKind.repeats and not 1 <= length <= context_length // 2:
+        raise UsageError(f"data.synthetic.length={length} must be 1..{context_length // 2} (half "
+                         "the context: a segment and its copy fit one window)")
+    if kind == SyntheticKind.copies and not d.synthetic.prefix < context_length:
+        raise UsageError(f"data.synthetic.prefix={d.synthetic.prefix} must be shorter than "
+                         f"model.context_length={context_length} (the chunks copy from it)")
+
+
+def check_init_from(s: TrainConfig) -> None:
+    """model.init_from: a Hugging Face GPT-2 folder, read with GPT-2's tokenizer, at most as long
+    a context as it was trained on."""
+    init = s.model.init_from
+    if not init:
+        return
+    config = Path(init) / "config.json"
+    if not config.is_file():
+        raise UsageError(f"model.init_from={init} holds no config.json (point it at a Hugging "
+                         "Face GPT-2 directory)")
+    if s.data.tokenizer != TokenizerName.gpt2:
+        raise UsageError(f"model.init_from needs GPT-2's tokenizer, not data.tokenizer="
+                         f"{s.data.tokenizer.value} (set data.tokenizer=gpt2)")
+    trained = json.loads(config.read_text()).get("n_positions", s.model.context_length)
+    if s.model.context_length > trained:
+        raise UsageError(f"model.context_length={s.model.context_length} is longer than the "
+                         f"pretrained model's {trained} (lower model.context_length)")

@@ -10,7 +10,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from tinygpt import metrics as m
-from tinygpt.training.schema import PLUMBING, yaml_value
+from tinygpt.training.config import PLUMBING, yaml_value
 from tinygpt.training.settings import Settings
 
 

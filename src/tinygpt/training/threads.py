@@ -11,7 +11,10 @@ OpenMP reads this once, when torch loads, so the entry point sets it before that
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from enum import Enum
+
+from tinygpt.errors import UsageError
 
 WAIT_ENV = "OMP_WAIT_POLICY"  # every OpenMP: how an idle thread waits
 SPIN_ENV = "GOMP_SPINCOUNT"  # GNU OpenMP (torch's Linux builds): spins before it sleeps
@@ -22,6 +25,25 @@ class ThreadWait(str, Enum):
 
     passive = "passive"  # sleep (after thread_spin spins): runs share the cores (the default)
     active = "active"  # spin on: a stall beside any other busy process
+
+
+@dataclass
+class CpuConfig:
+    """How a run uses a CPU's cores (`cpu.*`)."""
+
+    threads: int | None = None  # torch's threads (null: one per core)
+    # How idle threads wait: spin this many times, then sleep, so a run alone keeps its speed and
+    # runs beside other work share the cores (spin null: OpenMP's own)
+    wait: ThreadWait = ThreadWait.passive
+    spin: int | None = 3000
+
+    def validate(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"cpu.threads={self.threads} must be at least 1 (or null: one per "
+                             "core)")
+        if self.spin is not None and self.spin < 0:
+            raise UsageError(f"cpu.spin={self.spin} must be at least 0 (0: sleep at once; null: "
+                             "OpenMP's own)")
 
 
 def apply_wait_policy(wait: ThreadWait | str, spin: int | None) -> None:

@@ -23,13 +23,11 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from tinygpt import metrics
 from tinygpt.atomic import atomic_write
-from tinygpt.checkpoint import read_checkpoint
-from tinygpt.data import TokenSplit
+from tinygpt.data.tokenizer import tokenizer_state
+from tinygpt.data.windows import TokenSplit
 from tinygpt.errors import RunStopped, StoppedAtOnce, UsageError
-from tinygpt.hf import load_hf_gpt2
-from tinygpt.model import Block, GPTConfig
+from tinygpt.model.gpt import Block, GPTConfig
 from tinygpt.run_dir import RESULT
-from tinygpt.tokenizer import tokenizer_state
 from tinygpt.training.callbacks import (
     AttentionDiagnostics,
     AttentionMaps,
@@ -46,17 +44,18 @@ from tinygpt.training.checkpoint_callbacks import (
     checkpoint_callbacks,
 )
 from tinygpt.training.commands import as_typed, command, entry_point, override, tool
+from tinygpt.training.config import TrainConfig, trainer_arguments
 from tinygpt.training.datamodule import TextDataModule, split_batch
 from tinygpt.training.module import GPTLightningModule
 from tinygpt.training.phenomena import Phenomena
 from tinygpt.training.precision import PrecisionChoice, resolve_precision
 from tinygpt.training.progress import progress_callback
-from tinygpt.training.schema import TrainConfig
 from tinygpt.training.settings import Settings
 from tinygpt.training.tensorboard_layout import RunLogger, hyperparameters, write_hparams
 from tinygpt.training.threads import describe as describe_threads
 from tinygpt.training.throughput import Throughput, TrainClock
-from tinygpt.training.trainer_config import trainer_arguments
+from tinygpt.weights.checkpoint import read_checkpoint
+from tinygpt.weights.hf import load_hf_gpt2
 
 # trainer=fsdp's strategy, by a name Lightning looks up (a config names no object to build): one
 # FSDP unit per transformer block; checkpoints gathered whole, so they load on any device count.
@@ -118,8 +117,8 @@ def train(settings: Settings, run_dir: str | Path, sweep: bool = False,
     the user can fix; `sweep` only changes the summary's pointers; `callbacks` are added to ours."""
     s, run_dir = settings.config, Path(run_dir)
     L.seed_everything(s.seed, workers=True, verbose=False)
-    if s.threads:
-        torch.set_num_threads(s.threads)
+    if s.cpu.threads:
+        torch.set_num_threads(s.cpu.threads)
     precision = resolve_precision(s.trainer.precision, s.trainer.accelerator)
     trainer, made = build_trainer(settings, run_dir, precision, callbacks or [])
     per_device = split_batch(s.data.batch_size, trainer.world_size,
@@ -134,8 +133,8 @@ def train(settings: Settings, run_dir: str | Path, sweep: bool = False,
     if settings.resume_from:
         check_checkpoint_fits(settings.resume_from, gpt_cfg, tok_state)
     module = GPTLightningModule(
-        gpt_cfg, tok_state, s.optim, grad_norm_every=s.grad_norm_every,
-        on_nonfinite=s.on_nonfinite, compile=s.compile, causal_eval=s.causal_eval)
+        gpt_cfg, tok_state, s.optim, grad_norm_every=s.probes.grad_norm_every,
+        on_nonfinite=s.on_nonfinite, compile=s.compile, causal_eval=s.probes.causal_eval)
     if init is not None:
         module.model.load_state_dict(init.state_dict())
     rank_zero_print(f"precision {precision.precision} ({precision.reason}); "
@@ -173,8 +172,8 @@ def build_trainer(settings: Settings, run_dir: Path, precision: PrecisionChoice,
                         SampleText(s.sample, seed=s.seed))
     callbacks = [
         *checkpoints, made.throughput, made.clock, made.sample,
-        AttentionMaps(s.attention_map_tokens), TensorBoardLayout(), LongContextEval(),
-        AttentionDiagnostics(s.diagnostics_every), Phenomena(s.diagnostics_every, s.int8_windows),
+        AttentionMaps(s.probes.attention_map_tokens), TensorBoardLayout(), LongContextEval(),
+        AttentionDiagnostics(s.probes.every), Phenomena(s.probes.every, s.probes.int8_windows),
         *progress_callback(s.trainer.enable_progress_bar, every=5 * log_every),
         RunRecord(settings.record), *extra,
     ]

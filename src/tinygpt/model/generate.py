@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tinygpt.config import check_sampling
-from tinygpt.model import GPT, evaluating
+from tinygpt.model.config import check_sampling
+from tinygpt.model.gpt import GPT, evaluating
 
 
 def sample_next(

@@ -1,5 +1,5 @@
 """The induction circuit (Elhage et al. 2021; Olsson et al. 2022), measured on windows built like
-lab IV's training ones (`tinygpt.data.copied_chunks`: random tokens, then chunks copied from
+lab IV's training ones (`tinygpt.data.windows.copied_chunks`: random tokens, then chunks copied from
 random earlier places), where most tokens follow an earlier occurrence of the token before them
 and no fixed offset finds it. A previous-token head in one layer and an induction head in the
 next copy them; one layer alone cannot.
@@ -22,15 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tinygpt.config import CopyTask
-from tinygpt.data import copied_chunks
-from tinygpt.diagnostics import attention_weights
-from tinygpt.model import GPT, evaluating
+from tinygpt.data.config import Synthetic
+from tinygpt.data.windows import copied_chunks
+from tinygpt.model.gpt import GPT, evaluating
+from tinygpt.probes.attention import attention_weights
 
 COPY_PROBE_SEED = 54_321  # the fixed probe batch: drawn apart from any training window's seed
 
 
-def copy_windows(vocab_size: int, n_tokens: int, task: CopyTask, n: int = 16,
+def copy_windows(vocab_size: int, n_tokens: int, task: Synthetic, n: int = 16,
                  seed: int = COPY_PROBE_SEED) -> tuple[Tensor, Tensor]:
     """(n, n_tokens) token ids built like lab IV's training windows, and (n, n_tokens) booleans:
     which tokens are copies."""

@@ -10,11 +10,11 @@ from typing import Any
 import torch
 
 from tinygpt.atomic import atomic_write
+from tinygpt.data.tokenizer import Tokenizer, get_tokenizer, tokenizer_from_state
 from tinygpt.errors import UsageError, missing_file
-from tinygpt.hf import load_hf_gpt2, save_hf_gpt2
-from tinygpt.model import GPT, GPTConfig
+from tinygpt.model.gpt import GPT, GPTConfig
 from tinygpt.run_dir import LAST, last_checkpoint
-from tinygpt.tokenizer import Tokenizer, get_tokenizer, tokenizer_from_state
+from tinygpt.weights.hf import load_hf_gpt2, save_hf_gpt2
 
 _PASS_OURS = "pass a .ckpt that tinygpt-train wrote"
 RUN_SETTINGS = "tinygpt_settings"  # the run's config, dotted keys, in each training checkpoint

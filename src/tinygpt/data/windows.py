@@ -1,21 +1,21 @@
-"""From a prepared corpus (`tinygpt.prepare`: its tokenizer and token shards) to training
+"""From a prepared corpus (`tinygpt.data.prepare`: its tokenizer and token shards) to training
 windows: windows of tokens (and the lab's synthetic ones), and the resumable order they are
 drawn in."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from tinygpt.config import CopyTask, DataConfig, repeat_length
+from tinygpt.data.config import DataConfig, Synthetic, SyntheticKind, repeat_length
+from tinygpt.data.prepare import prepare
+from tinygpt.data.shards import ShardedTokens
+from tinygpt.data.tokenizer import Tokenizer
 from tinygpt.metrics import bits_per_byte
-from tinygpt.prepare import prepare
-from tinygpt.shards import ShardedTokens
-from tinygpt.tokenizer import Tokenizer
 
 
 class TokenWindows(Dataset):
@@ -38,66 +38,51 @@ class TokenWindows(Dataset):
         return chunk[:-1], chunk[1:]
 
 
-class Synthetic(Dataset):
-    """Training windows of which a `share` are replaced by synthetic ones (`make`), chosen and
-    drawn from (seed, index) alone, so the stream resumes exactly."""
+class WithSynthetic(Dataset):
+    """Training windows of which a `share` are replaced by synthetic ones (`synthetic_window`),
+    chosen and drawn from (seed, index) alone, so the stream resumes exactly."""
 
-    def __init__(self, windows: TokenWindows, share: float, vocab_size: int, seed: int = 0):
-        self.windows, self.share, self.vocab_size, self.seed = windows, share, vocab_size, seed
+    def __init__(self, windows: TokenWindows, cfg: Synthetic, vocab_size: int, seed: int = 0):
+        self.windows, self.cfg, self.vocab_size, self.seed = windows, cfg, vocab_size, seed
 
     def __len__(self) -> int:
         return len(self.windows)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
-        if torch.rand((), generator=g).item() >= self.share:
+        if torch.rand((), generator=g).item() >= self.cfg.share:
             return self.windows[i]
-        chunk, _ = self.make(g, self.windows.T + 1)
+        chunk, _ = synthetic_window(g, self.cfg, self.vocab_size, self.windows.T + 1)
         return chunk[:-1], chunk[1:]
 
-    def make(self, g: torch.Generator, n_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """n_tokens token ids, and which of them a model can predict by copying."""
-        raise NotImplementedError
+
+def synthetic_window(g: torch.Generator, cfg: Synthetic, vocab_size: int, n_tokens: int
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """n_tokens token ids of cfg's kind, and which of them a model can predict by copying."""
+    if cfg.kind == SyntheticKind.repeats:
+        return repeated_segment(g, vocab_size, n_tokens, cfg.length)
+    return copied_chunks(g, vocab_size, n_tokens, cfg)
 
 
-class WithRepeats(Synthetic):
-    """Windows of a random token segment repeated to fill them (the lab's induction setting).
-    Each segment is `length / 2` to `length` tokens long, so no fixed offset finds the copy (a
-    fixed one teaches a positional shortcut: docs/attention_lab.md)."""
-
-    def __init__(self, windows: TokenWindows, share: float, length: int, vocab_size: int,
-                 seed: int = 0):
-        super().__init__(windows, share, vocab_size, seed)
-        self.length = length
-
-    def make(self, g: torch.Generator, n_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-        n = int(torch.randint(max(1, self.length // 2), self.length + 1, (), generator=g))
-        segment = torch.randint(0, self.vocab_size, (n,), generator=g)
-        return segment.repeat(-(-n_tokens // n))[:n_tokens], torch.arange(n_tokens) >= n
+def repeated_segment(g: torch.Generator, vocab_size: int, n_tokens: int, length: int
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random segment of `length / 2` to `length` tokens repeated to fill n_tokens: a fixed
+    length would teach a positional shortcut (docs/attention_lab.md)."""
+    n = int(torch.randint(max(1, length // 2), length + 1, (), generator=g))
+    segment = torch.randint(0, vocab_size, (n,), generator=g)
+    return segment.repeat(-(-n_tokens // n))[:n_tokens], torch.arange(n_tokens) >= n
 
 
-class WithCopies(Synthetic):
-    """Attention lab IV's windows (`tinygpt.config.CopyTask`): random tokens, then chunks copied
-    from random earlier places; a chunk's tokens after its first are the copies."""
-
-    def __init__(self, windows: TokenWindows, task: CopyTask, vocab_size: int, seed: int = 0):
-        super().__init__(windows, task.share, vocab_size, seed)
-        self.task = task
-
-    def make(self, g: torch.Generator, n_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return copied_chunks(g, self.vocab_size, n_tokens, self.task)
-
-
-def copied_chunks(g: torch.Generator, vocab_size: int, n_tokens: int, task: CopyTask
+def copied_chunks(g: torch.Generator, vocab_size: int, n_tokens: int, cfg: Synthetic
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`task.prefix` uniform random tokens, then chunks copied from earlier ones (each chunk's
+    """`cfg.prefix` uniform random tokens, then chunks copied from earlier ones (each chunk's
     source lies wholly before it) up to n_tokens; and which tokens follow their source's."""
     x = torch.empty(n_tokens, dtype=torch.long)
     copied = torch.zeros(n_tokens, dtype=torch.bool)
-    x[: task.prefix] = torch.randint(0, vocab_size, (task.prefix,), generator=g)
-    i = task.prefix
+    x[: cfg.prefix] = torch.randint(0, vocab_size, (cfg.prefix,), generator=g)
+    i = cfg.prefix
     while i < n_tokens:
-        n = min(int(torch.randint(task.shortest, task.longest + 1, (), generator=g)),
+        n = min(int(torch.randint(cfg.shortest, cfg.longest + 1, (), generator=g)),
                 n_tokens - i)
         start = int(torch.randint(0, i - n + 1, (), generator=g))
         x[i : i + n] = x[start : start + n]
@@ -159,7 +144,7 @@ class TokenSplit:
     tokenizer: Tokenizer
     train_ids: ShardedTokens
     val_ids: ShardedTokens
-    train_set: TokenWindows | Synthetic
+    train_set: TokenWindows | WithSynthetic
     val_set: TokenWindows  # side by side: each validation token is scored once
     counts: dict[str, np.ndarray]  # how often each token occurs in each split
 
@@ -178,7 +163,7 @@ class TokenSplit:
 
 def load_split(cfg: DataConfig, context_length: int) -> TokenSplit:
     """Read, tokenise (or hit the cache) and split the corpus cfg names (its values checked
-    already: `tinygpt.training.checks`); UsageError for a corpus that cannot be read or is too
+    already: `tinygpt.training.settings`); UsageError for a corpus that cannot be read or is too
     short for one window of each split (refused before anything is cached)."""
     # The text is split before it is tokenised: a trained BPE learns from the training part
     # alone, and the validation part's bytes are known exactly (for bits per byte).
@@ -188,10 +173,8 @@ def load_split(cfg: DataConfig, context_length: int) -> TokenSplit:
     stride = cfg.stride or context_length  # default: windows side by side, no overlap
     bos = tok.eot_token if cfg.bos else None
     train_set = TokenWindows(train_ids, context_length, stride, bos)
-    if cfg.repeat_share:
-        train_set = WithRepeats(train_set, cfg.repeat_share, repeat_length(cfg, context_length),
-                                tok.vocab_size)
-    if cfg.copies.share:
-        train_set = WithCopies(train_set, cfg.copies, tok.vocab_size)
+    if cfg.synthetic.kind != SyntheticKind.none:
+        synthetic = replace(cfg.synthetic, length=repeat_length(cfg, context_length))
+        train_set = WithSynthetic(train_set, synthetic, tok.vocab_size)
     return TokenSplit(prepared.name, tok, train_ids, val_ids, train_set,
                       TokenWindows(val_ids, context_length, context_length, bos), prepared.counts)

@@ -9,8 +9,8 @@ import math
 import torch
 from torch import nn
 
-from tinygpt.config import Algorithm, OptimConfig, Schedule
-from tinygpt.muon import Muon, run_closure
+from tinygpt.optim.config import Algorithm, OptimConfig, Schedule
+from tinygpt.optim.muon import Muon, run_closure
 
 
 def lr_lambda(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float,

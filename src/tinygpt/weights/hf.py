@@ -16,8 +16,8 @@ from torch import Tensor
 
 from tinygpt.atomic import temporary_beside
 from tinygpt.errors import UsageError
-from tinygpt.model import GPT, AttentionConfig, GPTConfig
-from tinygpt.model_config import Activation
+from tinygpt.model.config import Activation
+from tinygpt.model.gpt import GPT, AttentionConfig, GPTConfig
 
 # HF names per block -> ours, and whether the tensor is a Conv1D weight (transposed).
 _BLOCK = {

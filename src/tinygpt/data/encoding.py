@@ -15,7 +15,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 import numpy as np
 import tiktoken
 
-from tinygpt.tokenizer import TiktokenTokenizer, Tokenizer
+from tinygpt.data.tokenizer import TiktokenTokenizer, Tokenizer
 
 ENCODE_CHARS = 1 << 20  # characters per encoding call (1 Mi)
 PROCESS_BYTES = 64 << 20  # a text larger than this is encoded in worker processes

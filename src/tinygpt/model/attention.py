@@ -2,10 +2,10 @@
 nanoGPT's): project to q, k, v, split into heads, one fused kernel, merge the heads, project
 back. Each switch of the lab is one small step on that path.
 
-How it came to be, form by form (the seed's chapter 3): `tinygpt.attention_forms`. The switches,
-what each does and which combinations make sense: `tinygpt.model_config.AttentionConfig`. Lab
+How it came to be, form by form (the seed's chapter 3): `tinygpt.model.forms`. The switches,
+what each does and which combinations make sense: `tinygpt.model.config.AttentionConfig`. Lab
 III's additions (sink, output gate, sigmoid and differential attention, softpick):
-`tinygpt.attention_variants`.
+`tinygpt.model.variants`.
 """
 
 from __future__ import annotations
@@ -17,17 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tinygpt.attention_variants import (
-    DiffLambda,
-    OutputGate,
-    pair_values,
-    sigmoid_bias,
-    softpick,
-    with_sink,
-)
 from tinygpt.errors import parse_choice
-from tinygpt.kv_cache import KVCache
-from tinygpt.model_config import (
+from tinygpt.model.config import (
     AttentionConfig,
     Backend,
     Gate,
@@ -39,7 +30,16 @@ from tinygpt.model_config import (
     ScaleType,
     Sink,
 )
-from tinygpt.positions import alibi_bias, alibi_slopes, apply_rope, rope_angles
+from tinygpt.model.kv_cache import KVCache
+from tinygpt.model.positions import alibi_bias, alibi_slopes, apply_rope, rope_angles
+from tinygpt.model.variants import (
+    DiffLambda,
+    OutputGate,
+    pair_values,
+    sigmoid_bias,
+    softpick,
+    with_sink,
+)
 
 # On a CPU the fused kernel's bf16 backward is slower than its float32 one for short sequences
 # (an AMX Xeon, forward + backward, 4 heads of 32: 4.0 against 0.9 ms at 64 keys, 10.7 against

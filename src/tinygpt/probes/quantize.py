@@ -10,8 +10,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from tinygpt.evaluate import Score, score_windows
-from tinygpt.model import GPT
+from tinygpt.model.gpt import GPT
+from tinygpt.probes.evaluate import Score, score_windows
 
 
 def fake_int8(t: Tensor) -> Tensor:

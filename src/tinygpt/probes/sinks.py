@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from tinygpt.diagnostics import attention_weights
-from tinygpt.model import GPT, evaluating
+from tinygpt.model.gpt import GPT, evaluating
+from tinygpt.probes.attention import attention_weights
 
 SINK_THRESHOLD = 0.3  # Gu et al.: a head is a sink head when its mean first-token mass exceeds it
 

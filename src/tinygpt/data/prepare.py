@@ -24,12 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from tinygpt.atomic import atomic_write, exclusive
-from tinygpt.config import DataConfig
-from tinygpt.corpus import SEPARATOR, Source, cache_path, read, sources
-from tinygpt.encoding import Progress, encode
-from tinygpt.errors import UsageError
-from tinygpt.shards import Shard, ShardedTokens, ShardWriter, damaged_shard, token_dtype
-from tinygpt.tokenizer import (
+from tinygpt.data.config import DataConfig
+from tinygpt.data.corpus import SEPARATOR, Source, cache_path, read, sources
+from tinygpt.data.encoding import Progress, encode
+from tinygpt.data.shards import Shard, ShardedTokens, ShardWriter, damaged_shard, token_dtype
+from tinygpt.data.tokenizer import (
     CharTokenizer,
     Tokenizer,
     TokenizerName,
@@ -41,6 +40,7 @@ from tinygpt.tokenizer import (
     train_bpe,
     write_bpe,
 )
+from tinygpt.errors import UsageError
 
 FORMAT = 2  # of the prepared folder: a change here prepares every corpus again (2: counts)
 # A BPE learns from at most this many characters of the training text (32 Mi), in SAMPLE_PIECES

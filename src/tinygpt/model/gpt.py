@@ -10,13 +10,13 @@ from dataclasses import replace
 import torch
 from torch import Tensor, nn
 
-from tinygpt.attention import MultiHeadAttention
 from tinygpt.errors import UsageError
-from tinygpt.kv_cache import KVCache
-from tinygpt.loss import linear_cross_entropy
+from tinygpt.model.attention import MultiHeadAttention
 
 # The model's settings live in model_config (no torch there); the contract names them here too.
-from tinygpt.model_config import Activation, AttentionConfig, GPTConfig, Positions
+from tinygpt.model.config import Activation, AttentionConfig, GPTConfig, Positions
+from tinygpt.model.kv_cache import KVCache
+from tinygpt.model.loss import linear_cross_entropy
 
 __all__ = ["GPT", "AttentionConfig", "Block", "GPTConfig", "attention_overrides", "evaluating"]
 
@@ -134,7 +134,7 @@ class GPT(nn.Module):
         return logits if cap is None else cap * torch.tanh(logits / cap)
 
     def loss(self, idx: Tensor, targets: Tensor) -> Tensor:
-        """Mean next-token cross-entropy; never builds the full logits tensor (see tinygpt.loss)."""
+        """Mean next-token cross-entropy; never builds the full logits tensor (see tinygpt.model.loss)."""
         return self.head_loss(self.hidden(idx)[0], targets)
 
     def head_loss(self, x: Tensor, targets: Tensor) -> Tensor:

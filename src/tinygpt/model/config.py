@@ -1,6 +1,6 @@
-"""The model's settings, with their defaults and checks: `GPTConfig` (the shape) and
-`AttentionConfig` (what attention does). Plain dataclasses, no torch, so a config is checked
-before any model code loads."""
+"""The model's settings, with their defaults and checks: `GPTConfig` (the shape),
+`AttentionConfig` (what attention does) and `SampleConfig` (how to sample from it). Plain
+dataclasses, no torch, so a config is checked before any model code loads."""
 
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ class Positions(str, Enum):
     """How a token's position reaches attention."""
 
     learned = "learned"  # GPT-2's learned table, added to the embeddings (context_length is a cap)
-    rope = "rope"  # q and k rotated by their positions (tinygpt.positions)
-    alibi = "alibi"  # scores biased by -slope_h x distance (tinygpt.positions)
+    rope = "rope"  # q and k rotated by their positions (tinygpt.model.positions)
+    alibi = "alibi"  # scores biased by -slope_h x distance (tinygpt.model.positions)
     none = "none"  # NoPE: the causal mask alone tells tokens apart
 
 
@@ -232,3 +232,29 @@ class GPTConfig:
                 v, "value", v)
 
         return plain(asdict(self))
+
+
+def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """Raise UsageError, saying what to change, for sampling settings that make no sense."""
+    if temperature < 0:
+        raise UsageError(f"temperature={temperature} is negative (use 0 for greedy, or > 0)")
+    if top_k is not None and top_k < 1:
+        raise UsageError(f"top_k={top_k} must be at least 1 (or unset)")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise UsageError(f"top_p={top_p} must be in (0, 1] (or unset)")
+
+
+@dataclass
+class SampleConfig:
+    """A continuation: what the training run samples at each validation (`sample.*`)."""
+
+    prompt: str = "The for statement"
+    max_new_tokens: int = 64
+    temperature: float = 0.8
+    top_k: int | None = 40
+
+    def validate(self) -> None:
+        check_sampling(self.temperature, self.top_k, None)
+        if self.max_new_tokens < 0:
+            raise UsageError(f"sample.max_new_tokens={self.max_new_tokens} must be at least 0 "
+                             "(e.g. 64)")

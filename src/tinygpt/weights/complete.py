@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import torch
 
-from tinygpt.checkpoint import load_model
-from tinygpt.config import check_sampling
 from tinygpt.errors import UsageError
-from tinygpt.generate import generate
+from tinygpt.model.config import check_sampling
+from tinygpt.model.generate import generate
+from tinygpt.weights.checkpoint import load_model
 
 
 def complete(ckpt: str, prompt: str, max_new_tokens: int, temperature: float = 1.0,

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from tinygpt.model import GPT, attention_overrides, evaluating
-from tinygpt.model_config import Kind
+from tinygpt.model.config import Kind
+from tinygpt.model.gpt import GPT, attention_overrides, evaluating
 
 
 def row_entropy(weights: Tensor) -> Tensor:

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tinygpt.data import TokenWindows
+from tinygpt.data.windows import TokenWindows
 from tinygpt.metrics import bits_per_byte
-from tinygpt.model import GPT, evaluating
+from tinygpt.model.gpt import GPT, evaluating
 
 
 @dataclass(frozen=True)

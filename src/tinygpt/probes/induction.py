@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tinygpt.diagnostics import attention_weights
-from tinygpt.model import GPT
+from tinygpt.model.gpt import GPT
+from tinygpt.probes.attention import attention_weights
 
 
 def repeated_tokens(vocab_size: int, length: int, batch: int = 8, seed: int = 0,
