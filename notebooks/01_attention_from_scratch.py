@@ -26,6 +26,7 @@ import torch
 from tinygpt.lab.walkthrough import INPUTS, WORDS
 from tinygpt.model.attention import MultiHeadAttention
 from tinygpt.model.forms import CausalAttention, SelfAttentionParams, simple_self_attention
+from tinygpt.probes.attention import with_weights
 
 torch.set_printoptions(precision=4, sci_mode=False)
 x = INPUTS  # one 3-d embedding per word
@@ -88,11 +89,11 @@ print("largest weight per row, scaled:           ",
 torch.manual_seed(789)
 mha = MultiHeadAttention(3, 2, context_length=6, num_heads=1, backend="manual").eval()
 batch = x.unsqueeze(0)
-_, neg_inf = mha(batch, return_weights=True)
+_, [neg_inf] = with_weights(mha, batch)
 mha.switches.mask_impl = "renorm"
-_, renorm = mha(batch, return_weights=True)
+_, [renorm] = with_weights(mha, batch)
 mha.switches.causal = False
-_, full = mha(batch, return_weights=True)
+_, [full] = with_weights(mha, batch)
 print("renorm and -inf agree to", float((renorm - neg_inf).abs().max()))
 draw(full[0, 0], "no mask: every token sees the future")
 draw(neg_inf[0, 0], "causal: the upper triangle is zero")
@@ -109,7 +110,7 @@ print("the chapter's CausalAttention class, on a batch of two:", causal(torch.st
 # %%
 torch.manual_seed(0)
 heads = MultiHeadAttention(3, 4, context_length=6, num_heads=2, backend="manual").eval()
-_, w = heads(batch, return_weights=True)
+_, [w] = with_weights(heads, batch)
 for h in range(2):
     draw(w[0, h], f"head {h} of 2")
 

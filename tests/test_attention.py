@@ -13,6 +13,7 @@ from tinygpt.model.forms import (
     simple_self_attention,
 )
 from tinygpt.model.kv_cache import KVCache
+from tinygpt.probes.attention import with_weights
 
 D, CTX, HEADS = 16, 12, 4
 COMBOS = list(itertools.product([True, False], [True, False]))  # (scale, causal)
@@ -55,10 +56,10 @@ def test_non_causal_output_sees_the_future(backend):
 
 def test_renorm_equals_neg_inf():
     x = x_batch()
-    a = mha(backend="manual", mask_impl="neg_inf")(x, return_weights=True)
-    b = mha(backend="manual", mask_impl="renorm")(x, return_weights=True)
-    torch.testing.assert_close(a[0], b[0], atol=1e-6, rtol=0)
-    torch.testing.assert_close(a[1], b[1], atol=1e-6, rtol=0)
+    a, [wa] = with_weights(mha(backend="manual", mask_impl="neg_inf"), x)
+    b, [wb] = with_weights(mha(backend="manual", mask_impl="renorm"), x)
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    torch.testing.assert_close(wa, wb, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("scale,causal", COMBOS)
@@ -81,7 +82,7 @@ def test_no_scale_equals_scale_with_query_times_sqrt_dhead(backend):
 
 @pytest.mark.parametrize("mask_impl", ["neg_inf", "renorm"])
 def test_weights_rows_sum_to_one_and_masked_entries_are_zero(mask_impl):
-    _, w = mha(backend="manual", mask_impl=mask_impl)(x_batch(), return_weights=True)
+    _, [w] = with_weights(mha(backend="manual", mask_impl=mask_impl), x_batch())
     assert w.shape == (2, HEADS, CTX, CTX)
     torch.testing.assert_close(w.sum(-1), torch.ones(2, HEADS, CTX))
     future = torch.ones(CTX, CTX, dtype=torch.bool).triu(1)
@@ -125,9 +126,11 @@ def test_bad_options_raise_value_error(kw, match):
         MultiHeadAttention(**args)
 
 
-def test_weights_from_sdpa_raise():
-    with pytest.raises(ValueError, match="manual"):
-        mha(backend="sdpa")(x_batch(), return_weights=True)
+def test_only_the_manual_kernel_shows_its_weights():
+    # the fused kernel never forms them: nothing passes its hook point
+    out, weights = with_weights(mha(backend="sdpa"), x_batch())
+    assert weights == [] and out.shape == (2, CTX, D)
+    assert len(with_weights(mha(backend="manual"), x_batch())[1]) == 1
 
 
 # --- the seed's progression -----------------------------------------------------------------
@@ -201,3 +204,42 @@ def test_short_cpu_bf16_training_attention_runs_its_kernel_in_float32():
         sdpa(q, k, v, is_causal=True),
         torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True),
         rtol=0, atol=0)
+
+
+# --- the shape of the module ------------------------------------------------------------------
+
+def test_the_default_path_reads_top_to_bottom():
+    # as plain as nanoGPT's: few branches, and forward reaches the fused kernel in two steps
+    import ast
+    import inspect
+    import sys
+
+    import tinygpt.model.attention as attention
+    from tinygpt.model.gpt import GPT, Block
+
+    tree = ast.parse(inspect.getsource(MultiHeadAttention))
+    branches = sum(isinstance(n, ast.If | ast.IfExp) for n in ast.walk(tree))
+    assert branches <= 25, branches  # 49 before the lab's switches became steps of their own
+    stack = []
+
+    def kernel(*args, **kwargs):
+        frame, names = sys._getframe(1), []
+        while frame is not None:
+            if frame.f_code.co_filename == attention.__file__:
+                names.append(frame.f_code.co_name)
+            frame = frame.f_back
+        stack.append(names[::-1])
+        return real(*args, **kwargs)
+
+    real = torch.nn.functional.scaled_dot_product_attention
+    torch.nn.functional.scaled_dot_product_attention = kernel
+    try:
+        mha()(x_batch())
+    finally:
+        torch.nn.functional.scaled_dot_product_attention = real
+    assert stack == [["forward", "fused", "sdpa"]]
+    for f in (MultiHeadAttention.forward, Block.forward, GPT.forward, GPT.hidden):
+        assert "return_weights" not in inspect.signature(f).parameters  # the hook point instead
+    params = {p for _, f in inspect.getmembers(MultiHeadAttention, inspect.isfunction)
+              for p in inspect.signature(f).parameters}
+    assert "heads" not in params  # no variant threads a parameter through the others

@@ -12,6 +12,7 @@ from tinygpt.model.attention import MultiHeadAttention
 from tinygpt.model.generate import generate
 from tinygpt.model.gpt import GPT, AttentionConfig, GPTConfig
 from tinygpt.model.positions import alibi_slopes, apply_rope, rope_angles
+from tinygpt.probes.attention import with_weights
 
 D, CTX, HEADS = 32, 12, 4
 
@@ -53,15 +54,12 @@ def test_alibi_bias_is_minus_slope_times_distance():
     torch.testing.assert_close(slopes, torch.tensor([2.0 ** -(i + 1) for i in range(8)]))
     assert len(alibi_slopes(6)) == 6 and alibi_slopes(6)[0] == 2 ** -2  # non powers of two
     m = mha(positions="alibi", backend="manual")
-    x = x_batch(T=5)
-    q, k, _ = m.project(x)
-    raw = (q @ k.transpose(-2, -1)) / math.sqrt(D // HEADS)
-    bias = m.scores(q, k) - raw
+    bias = m.mask(0, 5, 5)  # what both kernels add to the scores: -inf above the diagonal
     for h in range(HEADS):
         for i in range(5):
             for j in range(5):
-                assert bias[0, h, i, j].item() == pytest.approx(
-                    -alibi_slopes(HEADS)[h].item() * abs(i - j), abs=1e-5)
+                want = -alibi_slopes(HEADS)[h].item() * abs(i - j) if j <= i else -math.inf
+                assert bias[h, i, j].item() == pytest.approx(want, abs=1e-5)
 
 
 def test_gqa_equals_mha_whose_key_and_value_heads_are_copies():
@@ -83,7 +81,7 @@ def test_gqa_equals_mha_whose_key_and_value_heads_are_copies():
 def test_a_window_wider_than_the_context_is_full_attention_and_a_narrow_one_hides_the_rest():
     x = x_batch()
     torch.testing.assert_close(mha(window=CTX + 5)(x), mha()(x), atol=1e-6, rtol=1e-6)
-    _, w = mha(window=3, backend="manual")(x, return_weights=True)
+    _, [w] = with_weights(mha(window=3, backend="manual"), x)
     rows, cols = torch.meshgrid(torch.arange(CTX), torch.arange(CTX), indexing="ij")
     outside = (cols > rows) | (rows - cols >= 3)
     assert (w[..., outside] == 0).all() and (w[..., ~outside] > 0).all()
@@ -177,7 +175,7 @@ def test_the_kv_cache_shrinks_with_fewer_kv_heads():
 def test_positions_other_than_learned_run_past_the_training_length():
     long = torch.zeros(1, 32, dtype=torch.long)  # twice context_length
     for positions in ("rope", "alibi", "none"):
-        assert gpt(positions).hidden(long)[0].shape == (1, 32, 32)
+        assert gpt(positions).hidden(long).shape == (1, 32, 32)
     with pytest.raises(UsageError, match="longer than context_length"):
         gpt("learned").hidden(long)
 
@@ -213,7 +211,7 @@ def test_manual_reference_matches_a_plain_softmax_for_all_choices_at_once():
             softcap=3.0, scale_type="learned_head")
     x = x_batch()
     q, k, v = m.project(x)
-    s = m.scores(q, k).masked_fill(~m.visible(0, CTX, CTX), -torch.inf)
+    s = m.scores(q, k) + m.mask(0, CTX, CTX)  # ALiBi's penalty, and -inf outside the window
     expect = F.softmax(s, -1) @ v.repeat_interleave(2, dim=1)
     out = m.out_proj(expect.transpose(1, 2).reshape(2, CTX, D))
     torch.testing.assert_close(m(x), out, atol=1e-6, rtol=1e-6)

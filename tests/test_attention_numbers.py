@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tinygpt.model.gpt import GPT, GPTConfig
+from tinygpt.probes.attention import with_weights
 
 REFERENCE = Path(__file__).parent / "data" / "attention_reference.pt"
 SHAPE = dict(vocab_size=29, context_length=16, emb_dim=32, n_heads=4, n_layers=2)
@@ -78,7 +79,7 @@ def outputs(name: str, backend: str) -> dict[str, torch.Tensor]:
         steps += [model.next_logits(idx[:, t : t + 1], cache) for t in range(5, 10)]
         out = {"logits": full, "cached": torch.stack(steps, 1)}
         if backend == "manual":
-            _, weights = model(idx, return_weights=True)
+            _, weights = with_weights(model, idx)
             out["weights"] = torch.stack(weights)[:, 0]  # the first sequence
     return {k: v.clone() for k, v in out.items()}  # a view would save its whole storage
 

@@ -9,10 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from tinygpt.errors import UsageError
-from tinygpt.model.attention import MultiHeadAttention
+from tinygpt.model.attention import MultiHeadAttention, visible
 from tinygpt.model.generate import generate
 from tinygpt.model.gpt import GPT, AttentionConfig, GPTConfig
 from tinygpt.model.variants import DIFF_LAMBDA_INIT, SOFTPICK_EPS, softpick
+from tinygpt.probes.attention import with_weights
 from tinygpt.weights.hf import config_to_hf
 
 D, CTX, HEADS = 32, 12, 4
@@ -21,7 +22,7 @@ D, CTX, HEADS = 32, 12, 4
 def mha(**kw) -> MultiHeadAttention:
     torch.manual_seed(0)
     m = MultiHeadAttention(D, D, CTX, HEADS, **kw).eval()
-    if hasattr(m, "sink_logit"):  # trained sinks are not all zero: test with ones that are not
+    if m.sink_logit is not None:  # trained sinks are not all zero: test with ones that are not
         m.sink_logit.data = torch.tensor([-1.0, 0.5, 2.0, 0.0])
     return m
 
@@ -32,7 +33,7 @@ def x_batch(T=CTX, seed=1) -> torch.Tensor:
 
 def masked_scores(m: MultiHeadAttention, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     q, k, v = m.project(x)
-    return m.scores(q, k).masked_fill(~m.visible(0, CTX, CTX), -torch.inf), v
+    return m.scores(q, k).masked_fill(~visible(m.switches, 0, CTX, CTX), -torch.inf), v
 
 
 def heads_out(m: MultiHeadAttention, per_head: torch.Tensor) -> torch.Tensor:
@@ -45,7 +46,7 @@ def test_the_zero_sink_is_a_softmax_over_a_zero_column_then_dropped(mask_impl):
     x = x_batch()
     s, v = masked_scores(m, x)
     expect = F.softmax(torch.cat([torch.zeros(*s.shape[:3], 1), s], -1), -1)[..., 1:]
-    out, w = m(x, return_weights=True)
+    out, [w] = with_weights(m, x)
     torch.testing.assert_close(w, expect, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(out, heads_out(m, expect @ v), atol=1e-6, rtol=1e-6)
     assert (w.sum(-1) < 1).all()  # the sink took some of every row
@@ -57,7 +58,7 @@ def test_the_learned_sink_takes_each_heads_own_logit():
     s, _ = masked_scores(m, x)
     logits = m.sink_logit.detach().view(1, HEADS, 1, 1).expand(2, HEADS, CTX, 1)
     expect = F.softmax(torch.cat([s, logits], -1), -1)[..., :-1]
-    torch.testing.assert_close(m(x, return_weights=True)[1], expect, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(with_weights(m, x)[1][0], expect, atol=1e-6, rtol=1e-6)
 
 
 def test_a_gate_of_ones_is_no_gate_and_a_head_gate_scales_each_head():
@@ -73,8 +74,8 @@ def test_a_gate_of_ones_is_no_gate_and_a_head_gate_scales_each_head():
     head.gate.proj.weight.data.zero_()
     head.gate.proj.bias.data = torch.tensor([0.0, 50.0, -50.0, 1.0])
     q, k, v = head.project(x)
-    per_head = F.softmax(head.scores(q, k).masked_fill(~head.visible(0, CTX, CTX), -torch.inf),
-                         -1) @ v
+    hidden = ~visible(head.switches, 0, CTX, CTX)
+    per_head = F.softmax(head.scores(q, k).masked_fill(hidden, -torch.inf), -1) @ v
     factor = torch.sigmoid(head.gate.proj.bias.data).view(1, HEADS, 1, 1)
     torch.testing.assert_close(head(x), heads_out(head, per_head * factor), atol=1e-6,
                                rtol=1e-6)
@@ -85,8 +86,8 @@ def test_sigmoid_attention_is_sigmoid_of_the_score_minus_log_n():
     x = x_batch()
     q, k, v = m.project(x)
     raw = q @ k.transpose(-2, -1) / math.sqrt(D // HEADS) - math.log(CTX)
-    expect = torch.sigmoid(raw) * m.visible(0, CTX, CTX)
-    out, w = m(x, return_weights=True)
+    expect = torch.sigmoid(raw) * visible(m.switches, 0, CTX, CTX)
+    out, [w] = with_weights(m, x)
     torch.testing.assert_close(w, expect, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(out, heads_out(m, expect @ v), atol=1e-6, rtol=1e-6)
 
@@ -129,7 +130,7 @@ def test_softpick_attention_is_softpick_of_the_masked_scores():
     x = x_batch()
     scores, v = masked_scores(m, x)
     expect = softpick_reference(scores).float()
-    out, w = m(x, return_weights=True)
+    out, [w] = with_weights(m, x)
     torch.testing.assert_close(w, expect, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(out, heads_out(m, expect @ v), atol=1e-6, rtol=1e-5)
 
@@ -143,11 +144,11 @@ def test_differential_attention_with_lambda_zero_is_one_softmax_map_normed():
     x = x_batch()
     q, k, v = m.project(x)
     s = (q[:, 0::2] @ k[:, 0::2].transpose(-2, -1)) / math.sqrt(D // HEADS)
-    w = F.softmax(s.masked_fill(~m.visible(0, CTX, CTX), -torch.inf), -1)
+    w = F.softmax(s.masked_fill(~visible(m.switches, 0, CTX, CTX), -torch.inf), -1)
     # pair i's value: heads 2i and 2i+1 side by side
     pair_v = torch.cat([v[:, 0::2], v[:, 1::2]], dim=-1)
     expect = d.norm(w @ pair_v) * (1 - DIFF_LAMBDA_INIT)
-    out, weights = m(x, return_weights=True)
+    out, [weights] = with_weights(m, x)
     torch.testing.assert_close(weights, w, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(out, heads_out(m, expect), atol=1e-5, rtol=1e-5)
 

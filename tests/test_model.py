@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from tinygpt.model.gpt import GPT, AttentionConfig, GPTConfig, attention_overrides
+from tinygpt.probes.attention import with_weights
 
 
 def tiny_cfg(**kw) -> GPTConfig:
@@ -83,7 +84,7 @@ def test_manual_attention_returns_weights_and_restores_backend():
     model = GPT(tiny_cfg()).eval()
     x = torch.randint(0, 50, (1, 16))
     with attention_overrides(model, backend="manual"):
-        logits, weights = model(x, return_weights=True)
+        logits, weights = with_weights(model, x)
     assert len(weights) == 2 and weights[0].shape == (1, 4, 16, 16)
     torch.testing.assert_close(logits, model(x), atol=1e-5, rtol=0)
     assert all(b.attn.switches.backend == "sdpa" for b in model.blocks)
@@ -139,7 +140,7 @@ def test_zero_init_makes_each_block_start_as_the_identity():
     model = GPT(tiny_cfg(zero_init=True))
     block, x = model.blocks[0], torch.randn(2, 5, 32)
     assert not block.attn.out_proj.weight.any() and not block.mlp.proj.weight.any()
-    torch.testing.assert_close(block(x)[0], x)  # biases start at zero too
+    torch.testing.assert_close(block(x), x)  # biases start at zero too
     assert GPT(tiny_cfg()).blocks[0].mlp.proj.weight.any()
 
 

@@ -12,6 +12,7 @@ from tinygpt.model.forms import (
     SelfAttentionParams,
     simple_self_attention,
 )
+from tinygpt.probes.attention import with_weights
 
 WORDS = ["Your", "journey", "starts", "with", "one", "step"]
 INPUTS = torch.tensor(
@@ -61,11 +62,11 @@ def walkthrough() -> None:
     torch.manual_seed(789)
     mha = MultiHeadAttention(3, 2, context_length=6, num_heads=1, backend="manual").eval()
     batch = x.unsqueeze(0)
-    _, w_neg_inf = mha(batch, return_weights=True)
+    _, [w_neg_inf] = with_weights(mha, batch)
     mha.switches.mask_impl = "renorm"
-    _, w_renorm = mha(batch, return_weights=True)
+    _, [w_renorm] = with_weights(mha, batch)
     mha.switches.causal = False
-    _, w_full = mha(batch, return_weights=True)
+    _, [w_full] = with_weights(mha, batch)
     show("4. Without a mask every token attends to later tokens too:", w_full[0, 0])
     show("   Causal, the seed's way: softmax, zero above the diagonal, renormalise rows:",
          w_renorm[0, 0])

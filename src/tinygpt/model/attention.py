@@ -1,11 +1,12 @@
 """Multi-head causal self-attention, the module the GPT uses. The default path is GPT-2's (and
 nanoGPT's): project to q, k, v, split into heads, one fused kernel, merge the heads, project
-back. Each switch of the lab is one small step on that path.
+back. Each switch of the lab is a small named step on that path: a module built for it (a
+QK-norm, an output gate, differential attention's lambda), or one entry of the mask both kernels
+add to the scores (the causal mask, a window, ALiBi, a sink).
 
 How it came to be, form by form (the seed's chapter 3): `tinygpt.model.forms`. The switches,
-what each does and which combinations make sense: `tinygpt.model.config.AttentionConfig`. Lab
-III's additions (sink, output gate, sigmoid and differential attention, softpick):
-`tinygpt.model.variants`.
+what each does and which combinations make sense: `tinygpt.model.config.AttentionConfig`. The
+softmax's alternatives, the sink, the gate and differential attention: `tinygpt.model.variants`.
 """
 
 from __future__ import annotations
@@ -32,14 +33,7 @@ from tinygpt.model.config import (
 )
 from tinygpt.model.kv_cache import KVCache
 from tinygpt.model.positions import alibi_bias, alibi_slopes, apply_rope, rope_angles
-from tinygpt.model.variants import (
-    DiffLambda,
-    OutputGate,
-    pair_values,
-    sigmoid_bias,
-    softpick,
-    with_sink,
-)
+from tinygpt.model.variants import DiffLambda, OutputGate, pair_values, sigmoid_bias, softpick
 
 # On a CPU the fused kernel's bf16 backward is slower than its float32 one for short sequences
 # (an AMX Xeon, forward + backward, 4 heads of 32: 4.0 against 0.9 ms at 64 keys, 10.7 against
@@ -59,6 +53,14 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, **kwargs: object) -> Tensor:
             out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **kwargs)
         return out.to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, **kwargs)
+
+
+class HookPoint(nn.Identity):
+    """A named place in the forward pass: a forward hook on it reads (or replaces) what passes
+    through, as TransformerLens's hook points do. `hook_scores` sees the scores as the softmax
+    gets them (the mask added: -inf where a key is hidden, a last column for a sink's logit),
+    `hook_pattern` the weights each query gives each key; both on the manual kernel only, which
+    computes them (`tinygpt.probes.attention.recorded`)."""
 
 
 class MultiHeadAttention(nn.Module):
@@ -84,21 +86,17 @@ class MultiHeadAttention(nn.Module):
         self.qkv = nn.Linear(d_in, (num_heads + 2 * self.n_kv_heads) * self.head_dim,
                              bias=qkv_bias)
         self.out_proj = nn.Linear(d_out, d_out, bias=out_bias)
-        norm = {QKNorm.rms: nn.RMSNorm, QKNorm.layer: nn.LayerNorm}.get(s.qk_norm)
-        self.q_norm = norm(self.head_dim) if norm else None
-        self.k_norm = norm(self.head_dim) if norm else None
-        if s.scale_type in (ScaleType.learned_layer, ScaleType.learned_head):
-            # learnt from where 1/sqrt(d_head) would have it
-            shape = (num_heads,) if s.scale_type == ScaleType.learned_head else ()
-            self.learned_scale = nn.Parameter(torch.full(shape, 1 / math.sqrt(self.head_dim)))
-        if self.positions == Positions.alibi:
-            self.register_buffer("alibi_slopes", alibi_slopes(num_heads), persistent=False)
-        if s.sink == Sink.learned:  # starts where the zero sink is
-            self.sink_logit = nn.Parameter(torch.zeros(num_heads))
+        norm = {QKNorm.rms: nn.RMSNorm, QKNorm.layer: nn.LayerNorm, QKNorm.none: nn.Identity}
+        self.q_norm, self.k_norm = (norm[s.qk_norm](self.head_dim) for _ in range(2))
+        self.learned_scale = learned_scale(s.scale_type, num_heads, self.head_dim)
+        self.register_buffer("alibi_slopes", alibi_slopes(num_heads) if self.positions ==
+                             Positions.alibi else None, persistent=False)
+        self.sink_logit = learned_sink(s.sink, num_heads)
         self.gate = None if s.gate == Gate.none else OutputGate(
             d_in, num_heads, self.head_dim, elementwise=s.gate == Gate.elementwise)
         self.diff = DiffLambda(self.head_dim, 2 * self.head_dim) if s.kind == Kind.differential \
             else None
+        self.hook_scores, self.hook_pattern = HookPoint(), HookPoint()
 
     @classmethod
     def from_config(cls, cfg: GPTConfig) -> MultiHeadAttention:
@@ -107,23 +105,23 @@ class MultiHeadAttention(nn.Module):
                    cfg.qkv_bias, positions=cfg.positions, rope_base=cfg.rope_base,
                    out_bias=cfg.bias, **asdict(cfg.attention))
 
-    def forward(self, x: Tensor, cache: KVCache | None = None, return_weights: bool = False
-                ) -> Tensor | tuple[Tensor, Tensor]:
-        """x: (B, T, d_in) -> (B, T, d_out); with return_weights also (B, heads, T, T_keys)."""
+    def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+        """x: (B, T, d_in) -> (B, T, d_out)."""
         B, T, _ = x.shape
-        past = cache.length if cache is not None else 0  # tokens before these ones
+        past = 0 if cache is None else cache.length  # tokens before these ones
         q, k, v = self.project(x, past)
         if cache is not None:  # keys as they were rotated and normalised: reused as they are
             k, v = cache.append(k, v)
-        if self.diff is None:
-            out, weights = self.attend(q, k, v, past, return_weights)
-        else:
-            out, weights = self.attend_pairs(q, k, v, past, return_weights)
+        if self.diff is not None:  # head pair i reads the values of heads 2i and 2i+1
+            v = pair_values(v)
+        kernel = self.fused if self.switches.backend == Backend.sdpa else self.manual
+        out = kernel(q, k, v, past)
+        if self.diff is not None:
+            out = self.diff.normalise(out)
         out = out.transpose(1, 2).reshape(B, T, -1)  # merge the heads
         if self.gate is not None:
             out = self.gate(x, out)
-        out = self.out_proj(out)
-        return (out, weights) if return_weights else out
+        return self.out_proj(out)
 
     def project(self, x: Tensor, past: int = 0) -> tuple[Tensor, Tensor, Tensor]:
         """x (B, T, d_in) -> q (B, heads, T, d_head), k and v (B, kv heads, T, d_head), with
@@ -132,159 +130,156 @@ class MultiHeadAttention(nn.Module):
         D, kv = self.head_dim, self.n_kv_heads * self.head_dim
         # One matmul for all three, then heads by reshaping: no copies per head.
         q, k, v = self.qkv(x).split([self.num_heads * D, kv, kv], dim=-1)
-        q = q.view(B, T, self.num_heads, D).transpose(1, 2)
-        k = k.view(B, T, self.n_kv_heads, D).transpose(1, 2)
+        q = self.q_norm(q.view(B, T, self.num_heads, D).transpose(1, 2))
+        k = self.k_norm(k.view(B, T, self.n_kv_heads, D).transpose(1, 2))
         v = v.view(B, T, self.n_kv_heads, D).transpose(1, 2)
-        if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
         if self.positions == Positions.rope:
             cos, sin = rope_angles(D, torch.arange(past, past + T, device=x.device),
                                    self.rope_base)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         return q, k, v
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, past: int, return_weights: bool = False,
-               heads: slice = slice(None)) -> tuple[Tensor, Tensor | None]:
-        """Each query's mix of values (B, h, T_q, D), by the chosen kernel; the weights from the
-        manual one. `heads`: which heads' own settings (learned scale, slopes, sink logit)."""
-        if self.switches.backend == Backend.manual:
-            return self.manual(q, k, v, past, heads)
-        if return_weights:
-            raise ValueError("only backend='manual' can return attention weights (set it)")
-        return self.fused(q, k, v, past, heads), None
-
-    def fused(self, q: Tensor, k: Tensor, v: Tensor, past: int, heads: slice) -> Tensor:
-        """PyTorch's fused scaled_dot_product_attention, with the mask `fused_mask` chooses."""
-        factor = self.score_scale(heads)
+    def fused(self, q: Tensor, k: Tensor, v: Tensor, past: int) -> Tensor:
+        """PyTorch's fused scaled_dot_product_attention over every head: each query's mix of
+        values (B, heads, T_q, D); differential head pairs combine their two outputs."""
+        s = self.switches
+        factor = score_scale(s, self.head_dim, self.learned_scale)
         if isinstance(factor, Tensor):  # learned: into q, so the kernel's own factor is 1
             q, factor = q * factor.to(q.dtype), 1.0
-        mask, is_causal = self.fused_mask(past, q.shape[2], k.shape[2], q.device, heads)
-        if mask is not None and mask.is_floating_point():
-            mask = mask.to(q.dtype)
-        if self.switches.sink != Sink.none:
-            # The sink as a key of zeros with a value of zeros: its score is the mask's entry,
-            # the logit, and it adds nothing to the output.
-            k = torch.cat([k, k.new_zeros(*k.shape[:2], 1, k.shape[3])], dim=2)
-            v = torch.cat([v, v.new_zeros(*v.shape[:2], 1, v.shape[3])], dim=2)
-        return sdpa(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
-                    is_causal=is_causal, scale=factor,
-                    enable_gqa=self.n_kv_heads != self.num_heads)
+        # The kernel's own causal flag assumes queries and keys start together: it serves plain
+        # causal attention from the first token, with no mask to build (the default path).
+        plain_causal = (s.causal and s.window is None and s.sink == Sink.none and past == 0
+                        and self.positions != Positions.alibi)
+        mask = None if plain_causal else self.mask(past, q.shape[2], k.shape[2], q.dtype)
+        if s.sink != Sink.none:  # a key and a value of zeros: the mask's last column is its score
+            k, v = F.pad(k, (0, 0, 0, 1)), F.pad(v, (0, 0, 0, 1))
+        if self.diff is not None:  # both heads of a pair mix the pair's values
+            v = v.repeat_interleave(2, dim=1)
+        out = sdpa(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+                   is_causal=plain_causal,
+                   scale=factor, enable_gqa=self.n_kv_heads != self.num_heads)
+        return out if self.diff is None else self.diff.pairs(out)
 
-    def fused_mask(self, past: int, T_q: int, T_k: int, device, heads: slice
-                   ) -> tuple[Tensor | None, bool]:
-        """What the fused kernel is told of the mask: (attn_mask, is_causal). Its own causal flag
-        assumes queries and keys start together, so it serves only plain causal attention with
-        no cache; one new token of a plain causal cache sees every key (no mask at all);
-        anything else (a window, a bias, a sink, a cache) gets an explicit mask: booleans, or
-        scores to add (-inf where a key is hidden) when ALiBi or a sink adds its own."""
-        bias, sink = self.bias(past, T_q, T_k, device, heads), self.sink_logits(heads)
-        plain_causal = self.switches.causal and self.switches.window is None \
-            and bias is None and sink is None
-        if plain_causal and past == 0:
-            return None, True
-        if plain_causal and T_q == 1:
-            return None, False
-        seen = self.visible(past, T_q, T_k, device)
-        if bias is None and sink is None:
-            return seen, False
-        added = bias if bias is not None else torch.zeros(len(sink), T_q, T_k, device=device)
-        added = added if seen is None else added.masked_fill(~seen, -torch.inf)
-        return (added if sink is None else with_sink(added[None], sink)[0]), False
-
-    def score_scale(self, heads: slice = slice(None)) -> float | Tensor:
-        """What q.k is multiplied by: 1/sqrt(d_head), a fixed number, a learned factor (per head:
-        shaped to broadcast over (B, heads, T_q, T_k)), or 1 with scale=false."""
+    def manual(self, q: Tensor, k: Tensor, v: Tensor, past: int) -> Tensor:
+        """Attention step by step, as the book writes it: scores, the mask, softmax (or sigmoid,
+        or softpick), weights times values."""
         s = self.switches
-        if not s.scale:
-            return 1.0
-        if s.scale_type == ScaleType.learned_head:
-            return self.learned_scale[heads].view(1, -1, 1, 1)
-        if s.scale_type == ScaleType.learned_layer:
-            return self.learned_scale
-        return s.scale_value if s.scale_type == ScaleType.fixed else 1 / math.sqrt(self.head_dim)
+        scores, mask = self.scores(q, k), self.mask(past, q.shape[2], k.shape[2], q.dtype)
+        if s.sink != Sink.none:  # one more key, always visible, its score the mask's column
+            scores = F.pad(scores, (0, 1))
+        renorm = s.mask_impl == MaskImpl.renorm and mask is not None
+        if renorm:  # the seed's way: the future takes part in the softmax, then is zeroed
+            seen, mask = mask > -torch.inf, mask.nan_to_num(neginf=0.0)
+        scores = self.hook_scores(scores if mask is None else scores + mask)
+        weights = weigh(scores, s.kind, self.context_length)
+        if renorm:
+            # Each row rescaled over the keys it may see: exp(s_j)/sum_{j<=t} exp(s_j), the same
+            # numbers neg_inf gives, no leak.
+            weights = weights * seen
+            weights = weights / weights.sum(dim=-1, keepdim=True)
+        weights = weights[..., : k.shape[2]]  # a sink took its share and is no key
+        if self.diff is not None:  # map 2i minus lambda times map 2i+1 (Ye et al.)
+            weights = self.diff.pairs(weights)
+        # What the model computed, observed before dropout: the weights, not the noise.
+        weights = self.hook_pattern(weights)
+        return F.dropout(weights, self.dropout, self.training) @ self.expand_kv(v)
+
+    def scores(self, q: Tensor, k: Tensor) -> Tensor:
+        """Pre-softmax scores (B, heads, T_q, T_k): the scaled q.k, soft-capped (the mask and
+        ALiBi's penalty are added after)."""
+        scores = (q @ self.expand_kv(k).transpose(-2, -1)) * score_scale(
+            self.switches, self.head_dim, self.learned_scale)
+        return soft_cap(scores, self.switches.softcap)
 
     def expand_kv(self, t: Tensor) -> Tensor:
         """Keys or values (B, kv heads, T, D) repeated for the query heads of each group."""
-        groups = self.num_heads // self.n_kv_heads
-        return t if groups == 1 else t.repeat_interleave(groups, dim=1)
+        return t.repeat_interleave(self.num_heads // self.n_kv_heads, dim=1)
 
-    def manual(self, q: Tensor, k: Tensor, v: Tensor, past: int,
-               heads: slice = slice(None)) -> tuple[Tensor, Tensor]:
-        """Attention step by step, as the book writes it: scores, mask, softmax (or sigmoid, or
-        softpick), weights times values; returns the weights too."""
-        s = self.switches
-        scores = self.scores(q, k, past, heads)
-        seen = self.visible(past, q.shape[2], k.shape[2], q.device)
-        if s.kind == Kind.sigmoid:  # each weight on its own: no row sums to 1
-            scores = scores + sigmoid_bias(self.context_length)
-        if seen is not None and s.mask_impl == MaskImpl.neg_inf:
-            scores = scores.masked_fill(~seen, -torch.inf)
-        sink = self.sink_logits(heads)
-        if sink is not None:  # one more column, always visible; dropped after the softmax
-            scores = with_sink(scores, sink)
-            seen = None if seen is None else F.pad(seen, (0, 1), value=True)
-        if s.kind == Kind.sigmoid:
-            weights = torch.sigmoid(scores)
-        elif s.kind == Kind.softpick:
-            weights = softpick(scores)
-        else:
-            weights = scores.softmax(dim=-1)
-        if seen is not None and s.mask_impl == MaskImpl.renorm:
-            # The future still took part in the softmax, but its weights are zeroed and each row
-            # rescaled: exp(s_j)/sum_{j<=t} exp(s_j), the same numbers neg_inf gives, no leak.
-            weights = weights * seen
-            weights = weights / weights.sum(dim=-1, keepdim=True)
-        if sink is not None:
-            weights = weights[..., :-1]
-        # Weights are returned before dropout: they are what the model computed, not the noise.
-        out = F.dropout(weights, self.dropout, self.training) @ self.expand_kv(v)
-        return out, weights
+    def mask(self, past: int, T_q: int, T_k: int, dtype: torch.dtype = torch.float32
+             ) -> Tensor | None:
+        """What both kernels add to the scores (`attention_mask`) for queries at positions
+        past.. and keys at 0..T_k-1."""
+        s, device = self.switches, self.qkv.weight.device
+        sink = sink_scores(s.sink, self.sink_logit, self.num_heads, device)
+        return attention_mask(visible(s, past, T_q, T_k, device), past, T_q, T_k,
+                              self.alibi_slopes, sink, dtype, device)
 
-    def scores(self, q: Tensor, k: Tensor, past: int = 0, heads: slice = slice(None)) -> Tensor:
-        """Pre-softmax scores (B, heads, T_q, T_k): the scaled q.k, soft-capped, plus ALiBi's
-        bias (the mask is applied after)."""
-        scores = (q @ self.expand_kv(k).transpose(-2, -1)) * self.score_scale(heads)
-        if self.switches.softcap is not None:
-            scores = self.switches.softcap * torch.tanh(scores / self.switches.softcap)
-        bias = self.bias(past, q.shape[2], k.shape[2], q.device, heads)
-        return scores if bias is None else scores + bias.to(scores.dtype)
 
-    def visible(self, past: int, T_q: int, T_k: int, device=None) -> Tensor | None:
-        """Which keys each query may see, (T_q, T_k) booleans; None when it sees all of them."""
-        s = self.switches
-        if not s.causal and s.window is None:
-            return None
-        q_pos = torch.arange(past, past + T_q, device=device)[:, None]
-        k_pos = torch.arange(T_k, device=device)[None, :]
-        seen = k_pos <= q_pos if s.causal else torch.ones(T_q, T_k, dtype=torch.bool,
-                                                           device=device)
-        if s.window is not None:  # the last `window` keys: distance 0 .. window-1
-            seen = seen & ((q_pos - k_pos).abs() < s.window)
-        return seen
-
-    def bias(self, past: int, T_q: int, T_k: int, device=None,
-             heads: slice = slice(None)) -> Tensor | None:
-        """ALiBi's additive score bias (heads, T_q, T_k), or None."""
-        if self.positions != Positions.alibi:
-            return None
-        return alibi_bias(self.alibi_slopes[heads], torch.arange(past, past + T_q,
-                          device=device), torch.arange(T_k, device=device))
-
-    def sink_logits(self, heads: slice = slice(None)) -> Tensor | None:
-        """The sink key's logit per head (h,), or None without a sink."""
-        if self.switches.sink == Sink.learned:
-            return self.sink_logit[heads]
-        if self.switches.sink == Sink.zero:
-            return torch.zeros(self.num_heads, device=self.qkv.weight.device)[heads]
+def learned_scale(kind: ScaleType, num_heads: int, head_dim: int) -> nn.Parameter | None:
+    """A learned score factor, one per layer or per head, starting where 1/sqrt(d_head) is."""
+    if kind not in (ScaleType.learned_layer, ScaleType.learned_head):
         return None
+    shape = (num_heads,) if kind == ScaleType.learned_head else ()
+    return nn.Parameter(torch.full(shape, 1 / math.sqrt(head_dim)))
 
-    def attend_pairs(self, q: Tensor, k: Tensor, v: Tensor, past: int, return_weights: bool
-                     ) -> tuple[Tensor, Tensor | None]:
-        """Differential attention: head pair i is the map of head 2i minus lambda times the map
-        of head 2i+1, over their values side by side."""
-        v = pair_values(v)
-        (first, w1), (second, w2) = (
-            self.attend(q[:, h::2], k[:, h::2], v, past, return_weights, slice(h, None, 2))
-            for h in (0, 1))
-        weights = None if w1 is None else w1 - self.diff.value() * w2
-        return self.diff.combine(first, second), weights
+
+def learned_sink(sink: Sink, num_heads: int) -> nn.Parameter | None:
+    """A learned sink logit per head (gpt-oss), starting where the zero sink is."""
+    return nn.Parameter(torch.zeros(num_heads)) if sink == Sink.learned else None
+
+
+def sink_scores(sink: Sink, learned: Tensor | None, num_heads: int,
+                device: torch.device | None = None) -> Tensor | None:
+    """The sink key's score per head (heads,): its learned logit, or 0 (softmax + 1); None
+    without a sink."""
+    if sink == Sink.none:
+        return None
+    return learned if learned is not None else torch.zeros(num_heads, device=device)
+
+
+def score_scale(s: AttentionConfig, head_dim: int, learned: Tensor | None) -> float | Tensor:
+    """What q.k is multiplied by: 1/sqrt(d_head), a fixed number, a learned factor (per head:
+    shaped to broadcast over (B, heads, T_q, T_k)), or 1 with scale=false."""
+    if learned is not None:
+        return learned.view(-1, 1, 1)
+    if not s.scale:
+        return 1.0
+    return s.scale_value if s.scale_type == ScaleType.fixed else 1 / math.sqrt(head_dim)
+
+
+def soft_cap(scores: Tensor, cap: float | None) -> Tensor:
+    """scores -> cap * tanh(scores / cap): near-linear below the cap, never beyond it."""
+    return scores if cap is None else cap * torch.tanh(scores / cap)
+
+
+def weigh(scores: Tensor, kind: Kind, context_length: int) -> Tensor:
+    """Scores to weights: the softmax, sigmoid(score - log n) or softpick."""
+    if kind == Kind.sigmoid:  # each weight on its own: no row sums to 1
+        return torch.sigmoid(scores + sigmoid_bias(context_length))
+    if kind == Kind.softpick:
+        return softpick(scores)
+    return scores.softmax(dim=-1)
+
+
+def visible(s: AttentionConfig, past: int, T_q: int, T_k: int,
+            device: torch.device | None = None) -> Tensor | None:
+    """Which keys each query (at positions past..) may see, (T_q, T_k) booleans; None when every
+    query sees every key (no mask, or one new token of a causal cache)."""
+    if s.window is None and (not s.causal or T_k <= past + 1):
+        return None
+    q_pos = torch.arange(past, past + T_q, device=device)[:, None]
+    k_pos = torch.arange(T_k, device=device)[None, :]
+    seen = k_pos <= q_pos if s.causal else torch.ones(T_q, T_k, dtype=torch.bool, device=device)
+    if s.window is not None:  # the last `window` keys: distance 0 .. window-1
+        seen = seen & ((q_pos - k_pos).abs() < s.window)
+    return seen
+
+
+def attention_mask(seen: Tensor | None, past: int, T_q: int, T_k: int,
+                   slopes: Tensor | None, sink: Tensor | None, dtype: torch.dtype,
+                   device: torch.device | None = None) -> Tensor | None:
+    """What both kernels add to the scores, (heads or 1, T_q, T_k [+ 1]): -inf where a query
+    may not see a key (`seen`), ALiBi's distance penalty (`slopes`), and a last column holding
+    a sink's score (`sink`); None where it adds nothing to any score."""
+    if seen is None and slopes is None and sink is None:
+        return None
+    added = torch.zeros(T_q, T_k, device=device)
+    if seen is not None:
+        added = added.masked_fill(~seen, -torch.inf)
+    if slopes is not None:
+        added = added + alibi_bias(slopes, torch.arange(past, past + T_q, device=device),
+                                   torch.arange(T_k, device=device))
+    if sink is not None:
+        column = sink.view(-1, 1, 1).expand(-1, T_q, 1).to(added.dtype)
+        added = torch.cat([added.expand(len(sink), T_q, T_k), column], dim=-1)
+    return added.to(dtype)

@@ -61,13 +61,9 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.drop_rate)
 
-    def forward(
-        self, x: Tensor, cache: KVCache | None = None, return_weights: bool = False
-    ) -> tuple[Tensor, Tensor | None]:
-        out = self.attn(self.ln1(x), cache, return_weights)
-        out, weights = out if return_weights else (out, None)
-        x = x + self.drop(out)
-        return x + self.mlp(self.ln2(x)), weights
+    def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+        x = x + self.drop(self.attn(self.ln1(x), cache))
+        return x + self.mlp(self.ln2(x))
 
 
 class GPT(nn.Module):
@@ -112,20 +108,15 @@ class GPT(nn.Module):
         """An empty KV cache, one entry per block."""
         return [KVCache() for _ in self.blocks]
 
-    def forward(
-        self,
-        idx: Tensor,
-        cache: list[KVCache] | None = None,
-        return_weights: bool = False,
-    ) -> Tensor | tuple[Tensor, list[Tensor]]:
-        """Token ids (B, T) -> logits (B, T, vocab); return_weights adds each block's weights."""
-        x, weights = self.hidden(idx, cache, return_weights)
-        logits = self.capped(self.head(x)[..., : self.cfg.vocab_size])  # padding: not tokens
-        return (logits, weights) if return_weights else logits
+    def forward(self, idx: Tensor, cache: list[KVCache] | None = None) -> Tensor:
+        """Token ids (B, T) -> logits (B, T, vocab). Each block's attention weights: its
+        `attn.hook_pattern` (`tinygpt.probes.attention.recorded`)."""
+        x = self.hidden(idx, cache)
+        return self.capped(self.head(x)[..., : self.cfg.vocab_size])  # padding: not tokens
 
     def next_logits(self, idx: Tensor, cache: list[KVCache] | None = None) -> Tensor:
         """Logits (B, vocab) for the token after idx: the head runs on the last position only."""
-        x, _ = self.hidden(idx, cache)
+        x = self.hidden(idx, cache)
         return self.capped(self.head(x[:, -1])[..., : self.cfg.vocab_size])
 
     def capped(self, logits: Tensor) -> Tensor:
@@ -134,8 +125,8 @@ class GPT(nn.Module):
         return logits if cap is None else cap * torch.tanh(logits / cap)
 
     def loss(self, idx: Tensor, targets: Tensor) -> Tensor:
-        """Mean next-token cross-entropy; never builds the full logits tensor (see tinygpt.model.loss)."""
-        return self.head_loss(self.hidden(idx)[0], targets)
+        """Mean next-token cross-entropy; never builds the full logits tensor (`model.loss`)."""
+        return self.head_loss(self.hidden(idx), targets)
 
     def head_loss(self, x: Tensor, targets: Tensor) -> Tensor:
         """The same loss from the head's input x (B, T, emb_dim), `hidden`'s output."""
@@ -149,9 +140,7 @@ class GPT(nn.Module):
         """Whether it can read more than context_length tokens: no learned table caps it."""
         return self.pos_emb is None
 
-    def hidden(
-        self, idx: Tensor, cache: list[KVCache] | None = None, return_weights: bool = False
-    ) -> tuple[Tensor, list[Tensor | None]]:
+    def hidden(self, idx: Tensor, cache: list[KVCache] | None = None) -> Tensor:
         """The final LayerNorm's output (B, T, emb_dim), the head's input."""
         T = idx.shape[1]
         past = cache[0].length if cache is not None else 0
@@ -160,11 +149,9 @@ class GPT(nn.Module):
             check_length(past + T, self.cfg.context_length)  # the table has no rows beyond it
             x = x + self.pos_emb(torch.arange(past, past + T, device=idx.device))
         x = self.drop(x)
-        weights = []
         for i, block in enumerate(self.blocks):
-            x, w = block(x, cache[i] if cache is not None else None, return_weights)
-            weights.append(w)
-        return self.ln_f(x), weights
+            x = block(x, cache[i] if cache is not None else None)
+        return self.ln_f(x)
 
 
 @contextmanager

@@ -1,6 +1,7 @@
-"""What attention lab III adds to the softmax (`MultiHeadAttention` wires them in): a sink logit
-that takes mass and gives no value, a sigmoid gate on each head's output, sigmoid attention's
-bias, differential attention's lambda with the norm its output goes through, and softpick."""
+"""What attention may use besides the plain softmax (`MultiHeadAttention` wires them in): a
+sigmoid gate on each head's output, sigmoid attention's bias, softpick, and differential
+attention's lambda with the norm its output goes through. (A sink is one more column of the
+mask: `MultiHeadAttention.mask`.)"""
 
 from __future__ import annotations
 
@@ -15,13 +16,6 @@ from torch import Tensor, nn
 DIFF_LAMBDA_INIT = 0.8
 # Softpick's eps: it only matters where every score is exactly 0 (0 / 0)
 SOFTPICK_EPS = 1e-6
-
-
-def with_sink(scores: Tensor, logits: Tensor) -> Tensor:
-    """scores (B, heads, T_q, T_k) with one more key column holding each head's sink logit."""
-    B, H, T_q, _ = scores.shape
-    return torch.cat([scores, logits.to(scores.dtype).view(1, H, 1, 1).expand(B, H, T_q, 1)],
-                     dim=-1)
 
 
 def sigmoid_bias(context_length: int) -> float:
@@ -61,7 +55,9 @@ class OutputGate(nn.Module):
 
 class DiffLambda(nn.Module):
     """Differential attention's lambda = exp(lq1 . lk1) - exp(lq2 . lk2) + lambda_init, learnt
-    per layer, and the per-head RMSNorm (times 1 - lambda_init) of map1 V - lambda map2 V."""
+    per layer: head pair i is map 2i minus lambda times map 2i+1 (`pairs`, of the maps or, as
+    the fused kernel has them, of their outputs), its output normalised per head
+    (`normalise`: RMSNorm times 1 - lambda_init)."""
 
     def __init__(self, head_dim: int, value_dim: int, lambda_init: float = DIFF_LAMBDA_INIT):
         super().__init__()
@@ -73,10 +69,13 @@ class DiffLambda(nn.Module):
     def value(self) -> Tensor:
         return (torch.exp(self.q1 @ self.k1) - torch.exp(self.q2 @ self.k2) + self.lambda_init)
 
-    def combine(self, first: Tensor, second: Tensor) -> Tensor:
-        """The two maps' outputs (B, pairs, T, value_dim) -> the head's output."""
-        diff = first - self.value().to(first.dtype) * second
-        return self.norm(diff) * (1 - self.lambda_init)
+    def pairs(self, t: Tensor) -> Tensor:
+        """(B, heads, ...) -> (B, heads / 2, ...): head 2i minus lambda times head 2i+1."""
+        return t[:, 0::2] - self.value().to(t.dtype) * t[:, 1::2]
+
+    def normalise(self, out: Tensor) -> Tensor:
+        """A head pair's output (B, pairs, T, value_dim), normalised as the paper does."""
+        return self.norm(out) * (1 - self.lambda_init)
 
 
 def pair_values(v: Tensor) -> Tensor:

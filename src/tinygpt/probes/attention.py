@@ -4,11 +4,14 @@ gradient reaches W_q and W_k. Plain PyTorch; `callbacks.AttentionDiagnostics` lo
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from tinygpt.model.attention import HookPoint, visible
 from tinygpt.model.config import Kind
 from tinygpt.model.gpt import GPT, attention_overrides, evaluating
 
@@ -22,6 +25,31 @@ def row_entropy(weights: Tensor) -> Tensor:
     return -torch.special.xlogy(p, p).sum(-1)
 
 
+@contextmanager
+def recorded(model: nn.Module, hook: str = "hook_pattern") -> Iterator[list[Tensor]]:
+    """What each attention module's hook point `hook` (`hook_pattern`: the weights, `hook_scores`:
+    the masked scores; `tinygpt.model.attention.HookPoint`) sees while the model runs inside the
+    block, in layer order: `with recorded(model) as patterns: model(idx)`. The manual kernel
+    computes them; a fused one records nothing."""
+    seen: list[Tensor] = []
+    points = [m for name, m in model.named_modules()
+              if isinstance(m, HookPoint) and name.rsplit(".", 1)[-1] == hook]
+    handles = [p.register_forward_hook(lambda _m, _args, out: seen.append(out)) for p in points]
+    try:
+        yield seen
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def with_weights(module: nn.Module, *args: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """What `module(*args)` returns, and the weights each of its attention modules computed
+    (the manual kernel's), in layer order."""
+    with recorded(module) as weights:
+        out = module(*args)
+    return out, weights
+
+
 def attention_weights(model: GPT, idx: Tensor) -> tuple[Tensor, list[Tensor]]:
     """Logits (B, T, vocab) and each layer's weights (B, heads, T, T) on idx, in eval mode, in
     float32 and without gradients, by the manual backend for this call only.
@@ -31,8 +59,8 @@ def attention_weights(model: GPT, idx: Tensor) -> tuple[Tensor, list[Tensor]]:
     and differential rows are not, so they come as shares of their total |weight| (a sigmoid head
     that gives 0.9 to every key spreads its mass evenly, it does not copy from each)."""
     with (evaluating(model), torch.no_grad(), attention_overrides(model, backend="manual"),
-          torch.autocast(idx.device.type, enabled=False)):
-        logits, weights = model(idx, return_weights=True)
+          torch.autocast(idx.device.type, enabled=False), recorded(model) as weights):
+        logits = model(idx)
     if model.cfg.attention.kind in (Kind.sigmoid, Kind.differential):
         weights = [w.abs() / w.abs().sum(-1, keepdim=True).clamp_min(1e-30) for w in weights]
     return logits, weights
@@ -58,29 +86,20 @@ class LayerStats:
 def attention_stats(model: GPT, idx: Tensor) -> list[LayerStats]:
     """Statistics of each layer's attention on idx (B, T), in eval mode and without gradients.
 
-    Runs the manual backend for this call only (it is the one that returns weights), so the
-    model keeps whatever kernel it trains with."""
+    Runs the manual backend for this call only (it is the one that computes the weights), so
+    the model keeps whatever kernel it trains with."""
     attns = [block.attn for block in model.blocks]
-    inputs: dict[int, Tensor] = {}
-    hooks = [
-        a.register_forward_pre_hook(lambda _m, args, i=i: inputs.__setitem__(i, args[0]))
-        for i, a in enumerate(attns)
-    ]
-    try:
-        with evaluating(model), torch.no_grad(), attention_overrides(model, backend="manual"):
-            _, weights = model.hidden(idx, return_weights=True)  # the LM head is not needed
-            scores = [a.scores(*a.project(inputs[i])[:2]) for i, a in enumerate(attns)]
-    finally:
-        for h in hooks:
-            h.remove()
-
+    with (evaluating(model), torch.no_grad(), attention_overrides(model, backend="manual"),
+          recorded(model) as weights, recorded(model, "hook_scores") as scores):
+        model.hidden(idx)  # the LM head is not needed
     T = idx.shape[1]
     stats = []
     for a, w, s in zip(attns, weights, scores, strict=True):
-        w, s = w.float(), s.float()
-        seen = a.visible(0, T, T, s.device)
+        w, s = w.float(), s[..., :T].float()  # a sink's column is no key
+        seen = visible(a.switches, 0, T, T, s.device)
         if seen is None:
             seen = torch.ones(T, T, dtype=torch.bool, device=s.device)
+        s = s.masked_fill(~seen, 0.0)  # the keys a query sees; -inf where the mask hid one
         n = seen.sum(-1)  # keys each query row sees
         mean = (s * seen).sum(-1, keepdim=True) / n[:, None]
         std = ((((s - mean) * seen) ** 2).sum(-1) / n).sqrt()

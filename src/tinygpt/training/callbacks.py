@@ -19,7 +19,12 @@ from tinygpt.metrics import layer_tag
 from tinygpt.model.config import SampleConfig
 from tinygpt.model.generate import generate
 from tinygpt.model.gpt import attention_overrides, evaluating
-from tinygpt.probes.attention import attention_stats, qk_grad_norms, uniform_entropy
+from tinygpt.probes.attention import (
+    attention_stats,
+    qk_grad_norms,
+    uniform_entropy,
+    with_weights,
+)
 from tinygpt.probes.evaluate import longer_context
 from tinygpt.training.attention_maps import HeatmapFrame, image_summary, token_label
 from tinygpt.training.tensorboard_layout import custom_scalars_layout
@@ -99,7 +104,7 @@ class AttentionMaps(L.Callback):
         x = trainer.datamodule.val_set[0][0][: self.num_tokens][None].to(pl_module.device)
         model = pl_module.model
         with evaluating(model), torch.no_grad(), attention_overrides(model, backend="manual"):
-            _, weights = model(x, return_weights=True)
+            _, weights = with_weights(model, x)
         tok = pl_module.tokenizer
         labels = [token_label(tok.decode([t])) for t in x[0].tolist()]
         if self.frame is None:

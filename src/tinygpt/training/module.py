@@ -103,10 +103,10 @@ class GPTLightningModule(L.LightningModule):
         if self.compiled_trunk is None:
             return self.model.loss(x, y)
         if self.compile_checked:
-            return self.model.head_loss(self.compiled_trunk(x)[0], y)
+            return self.model.head_loss(self.compiled_trunk(x), y)
         self.compile_checked = True
         try:
-            hidden, _ = self.compiled_trunk(x)
+            hidden = self.compiled_trunk(x)
         except Exception as e:  # no C++ compiler, unsupported platform, ...
             reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             rank_zero_warn(f"compile=true but torch.compile failed ({reason}); running eager")
