@@ -14,8 +14,8 @@
 # Chapter 3 of *Build a Large Language Model (From Scratch)* builds attention one idea at a time.
 # This notebook follows it on the chapter's own example, "Your journey starts with one step",
 # computed by tinygpt's code: `tinygpt.model.forms` holds each step, and
-# `tinygpt.model.attention.MultiHeadAttention` is the module the GPT trains with. It ends by training a
-# tiny GPT for about a minute and drawing what its heads look at.
+# `tinygpt.model.attention.MultiHeadAttention` is the module the GPT trains with. It ends by
+# training a tiny GPT for about a minute and drawing what its heads look at.
 
 # %%
 import os
@@ -23,7 +23,7 @@ import os
 import matplotlib.pyplot as plt
 import torch
 
-from tinygpt.lab.walkthrough import INPUTS, WORDS
+from tinygpt.lab.demos.walkthrough import INPUTS, WORDS
 from tinygpt.model.attention import MultiHeadAttention
 from tinygpt.model.forms import CausalAttention, SelfAttentionParams, simple_self_attention
 from tinygpt.probes.attention import with_weights

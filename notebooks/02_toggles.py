@@ -24,7 +24,7 @@ import os
 import matplotlib.pyplot as plt
 
 from tinygpt import metrics
-from tinygpt.lab.run_events import scalars_by_step
+from tinygpt.lab.report.events import scalars_by_step
 from tinygpt.training.settings import configure
 from tinygpt.training.train import train
 

@@ -19,7 +19,8 @@
 # It happens suddenly: the *phase change* (Olsson et al. 2022). The other half of the windows are
 # text, where previous-token heads come from.
 #
-# One two-layer run is `experiment=lab4` (under two minutes on a 2-core CPU); `STEPS` shortens it.
+# One two-layer run is `experiment=copy_task` (under two minutes on a 2-core CPU); `STEPS`
+# shortens it.
 
 # %%
 import os
@@ -28,8 +29,8 @@ import matplotlib.pyplot as plt
 
 from tinygpt import metrics
 from tinygpt.data.config import Synthetic
-from tinygpt.lab.phase_change import formation_step
-from tinygpt.lab.run_events import scalars_by_step
+from tinygpt.lab.report.events import scalars_by_step
+from tinygpt.lab.report.formation import formation_step
 from tinygpt.probes.attention import attention_weights
 from tinygpt.probes.circuit import (
     ablated,
@@ -48,7 +49,7 @@ QUICK = os.environ.get("NOTEBOOK_OVERRIDES", "").split()  # the tests' shortcuts
 runs = {}
 for layers in (2, 1):
     run_dir = f"{root}/layers_{layers}"
-    runs[layers] = train(configure("experiment=lab4", "hydra.mode=RUN", "seed=1",
+    runs[layers] = train(configure("experiment=copy_task", "seed=1",
                                    f"model.n_layers={layers}", f"trainer.max_steps={STEPS}",
                                    f"trainer.val_check_interval={STEPS}",
                                    "trainer.enable_progress_bar=false", *QUICK,

@@ -1,7 +1,7 @@
 """Why attention divides by sqrt(d_k) (tinygpt-softmax-saturation).
-Same arguments: see `tinygpt.cli.saturation`."""
+Same arguments: see `tinygpt.cli.softmax_saturation`."""
 
-from tinygpt.cli.saturation import main
+from tinygpt.cli.softmax_saturation import main
 
 if __name__ == "__main__":
     main()

@@ -225,7 +225,7 @@ def test_manual_reference_matches_a_plain_softmax_for_all_choices_at_once():
      "model.attention.qk_norm=layer", "model.attention.n_kv_heads=1"],
 ], ids=["rope-qknorm-mqa-window-learned", "alibi-manual-softcap-fixed-layernorm"])
 def test_the_toggles_train_and_generate_with_and_without_the_cache(train_run, overrides):
-    from tinygpt.lab.run_events import scalars_by_step
+    from tinygpt.lab.report.events import scalars_by_step
     from tinygpt.weights.complete import complete
 
     result, _ = train_run("model.n_heads=2", "trainer.max_steps=20",

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tinygpt.lab.bench_gpu import gpu_section
-from tinygpt.lab.bench_render import write
-from tinygpt.lab.bench_run import run
+from tinygpt.lab.bench.gpu import gpu_section
+from tinygpt.lab.bench.render import write
+from tinygpt.lab.bench.run import run
 from tinygpt.model.generate import generate
 from tinygpt.model.gpt import GPT, GPTConfig
 from tinygpt.training.precision import NATIVE_BF16_RATIO

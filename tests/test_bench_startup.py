@@ -3,7 +3,7 @@ and the table shows each. (our_run itself, a real whole process, is tested by th
 
 from pathlib import Path
 
-import tinygpt.lab.bench_startup as bs
+import tinygpt.lab.bench.startup as bs
 
 
 def test_the_warm_up_is_not_counted_and_the_medians_are_the_runs(monkeypatch, tmp_path):

@@ -112,13 +112,13 @@ def test_the_ablation_check_names_layer_0s_previous_token_head():
 
 
 def test_in_a_trained_model_the_copying_goes_through_layer_0s_previous_token_head():
-    # tests/data/lab4_circuit.safetensors: the weights (float16) of `python scripts/train.py
-    # experiment=lab4 hydra.mode=RUN seed=1`, 2,000 steps, where the circuit formed at step 1,129
+    # tests/data/copy_task_circuit.safetensors: the weights (float16) of `python scripts/train.py
+    # experiment=copy_task seed=1`, 2,000 steps, where the circuit formed at step 1,129
     from pathlib import Path
 
     from safetensors.torch import load_file
 
-    weights = load_file(Path(__file__).parent / "data" / "lab4_circuit.safetensors")
+    weights = load_file(Path(__file__).parent / "data" / "copy_task_circuit.safetensors")
     model = GPT(GPTConfig(vocab_size=320, context_length=64, emb_dim=128, n_heads=4,
                           n_layers=2, positions="rope"))
     loaded = model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=False)

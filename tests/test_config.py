@@ -32,10 +32,10 @@ def test_misspelt_key_wrong_type_or_unknown_choice_fails_composing(override, nee
 
 
 def test_experiment_configs_are_small_diffs():
-    cfg = compose_train("experiment=no_scale")
+    cfg = compose_train("variant=no_scale")
     assert cfg.model.attention.scale is False
     assert cfg.model.n_layers == compose_train().model.n_layers
-    assert compose_train("experiment=no_mask").model.attention.causal is False
+    assert compose_train("variant=no_mask").model.attention.causal is False
 
 
 def test_the_tiny_shape_lives_in_one_place():
@@ -46,16 +46,15 @@ def test_the_tiny_shape_lives_in_one_place():
 
 
 def sweep_jobs(experiment: str) -> list:
-    """The jobs Hydra's basic sweeper would launch for an experiment, each composed (no run)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    """The jobs `-m experiment=...` launches (Hydra's basic sweeper over the experiment's
+    hydra.sweeper.params), each composed (no run)."""
+    from tinygpt.training.precheck import parse
+    from tinygpt.training.precheck import sweep_jobs as jobs
 
     cfg = compose_train(f"experiment={experiment}", hydra=True)
-    assert cfg.hydra.mode.name == "MULTIRUN"  # the experiment is a sweep without -m
+    assert cfg.hydra.mode is None  # one run without -m: the experiment does not pick the mode
     params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
-    (batch,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params),
-                                            None)
-    return [compose_train(f"experiment={experiment}", *job) for job in batch]
+    return [compose_train(f"experiment={experiment}", *job) for job in jobs(parse(params))]
 
 
 def test_attention_ablation_composes_to_the_2x2_grid_on_three_seeds():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tinygpt.errors import UsageError
-from tinygpt.lab.run_events import scalars_by_step
+from tinygpt.lab.report.events import scalars_by_step
 from tinygpt.training.datamodule import split_batch
 from tinygpt.weights.checkpoint import read_checkpoint
 

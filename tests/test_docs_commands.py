@@ -68,10 +68,9 @@ def one_job_each(args: list[str]) -> list[list[str]]:
     sweeps = {o.input_line: o for o in parsed if o.is_sweep_override()}
     base = [a if a not in sweeps else f"{sweeps[a].key_or_group}={next(sweeps[a].sweep_iterator())}"
             for a in args]
-    jobs = [[*base, "hydra.mode=RUN"]]  # an experiment's own sweep: tests/test_config.py
+    jobs = [base]  # an experiment's own sweep: tests/test_config.py
     for o in sweeps.values():
-        jobs += [[*base, f"{o.key_or_group}={v}", "hydra.mode=RUN"]
-                 for v in list(o.sweep_string_iterator())[1:]]
+        jobs += [[*base, f"{o.key_or_group}={v}"] for v in list(o.sweep_string_iterator())[1:]]
     return jobs
 
 
@@ -112,8 +111,7 @@ def test_each_other_command_takes_the_options_it_shows(where, program, args, tmp
 
 def program_help(name: str) -> str:
     """What `tinygpt-<name> --help` prints, from its main() in this process."""
-    module = {"softmax_saturation": "saturation"}.get(name, name)
-    main = __import__(f"tinygpt.cli.{module}", fromlist=["main"]).main
+    main = __import__(f"tinygpt.cli.{name}", fromlist=["main"]).main  # one name at each layer
     out, argv = io.StringIO(), sys.argv
     sys.argv = [name, "--help"]
     try:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tinygpt.data.tokenizer import get_tokenizer
-from tinygpt.lab.heads import best_head, draw_heads
+from tinygpt.lab.demos.heads import best_head, draw_heads
 from tinygpt.model.gpt import GPT, GPTConfig
 
 
@@ -41,7 +41,7 @@ def test_the_cli_answers_a_folder_without_a_model_with_one_error_line(tmp_path, 
 
 
 def test_draw_circuit_writes_both_heads_and_the_ablation_line(tmp_path):
-    from tinygpt.lab.heads import draw_circuit
+    from tinygpt.lab.demos.heads import draw_circuit
 
     tok = get_tokenizer("char", text="abcdefghijklmnopqrstuvwxyz")
     torch.manual_seed(0)

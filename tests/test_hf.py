@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from tinygpt.data.config import DataConfig
 from tinygpt.errors import UsageError
-from tinygpt.lab.run_events import scalars_by_step
+from tinygpt.lab.report.events import scalars_by_step
 from tinygpt.model.generate import generate
 from tinygpt.model.gpt import GPT, AttentionConfig, GPTConfig
 from tinygpt.training.config import compose_train

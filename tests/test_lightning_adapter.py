@@ -3,7 +3,7 @@ installed Lightning: if a release changes it, this fails before a run misbehaves
 
 import lightning as L
 
-from tinygpt.lab.run_events import scalars_by_step
+from tinygpt.lab.report.events import scalars_by_step
 from tinygpt.training.lightning_adapter import logger_writes_this_step, stop_without_validation
 
 

@@ -24,8 +24,8 @@ def test_the_notebook_runs_and_draws(path, tmp_path, cache_dir, monkeypatch):
     # seconds, not minutes: one validation batch, no TensorBoard heatmaps (the notebooks draw
     # their own pictures), small batches, a narrow model
     monkeypatch.setenv("NOTEBOOK_OVERRIDES",
-                       "trainer.limit_val_batches=1 probes.attention_map_tokens=0 data.batch_size=4 "
-                       "model.emb_dim=32")
+                       "trainer.limit_val_batches=1 probes.attention_map_tokens=0 "
+                       "data.batch_size=4 model.emb_dim=32")
     monkeypatch.setenv("TINYGPT_CACHE", str(cache_dir))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     notebook = jupytext.read(path)
@@ -42,8 +42,8 @@ def test_importing_the_library_leaves_a_notebooks_plotting_backend_alone():
     import subprocess
     import sys
 
-    code = ("import matplotlib, tinygpt.training.train, tinygpt.lab.report, tinygpt.lab.heads;"
-            "print(matplotlib.get_backend())")
+    code = ("import matplotlib, tinygpt.training.train, tinygpt.lab.report.page, "
+            "tinygpt.lab.demos.heads; print(matplotlib.get_backend())")
     env = os.environ | {"MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                        check=True)

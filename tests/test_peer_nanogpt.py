@@ -1,10 +1,10 @@
-"""tinygpt.lab.peer_nanogpt: the side-by-side run, with a stand-in for nanoGPT's train.py (the
+"""tinygpt.lab.peers.nanogpt: the side-by-side run, with a stand-in for nanoGPT's train.py (the
 real one is compared by hand: docs/benchmarks.md) and a short run of ours."""
 
 import pytest
 
 from tinygpt.errors import UsageError
-from tinygpt.lab.peer_nanogpt import side_by_side, table
+from tinygpt.lab.peers.nanogpt import side_by_side, table
 
 FAKE_TRAIN = """import sys, pathlib
 args = sys.argv[1:]
@@ -49,7 +49,7 @@ def test_a_folder_without_nanogpt_is_a_usage_error(tmp_path):
 
 
 def test_the_race_runs_ours_to_nanogpts_final_loss(fake_nanogpt, tmp_path, cache_dir):
-    from tinygpt.lab.peer_nanogpt import race, race_table
+    from tinygpt.lab.peers.nanogpt import race, race_table
 
     text = tmp_path / "shakespeare.txt"
     text.write_text("First Citizen:\nBefore we proceed any further, hear me speak.\n" * 200)

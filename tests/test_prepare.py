@@ -210,8 +210,9 @@ def test_the_command_answers_a_glob_that_matches_nothing_with_one_error_line(
     assert e.value.code == 2 and len(err) == 1 and "no text file at data.path=" in err[0]
 
 
-PREPARE_AND_SAY = ("import sys; from tinygpt.data.config import DataConfig; from tinygpt.data.prepare import "
-                   "prepare; p = prepare(DataConfig(name='text', path=sys.argv[1], "
+PREPARE_AND_SAY = ("import sys; from tinygpt.data.config import DataConfig; "
+                   "from tinygpt.data.prepare import prepare; "
+                   "p = prepare(DataConfig(name='text', path=sys.argv[1], "
                    "tokenizer='gpt2',"
                    " cache_dir=sys.argv[2])); print('folder', p.folder, len(p.train))")
 

@@ -15,7 +15,8 @@ def test_a_run_prints_no_foreign_warning_or_tip(tmp_path, run_script, cache_dir)
     # first step) and without what it does not (the int8 cost)
     p = run_script("train.py", "experiment=smoke", "trainer.max_steps=3",
                    "trainer.enable_model_summary=true", "trainer.precision=auto",
-                   "probes.int8_windows=0", "trainer.limit_val_batches=1", "sample.max_new_tokens=4",
+                   "probes.int8_windows=0", "trainer.limit_val_batches=1",
+                   "sample.max_new_tokens=4",
                    f"data.cache_dir={cache_dir}", f"hydra.run.dir={tmp_path / 'run'}")
     assert p.returncode == 0, p.stderr[-3000:]
     foreign = [ln for ln in p.stderr.splitlines() if FOREIGN.search(ln) and "tinygpt" not in ln]

@@ -17,7 +17,7 @@ import torch
 from tinygpt.atomic import atomic_write, temporary_beside
 from tinygpt.data import corpus
 from tinygpt.errors import RunStopped, UsageError
-from tinygpt.lab.run_events import scalars_by_step
+from tinygpt.lab.report.events import scalars_by_step
 from tinygpt.model.gpt import GPT
 from tinygpt.training import checkpoint_callbacks as checkpoints
 from tinygpt.training import train as train_module

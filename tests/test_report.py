@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from tinygpt.errors import UsageError
-from tinygpt.lab.report import write_report
-from tinygpt.lab.run_events import scalars_by_step
+from tinygpt.lab.report.events import scalars_by_step
+from tinygpt.lab.report.page import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 PNGS = ["loss.png", "bpb.png", "entropy.png", "saturation.png", "score_std.png", "grad_qk.png",
@@ -96,10 +96,11 @@ def test_report_on_a_folder_without_runs_is_a_one_line_error(tmp_path, run_scrip
 
 
 def test_a_report_on_lab_ivs_runs_tables_and_draws_the_phase_change(tmp_path, train_into):
-    lab4 = ["data.synthetic.kind=copies", "data.synthetic.prefix=8",
-            "data.synthetic.shortest=2", "data.synthetic.longest=6", "trainer.max_steps=20", "trainer.val_check_interval=20"]
+    copy_task = ["data.synthetic.kind=copies", "data.synthetic.prefix=8",
+                 "data.synthetic.shortest=2", "data.synthetic.longest=6", "trainer.max_steps=20",
+                 "trainer.val_check_interval=20"]
     for layers in (1, 2):
-        train_into(tmp_path / "sweep" / f"layers_{layers}", *lab4, f"model.n_layers={layers}")
+        train_into(tmp_path / "sweep" / f"layers_{layers}", *copy_task, f"model.n_layers={layers}")
     text = write_report(tmp_path / "sweep", tmp_path / "report").read_text()
     table = text.split("## The induction phase change", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in table.splitlines() if line.startswith("| layers_")]

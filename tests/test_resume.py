@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tinygpt.errors import UsageError
-from tinygpt.lab.run_events import scalars_by_step
+from tinygpt.lab.report.events import scalars_by_step
 from tinygpt.training.resume import merged_overrides, refuse_changes
 from tinygpt.weights.checkpoint import read_checkpoint
 

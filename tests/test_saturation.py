@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from tinygpt.lab.saturation import renorm_breaking_gap, softmax_stats
+from tinygpt.lab.demos.softmax_saturation import renorm_breaking_gap, softmax_stats
 
 
 def test_unscaled_scores_spread_like_sqrt_d_and_saturate_the_softmax():

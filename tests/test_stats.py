@@ -6,9 +6,9 @@ import math
 import pytest
 from torch.utils.tensorboard import SummaryWriter
 
-from tinygpt.lab.report_runs import find_runs
-from tinygpt.lab.report_tables import seeds_table
-from tinygpt.lab.stats import Summary, format_p, verdict, welch_p, welch_p_less
+from tinygpt.lab.report.runs import find_runs
+from tinygpt.lab.report.stats import Summary, format_p, verdict, welch_p, welch_p_less
+from tinygpt.lab.report.tables import seeds_table
 
 
 def test_summary_is_the_sample_mean_and_standard_deviation():
@@ -84,7 +84,7 @@ def test_the_baseline_can_be_named_by_value(tmp_path):
 
 def test_the_phenomena_table_tests_each_quantity_and_finds_the_formation_step(tmp_path):
     from tinygpt import metrics as m
-    from tinygpt.lab.report_tables import phenomena_table
+    from tinygpt.lab.report.tables import phenomena_table
 
     assert phenomena_table(find_runs(tmp_path), {}) == ""  # nothing logged: no table
     scores = {"none": [0.01, 0.05, 0.15, 0.3], "rms": [0.01, 0.02, 0.03, 0.04]}

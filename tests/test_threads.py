@@ -39,7 +39,7 @@ def test_the_entry_point_sets_the_policy_before_torch_loads():
 def test_the_shared_cpu_benchmark_times_alone_two_at_once_and_beside_a_busy_process(
         monkeypatch):
     # its orchestration, with a stand-in for the training run (a benchmark is not a test)
-    from tinygpt.lab import bench_threads
+    from tinygpt.lab.bench import threads as bench_threads
 
     started = []
 

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT
-from tinygpt.lab.run_events import scalars_by_step
+from tinygpt.lab.report.events import scalars_by_step
 from tinygpt.model.gpt import GPT
 from tinygpt.training.config import compose_train
 from tinygpt.training.settings import configure
@@ -81,8 +81,8 @@ def test_the_int8_cost_is_measured_only_where_asked(train_run):
     scalars = set(events(result.run_dir).Tags()["scalars"])
     assert m.INDUCTION_MAX in scalars and m.INT8_DELTA_BPB not in scalars
     assert compose_train().probes.int8_windows == 0
-    assert compose_train("experiment=lab3").probes.int8_windows == 256
-    assert compose_train("experiment=lab4", "variant=softmax").probes.int8_windows == 256
+    assert compose_train("experiment=repeated_segments").probes.int8_windows == 256
+    assert compose_train("experiment=copy_task", "variant=softmax").probes.int8_windows == 256
 
 
 def test_hparams_tab_holds_config_and_final_val_loss(smoke_run):

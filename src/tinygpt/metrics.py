@@ -53,12 +53,12 @@ def bits_per_byte(nats: float, nbytes: int) -> float:
     tokenizers, unlike nats per token."""
     return nats / nbytes / math.log(2)
 
-# Attention lab III: what attention does (tinygpt.probes.induction, tinygpt.probes.sinks, tinygpt.probes.quantize)
+# What attention does (tinygpt.probes.induction, tinygpt.probes.sinks, tinygpt.probes.quantize)
 INDUCTION = f"{WATCH}/induction"  # .../score/layer_<i>/head_<j>, .../score_max, ...
 INDUCTION_MAX = f"{INDUCTION}/score_max"
 PREVIOUS_MAX = f"{INDUCTION}/previous_token_max"
 IN_CONTEXT_DROP = f"{INDUCTION}/in_context_drop"  # nats per token: first copy minus the copy
-# Attention lab IV: the induction circuit on windows of a repeated segment (tinygpt.probes.circuit)
+# The induction circuit on the copy task's windows (tinygpt.probes.circuit)
 COPY_LOSS = f"{INDUCTION}/copy_loss"  # nats per copied token (from the segment's second occurrence)
 REST_LOSS = f"{INDUCTION}/rest_loss"  # nats per token of each segment's first occurrence
 COPY_SCORE = "copy_score_max"  # .../layer_<i>: the layer's best induction score on those windows

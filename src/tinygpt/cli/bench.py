@@ -16,13 +16,13 @@ from pathlib import Path
 import torch
 
 from tinygpt.errors import UsageError, usage_errors_exit
-from tinygpt.lab.bench_gpu import gpu_section
-from tinygpt.lab.bench_prepare import bench_prepare
-from tinygpt.lab.bench_prepare import write as write_prepare
-from tinygpt.lab.bench_render import write
-from tinygpt.lab.bench_run import run
-from tinygpt.lab.bench_startup import bench_startup
-from tinygpt.lab.bench_startup import table as startup_table
+from tinygpt.lab.bench.gpu import gpu_section
+from tinygpt.lab.bench.prepare import bench_prepare
+from tinygpt.lab.bench.prepare import write as write_prepare
+from tinygpt.lab.bench.render import write
+from tinygpt.lab.bench.run import run
+from tinygpt.lab.bench.startup import bench_startup
+from tinygpt.lab.bench.startup import table as startup_table
 
 
 def main() -> None:

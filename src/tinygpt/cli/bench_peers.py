@@ -35,8 +35,8 @@ def main() -> None:
     args = ap.parse_args()
     with usage_errors_exit():
         if args.nanogpt:
-            from tinygpt.lab.peer_nanogpt import race, race_table, side_by_side, table
-            from tinygpt.lab.timing import machine
+            from tinygpt.lab.bench.timing import machine
+            from tinygpt.lab.peers.nanogpt import race, race_table, side_by_side, table
 
             if not args.text:
                 raise UsageError("--nanogpt needs --text (tinyshakespeare.txt, for both)")
@@ -51,7 +51,7 @@ def main() -> None:
                 result["machine"] = machine()
                 out, text = args.out or "docs/benchmarks_nanogpt.json", table(result)
         else:
-            from tinygpt.lab.peer_book import compare
+            from tinygpt.lab.peers.book import compare
 
             result = compare(args.steps or 600, args.seed)
             out, text = args.out or "docs/benchmarks_peers.json", json.dumps(result, indent=2)

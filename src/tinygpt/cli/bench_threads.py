@@ -11,8 +11,8 @@ import json
 import shlex
 from pathlib import Path
 
-from tinygpt.lab.bench_threads import measure, table
-from tinygpt.lab.timing import machine
+from tinygpt.lab.bench.threads import measure, table
+from tinygpt.lab.bench.timing import machine
 
 
 def main() -> None:

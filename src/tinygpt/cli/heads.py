@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tinygpt.data.corpus import python_docs_text
 from tinygpt.errors import UsageError, not_utf8, usage_errors_exit
-from tinygpt.lab.heads import draw_circuit, draw_heads
+from tinygpt.lab.demos.heads import draw_circuit, draw_heads
 from tinygpt.weights.checkpoint import load_model
 
 

@@ -28,7 +28,7 @@ def main() -> None:
         if args.out is not None and args.out.exists() and not args.out.is_dir():
             raise UsageError(f"--out {args.out} is a file (give a folder for report.md and its "
                              "plots)")
-        from tinygpt.lab.report import write_report  # torch and Lightning: after the check
+        from tinygpt.lab.report.page import write_report  # torch and Lightning: after the check
 
         compare = dict((c.split("=", 1) + [None])[:2] for c in args.compare)
         path = write_report(args.sweep, args.out or args.sweep, compare)

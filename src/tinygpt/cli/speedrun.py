@@ -53,7 +53,7 @@ def main() -> None:
                 raise UsageError("two --config share a name (give each its own)")
             if args.seeds < 2:
                 raise UsageError(f"--seeds {args.seeds} leaves no spread to test (use >= 2)")
-            from tinygpt.lab.timing import machine as describe
+            from tinygpt.lab.bench.timing import machine as describe
 
             machine, target = describe(), args.target
             with tempfile.TemporaryDirectory() as tmp:

@@ -114,6 +114,10 @@ def main() -> None:
     with usage_errors_exit():
         args, single = precheck(sys.argv[1:])
     if single is not None:
+        swept = single.config.hydra.sweeper.get("params") or {}
+        if swept:  # an experiment that is a sweep, started as one run
+            values = "; ".join(f"{k}={v}" for k, v in swept.items())
+            print(f"one run: this experiment sweeps {values} with -m", flush=True)
         exit_now(run(single))
     sys.argv[1:] = args
     try:

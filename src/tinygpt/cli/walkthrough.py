@@ -3,7 +3,7 @@
     tinygpt-walkthrough
 """
 
-from tinygpt.lab.walkthrough import walkthrough as main
+from tinygpt.lab.demos.walkthrough import walkthrough as main
 
 if __name__ == "__main__":
     main()

@@ -1,3 +1,3 @@
-"""The lab wing: what the lab measures and writes up, on top of training and the core:
-benchmarks, a peer side by side, sweep reports and their statistics, reading a run's events back,
-and the teaching demos."""
+"""The lab wing, by kind: benchmarks (`bench`), sweep reports and their statistics (`report`),
+other projects side by side (`peers`), the teaching demos (`demos`), and the CPU speedrun
+(`speedrun`), on top of training and the core."""

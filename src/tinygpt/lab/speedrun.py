@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tinygpt.errors import UsageError
-from tinygpt.lab.stats import Summary, format_p, welch_p_less
+from tinygpt.lab.report.stats import Summary, format_p, welch_p_less
 from tinygpt.run_dir import RESULT
 
 TARGET_BPB = 1.777  # the default run's val bpb at its last step (README: what a run costs)

@@ -1,7 +1,7 @@
 """Attention as chapter 3 of Raschka's *Build a Large Language Model (From Scratch)* builds it,
 one idea at a time: each form below adds one thing to the one before it. The module the model
-uses, with a switch for every choice these forms make, is `tinygpt.model.attention.MultiHeadAttention`
-(form 5).
+uses, with a switch for every choice these forms make, is
+`tinygpt.model.attention.MultiHeadAttention` (form 5).
 """
 
 from __future__ import annotations

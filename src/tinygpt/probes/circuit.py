@@ -1,8 +1,8 @@
 """The induction circuit (Elhage et al. 2021; Olsson et al. 2022), measured on windows built like
-lab IV's training ones (`tinygpt.data.windows.copied_chunks`: random tokens, then chunks copied from
-random earlier places), where most tokens follow an earlier occurrence of the token before them
-and no fixed offset finds it. A previous-token head in one layer and an induction head in the
-next copy them; one layer alone cannot.
+the copy task's training ones (`tinygpt.data.windows.copied_chunks`: random tokens, then chunks
+copied from random earlier places), where most tokens follow an earlier occurrence of the token
+before them and no fixed offset finds it. A previous-token head in one layer and an induction
+head in the next copy them; one layer alone cannot.
 
 - `copy_windows`: a fixed batch of such windows, and which of their tokens are copies.
 - `copy_losses`: the loss on the copies, and on the rest.
@@ -32,8 +32,8 @@ COPY_PROBE_SEED = 54_321  # the fixed probe batch: drawn apart from any training
 
 def copy_windows(vocab_size: int, n_tokens: int, task: Synthetic, n: int = 16,
                  seed: int = COPY_PROBE_SEED) -> tuple[Tensor, Tensor]:
-    """(n, n_tokens) token ids built like lab IV's training windows, and (n, n_tokens) booleans:
-    which tokens are copies."""
+    """(n, n_tokens) token ids built like the copy task's training windows, and (n, n_tokens)
+    booleans: which tokens are copies."""
     g = torch.Generator().manual_seed(seed)
     rows = [copied_chunks(g, vocab_size, n_tokens, task) for _ in range(n)]
     return torch.stack([x for x, _ in rows]), torch.stack([c for _, c in rows])

@@ -1,7 +1,7 @@
 """When a run saves its checkpoints (Lightning callbacks; the files themselves:
-`tinygpt.weights.checkpoint`): written atomically, `last.ckpt` on a step schedule and at the final step
-or a stop signal, the best by validation loss, each holding the run's settings; and whether a
-checkpoint fits the model and tokenizer of the run that would continue it."""
+`tinygpt.weights.checkpoint`): written atomically, `last.ckpt` on a step schedule and at the
+final step or a stop signal, the best by validation loss, each holding the run's settings; and
+whether a checkpoint fits the model and tokenizer of the run that would continue it."""
 
 from __future__ import annotations
 

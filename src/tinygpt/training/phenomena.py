@@ -1,5 +1,5 @@
 """The callback that logs what attention does as a run trains (attention labs III and IV):
-induction scores and the in-context loss drop, the copy losses and circuit scores on lab IV's
+induction scores and the in-context loss drop, the copy losses and circuit scores on the copy task's
 copy windows, first-token mass and the sink rate, residual-stream outliers, and at the end
 the int8 quantisation sensitivity (on the first `int8_windows` validation windows, where the lab
 asks for it), all under `watch/`."""
@@ -29,7 +29,7 @@ INDUCTION_SEED = 12_345  # the fixed repeated batch: not one any training window
 @dataclass
 class Probes:
     """The fixed inputs the probes read, built once per run: a random sequence and its copy,
-    validation windows, and (where the run trains on lab IV's copy windows) windows built like
+    validation windows, and (where the run trains on the copy task's windows) windows built like
     those, with which of their tokens are copies."""
 
     repeated: torch.Tensor
@@ -42,8 +42,8 @@ class Probes:
 
 
 def phenomena_metrics(model: GPT, probes: Probes) -> dict[str, float]:
-    """Every lab III quantity of the model, as tags: induction on `repeated` (a sequence and its
-    copy), first-token mass and outliers on `text` (validation windows); and lab IV's copy losses
+    """What attention does in the model, as tags: induction on `repeated` (a sequence and its
+    copy), first-token mass and outliers on `text` (validation windows); and the copy task's losses
     and circuit scores per layer on the copy windows."""
     with torch.autocast(probes.text.device.type, enabled=False):
         ind = induction_scores(model, probes.repeated)

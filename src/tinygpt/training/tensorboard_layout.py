@@ -34,7 +34,7 @@ def custom_scalars_layout(n_layers: int, longer_context: bool = False,
                           copies: bool = False) -> dict:
     """The Custom Scalars tab: what a run is for first (losses, bits per byte; at twice the
     context where the positions allow it), then how it trains, then what the attention does,
-    each quantity one chart with a line per layer; and for a run on lab IV's copy windows
+    each quantity one chart with a line per layer; and for a run on the copy task's windows
     (`copies`), the induction phase change."""
     def chart(*regexes: str) -> list:
         return ["Multiline", list(regexes)]
@@ -94,7 +94,7 @@ def custom_scalars_layout(n_layers: int, longer_context: bool = False,
 
 def hyperparameters(settings: Settings, precision: str) -> dict:
     """The HPARAMS columns of a run: what its overrides set (a key's value as the run has it, a
-    group's option by name: `experiment: lab3`) and the precision it trained in. TensorBoard
+    group's option by name: `experiment: copy_task`) and the precision it trained in. TensorBoard
     sorts the columns by name and shows the first five, then the metrics: keys nobody changed
     would crowd out the ones that tell runs apart (the whole config is in the run's
     .hydra/config.yaml). Booleans read true/false, not 1.0/0.0; numbers stay numbers."""

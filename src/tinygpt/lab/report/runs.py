@@ -9,7 +9,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from tinygpt import metrics
-from tinygpt.lab.run_events import read_events
+from tinygpt.lab.report.events import read_events
 from tinygpt.run_dir import EVENTS_GLOB, HYDRA
 from tinygpt.training.resume import read_record, recorded_overrides
 

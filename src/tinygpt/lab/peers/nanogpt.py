@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from tinygpt.errors import UsageError
-from tinygpt.lab.run_events import train_loss_times
+from tinygpt.lab.report.events import train_loss_times
 from tinygpt.run_dir import RESULT
 
 # nanoGPT's README CPU recipe, eval_iters=20 (its evaluation budget; ours: limit_val_batches=20)

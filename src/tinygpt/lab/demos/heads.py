@@ -1,6 +1,7 @@
 """Pictures of what attention does in a trained model: its best induction head on a random
-sequence and its copy, its head with the most first-token mass on text, and lab IV's circuit (a
-previous-token head in layer 0, an induction head in the last layer) with what ablating each
+sequence and its copy, its head with the most first-token mass on text, and the copy task's
+circuit (a previous-token head in layer 0, an induction head in the last layer) with what
+ablating each
 head of layer 0 does to the copy loss (what `tinygpt-heads` draws for docs/attention_lab.md)."""
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def draw_heads(model: GPT, tokenizer: Tokenizer, text: str, out: Path,
     """induction_head.png and sink_head.png in `out`, each with a line saying which head."""
     out.mkdir(parents=True, exist_ok=True)
     drawn = []
-    bos = tokenizer.eot_token  # as lab III's windows start (none: the sequence alone)
+    # as the repeated-segment setting's windows start (none: the sequence alone)
+    bos = tokenizer.eot_token
     idx = repeated_tokens(model.cfg.vocab_size, length, batch=1, seed=7, bos=bos)
     _, weights = attention_weights(model, idx)
     induction, _ = head_scores(weights, length, start=int(bos is not None))
@@ -55,9 +57,9 @@ def draw_heads(model: GPT, tokenizer: Tokenizer, text: str, out: Path,
 def draw_circuit(model: GPT, tokenizer: Tokenizer, out: Path, task: Synthetic | None = None,
                  name: str = "circuit") -> list[tuple[Path, str]]:
     """<name>_previous_token.png and <name>_induction.png in `out`: layer 0's best previous-token
-    head and the last layer's best induction head on one of lab IV's copy windows (`task`;
-    default: the copy task's), each with a line saying which head; and a line with what ablating each
-    head of layer 0 does to the copy loss."""
+    head and the last layer's best induction head on one of the copy task's windows (`task`;
+    default: the copy task's), each with a line saying which head; and a line with what
+    ablating each head of layer 0 does to the copy loss."""
     task = task or Synthetic(kind=SyntheticKind.copies)
     out.mkdir(parents=True, exist_ok=True)
     n_tokens = min(3 * task.prefix, model.cfg.context_length) + 1

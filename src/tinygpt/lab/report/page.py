@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from tinygpt.errors import UsageError
-from tinygpt.lab.report_formation import formation_table
-from tinygpt.lab.report_plots import write_plots
-from tinygpt.lab.report_runs import TRAIN_TAIL, by_setting, find_runs
-from tinygpt.lab.report_tables import baseline_words, phenomena_table, seeds_table, table
+from tinygpt.lab.report.formation import formation_table
+from tinygpt.lab.report.plots import write_plots
+from tinygpt.lab.report.runs import TRAIN_TAIL, by_setting, find_runs
+from tinygpt.lab.report.tables import baseline_words, phenomena_table, seeds_table, table
 
 
 def write_report(sweep: Path, out: Path, compare: dict[str, str | None] | None = None) -> Path:
@@ -42,7 +42,7 @@ effects says, not evidence of none.
         seeds += f"""
 ## What attention does
 
-At the end of each run (attention lab III; docs/attention_lab.md says how each is measured):
+At the end of each run (docs/attention_lab.md says how each is measured):
 induction and previous-token scores on a random sequence and its copy, the in-context loss drop
 (first copy minus the copy), first-token mass on validation text and the share of heads above
 0.3, the residual stream's largest |activation| over its median, and the val bpb that int8
@@ -55,7 +55,7 @@ weights and inputs add. Mean ± sd over seeds; p: Welch's t-test against the bas
         seeds += f"""
 ## The induction phase change
 
-Attention lab IV (docs/attention_lab.md): on a fixed batch of windows built like the training
+On the copy task (docs/attention_lab.md): on a fixed batch of windows built like the training
 ones (random tokens, then chunks copied from them), the loss on the copied tokens and on the
 rest; "formed at": the step the copy loss first fell below half its first logged value (half way
 from no copying to perfect copying; never: it did not); the best head's induction score in layer

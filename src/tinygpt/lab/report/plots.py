@@ -8,7 +8,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from tinygpt import metrics as m
-from tinygpt.lab.report_runs import Run, by_setting
+from tinygpt.lab.report.runs import Run, by_setting
 
 
 def subplots(*grid: int, figsize: tuple[float, float], **kw: object) -> tuple[Figure, object]:
@@ -113,7 +113,7 @@ def write_plots(runs: list[Run], out: Path) -> list[tuple[str, str]]:
     return plots
 
 
-# Lab IV's quantities: the phase change is the copy loss's sudden fall, the circuit's scores
+# The copy task's quantities: the phase change is the copy loss's sudden fall, the circuit's scores
 # rising with it.
 PHASE_PANELS = ((m.COPY_LOSS, "loss on copied tokens (nats)"),
                 (m.REST_LOSS, "loss on the rest (nats)"),

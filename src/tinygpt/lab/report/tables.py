@@ -8,8 +8,8 @@ import math
 from omegaconf import DictConfig, OmegaConf
 
 from tinygpt import metrics as m
-from tinygpt.lab.report_runs import Run, by_setting, train_tail
-from tinygpt.lab.stats import Summary, format_p, verdict, welch_p
+from tinygpt.lab.report.runs import Run, by_setting, train_tail
+from tinygpt.lab.report.stats import Summary, format_p, verdict, welch_p
 from tinygpt.probes.induction import uniform_score
 from tinygpt.training.config import compose_train, yaml_value
 
@@ -138,7 +138,7 @@ def baseline_words(compare: dict[str, str | None]) -> str:
                      for k, v in sorted(compare.items()))
 
 
-# Attention lab III's quantities: each setting's mean ± sd over its seeds and Welch's p against
+# What attention does: each setting's mean ± sd over its seeds and Welch's p against
 # its baseline (the final values: the end-of-run measurement).
 PHENOMENA = (
     ("induction score (best head)", 2, m.INDUCTION_MAX),
@@ -150,8 +150,9 @@ PHENOMENA = (
     ("int8 Δ val bpb", 4, m.INT8_DELTA_BPB),
 )
 # Induction has formed once a head's induction score passes this many times what uniform
-# attention scores on the run's probe (the repeated-segment setting's probe of 16 tokens: 0.041, so 0.10); the
-# in-context drop alone also counts copying that needs no induction head (docs/attention_lab.md).
+# attention scores on the run's probe (the repeated-segment setting's probe of 16 tokens: 0.041,
+# so 0.10); the in-context drop alone also counts copying that needs no induction head
+# (docs/attention_lab.md).
 FORMED_FACTOR = 2.5
 
 

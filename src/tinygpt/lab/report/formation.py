@@ -1,17 +1,31 @@
-"""A sweep report's lab IV table: per setting, when the induction circuit formed (the copy loss
-below half its start, `phase_change.formation_step`), how low the copy loss ended, and the circuit's
+"""A sweep report's induction-formation table: per setting, when the induction circuit formed (the
+copy loss below half its start, `formation_step`), how low the copy loss ended, and the circuit's
 scores, each as mean ± sd over seeds with Welch's p against the setting's baseline."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from tinygpt import metrics as m
-from tinygpt.lab.phase_change import formation_step
-from tinygpt.lab.report_runs import Run, by_setting
-from tinygpt.lab.report_tables import baseline_names
-from tinygpt.lab.stats import Summary, format_p, welch_p
+from tinygpt.lab.report.runs import Run, by_setting
+from tinygpt.lab.report.stats import Summary, format_p, welch_p
+from tinygpt.lab.report.tables import baseline_names
 from tinygpt.run_dir import RESULT
+
+
+def formation_step(steps: Sequence[float], values: Sequence[float]) -> float | None:
+    """The step at which the curve first falls below half its first value: half way from where
+    the copy loss starts (about log V, no copying) to zero (perfect copying); linear between the
+    two logged steps around the crossing. None where it never does."""
+    if not values:
+        return None
+    half = values[0] / 2
+    for i in range(1, len(values)):
+        if values[i] <= half:
+            s0, s1, v0, v1 = steps[i - 1], steps[i], values[i - 1], values[i]
+            return s0 + (s1 - s0) * (v0 - half) / (v0 - v1)
+    return None
 
 
 def formed(run: Run) -> float | None:

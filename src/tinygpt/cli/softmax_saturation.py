@@ -8,7 +8,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tinygpt.lab.saturation import DIMS, plot, renorm_breaking_gap, softmax_stats, table
+from tinygpt.lab.demos.softmax_saturation import (
+    DIMS,
+    plot,
+    renorm_breaking_gap,
+    softmax_stats,
+    table,
+)
 
 
 def main() -> None:

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from tinygpt.data.config import DataConfig
 from tinygpt.data.windows import load_split
-from tinygpt.lab.bench_memory import attention_peak_bytes
-from tinygpt.lab.timing import StepTimer, fit_on_batches, median_ms
+from tinygpt.lab.bench.memory import attention_peak_bytes
+from tinygpt.lab.bench.timing import StepTimer, fit_on_batches, median_ms
 from tinygpt.model.attention import MultiHeadAttention
 from tinygpt.model.generate import generate
 from tinygpt.model.gpt import GPT, GPTConfig

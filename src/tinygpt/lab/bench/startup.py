@@ -8,8 +8,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from tinygpt.lab.peer_nanogpt import our_run
-from tinygpt.lab.timing import machine
+from tinygpt.lab.bench.timing import machine
+from tinygpt.lab.peers.nanogpt import our_run
 
 KEYS = ("to_first_step_s", "after_last_step_s", "wall_s")
 

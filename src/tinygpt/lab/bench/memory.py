@@ -1,5 +1,5 @@
 """Peak memory, each measured in a fresh process (Linux /proc): what one attention forward +
-backward adds, and a whole default training run. `python -m tinygpt.lab.bench_memory BACKEND T`
+backward adds, and a whole default training run. `python -m tinygpt.lab.bench.memory BACKEND T`
 is the child that measures attention."""
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import torch
 from tinygpt.data.config import DataConfig
 from tinygpt.data.tokenizer import get_tokenizer, tokenizer_state
 from tinygpt.errors import UsageError
-from tinygpt.lab.timing import fit_on_batches
+from tinygpt.lab.bench.timing import fit_on_batches
 from tinygpt.model.gpt import GPTConfig
 from tinygpt.training.config import compose_train
 from tinygpt.training.datamodule import TextDataModule

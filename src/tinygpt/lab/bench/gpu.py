@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from tinygpt.lab.timing import flops_per_step, median_ms
+from tinygpt.lab.bench.timing import flops_per_step, median_ms
 from tinygpt.model.gpt import GPT, GPTConfig
 
 # Dense bf16 peaks (TFLOP/s) from the vendors' data sheets, for the MFU of the GPU section.

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tinygpt.lab.run_events import train_loss_times
+from tinygpt.lab.report.events import train_loss_times
 
 ENCODE_ONCE = """
 import sys, time

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from tinygpt.lab.phase_change import formation_step
+from tinygpt.lab.report.formation import formation_step
 
 
 def logistic(step: float, centre: float, top: float = 5.0, bottom: float = 0.3) -> float:

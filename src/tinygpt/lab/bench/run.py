@@ -8,7 +8,7 @@ import statistics
 import torch
 
 from tinygpt.data.tokenizer import TokenizerName
-from tinygpt.lab.bench_measure import (
+from tinygpt.lab.bench.measure import (
     Setup,
     attention_table,
     default_setup,
@@ -22,8 +22,8 @@ from tinygpt.lab.bench_measure import (
     skipped_bf16,
     time_variant,
 )
-from tinygpt.lab.bench_memory import train_run_peak_rss
-from tinygpt.lab.timing import flops_per_step, machine
+from tinygpt.lab.bench.memory import train_run_peak_rss
+from tinygpt.lab.bench.timing import flops_per_step, machine
 from tinygpt.training.config import compose_train
 from tinygpt.training.precision import Bf16Probe, matmul_peak, probe_cpu_bf16, resolve_precision
 
