@@ -1,5 +1,5 @@
 """tinygpt.lab.peers.nanogpt: the side-by-side run, with a stand-in for nanoGPT's train.py (the
-real one is compared by hand: docs/benchmarks.md) and a short run of ours."""
+real one is compared by hand: docs/results/benchmarks.md) and a short run of ours."""
 
 import pytest
 

@@ -1,6 +1,6 @@
 """Where the time goes, measured side by side in one process (medians over repeats after warm-up).
 
-    tinygpt-bench                      # the full run; writes docs/benchmarks.md + .json
+    tinygpt-bench                      # the full run; writes docs/results/benchmarks.md + .json
     tinygpt-bench --quick --out /tmp/b # a seconds-long smoke run
     tinygpt-bench --gpu                # on a GPU host: GPT-2 124M, bf16, compile
     tinygpt-bench --prepare FILE       # preparing a large corpus: time, memory, both cores
@@ -28,18 +28,21 @@ from tinygpt.lab.bench.startup import table as startup_table
 def main() -> None:
     ap = argparse.ArgumentParser(prog="tinygpt-bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="seconds-long smoke run")
-    ap.add_argument("--out", default="docs", help="where benchmarks.md/.json go (default: docs)")
+    ap.add_argument("--out", default="docs/results",
+                    help="where benchmarks.md/.json go (default: docs/results)")
     ap.add_argument("--gpu", action="store_true",
                     help="only the GPU section: GPT-2 124M shape, bf16, compile, flash attention")
     ap.add_argument("--gpu-device", default="cuda", help=argparse.SUPPRESS)  # cpu: test the code
     ap.add_argument("--prepare", type=Path, metavar="FILE",
-                    help="only the preparation of this text file (docs/benchmarks_prepare.json)")
+                    help="only the preparation of this text file "
+                    "(docs/results/benchmarks_prepare.json)")
     ap.add_argument("--baseline-mb", type=int, default=100,
                     help="with --prepare: the one-call encode measured on this many MB")
     ap.add_argument("--tokenizer", default="gpt2", choices=["gpt2", "bpe", "char"],
                     help="with --prepare: the tokenizer it prepares and trains with")
     ap.add_argument("--startup", type=Path, metavar="FILE", help="only a short run's start-up "
-                    "and wind-down: the race's run on this text (docs/benchmarks_startup.json)")
+                    "and wind-down: the race's run on this text "
+                    "(docs/results/benchmarks_startup.json)")
     ap.add_argument("--repeats", type=int, default=4, help="with --startup: runs measured")
     args = ap.parse_args()
     out = Path(args.out)

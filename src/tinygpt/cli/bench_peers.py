@@ -30,8 +30,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1, help="with --nanogpt: runs of each")
     ap.add_argument("--race", action="store_true", help="with --nanogpt: ours to nanoGPT's final "
                     "val loss (the first of --ours; whole process time to that loss)")
-    ap.add_argument("--out", help="JSON of the results (default docs/benchmarks_peers.json, or "
-                    "docs/benchmarks_nanogpt.json with --nanogpt)")
+    ap.add_argument("--out", help="JSON of the results (default "
+                    "docs/results/benchmarks_peers.json, or docs/results/benchmarks_nanogpt.json "
+                    "with --nanogpt)")
     args = ap.parse_args()
     with usage_errors_exit():
         if args.nanogpt:
@@ -44,17 +45,18 @@ def main() -> None:
                 result = race(Path(args.nanogpt), Path(args.text), args.ours[0].split(),
                               max(args.repeats, 1))
                 result["machine"] = machine()
-                out, text = args.out or "docs/race.json", race_table(result)
+                out, text = args.out or "docs/results/race.json", race_table(result)
             else:
                 result = side_by_side(Path(args.nanogpt), Path(args.text), args.steps or 2000,
                                       [o.split() for o in args.ours], args.repeats)
                 result["machine"] = machine()
-                out, text = args.out or "docs/benchmarks_nanogpt.json", table(result)
+                out, text = args.out or "docs/results/benchmarks_nanogpt.json", table(result)
         else:
             from tinygpt.lab.peers.book import compare
 
             result = compare(args.steps or 600, args.seed)
-            out, text = args.out or "docs/benchmarks_peers.json", json.dumps(result, indent=2)
+            out = args.out or "docs/results/benchmarks_peers.json"
+            text = json.dumps(result, indent=2)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(result, indent=2) + "\n")
     print(text)

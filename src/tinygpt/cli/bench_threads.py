@@ -22,7 +22,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--compare", nargs="*", default=[], metavar="KEY=VALUE",
                     help="also measure each of these (one quoted item: several overrides)")
-    ap.add_argument("--out", default="docs/benchmarks_threads.json")
+    ap.add_argument("--out", default="docs/results/benchmarks_threads.json")
     args = ap.parse_args()
     results = [measure(o, args.steps, args.repeats)
                for o in ([[]] + [c.split() for c in args.compare])]

@@ -2,7 +2,7 @@
 
     tinygpt-speedrun --seeds 5 --config "default:" --config "muon: optim=muon" \
         --try "muon_wsd: optim=muon optim.schedule=wsd" --try-seeds 3
-    tinygpt-speedrun --tables docs/speedrun.json --doc docs/speedrun.md   # redraw the tables
+    tinygpt-speedrun --tables docs/results/speedrun.json --doc docs/speedrun.md   # the tables
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5, help="seeds per configuration (1, 2, ...)")
     ap.add_argument("--try-seeds", type=int, default=3, help="seeds per --try")
     ap.add_argument("--target", type=float, default=TARGET_BPB, help="val bpb to get below")
-    ap.add_argument("--out", default="docs/speedrun.json", help="every attempt, for --tables")
+    ap.add_argument("--out", default="docs/results/speedrun.json",
+                    help="every attempt, for --tables")
     ap.add_argument("--doc", help="markdown file whose speedrun-tables block is rewritten")
     ap.add_argument("--tables", metavar="JSON", help="no runs: redraw the tables of a sweep")
     ap.add_argument("--first-record", type=int, default=0, metavar="K", help="the first "

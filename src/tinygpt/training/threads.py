@@ -3,7 +3,7 @@
 torch's OpenMP threads spin while they wait for the next piece of work. Alone, spinning saves
 the wake-up between the many small operations of a step; beside another busy process on the
 same cores, spinning threads take the time the other one needs and both crawl (two equal runs
-at once: 4.4x their solo time; docs/benchmarks.md). So an idle thread spins a little
+at once: 4.4x their solo time; docs/results/benchmarks.md). So an idle thread spins a little
 (`thread_spin` times) and then sleeps: as fast as spinning alone, and runs share the cores.
 OpenMP reads this once, when torch loads, so the entry point sets it before that.
 """

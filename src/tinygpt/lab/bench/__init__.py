@@ -1,3 +1,3 @@
 """The benchmarks (`tinygpt-bench`): each measurement (`measure`), the whole run of them (`run`),
-docs/benchmarks.md (`render`), the GPU section, memory, preparing a large corpus, start-up,
+docs/results/benchmarks.md (`render`), the GPU section, memory, preparing a large corpus, start-up,
 runs sharing the CPU, and the timing they share."""

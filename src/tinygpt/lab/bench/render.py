@@ -1,4 +1,4 @@
-"""docs/benchmarks.md from the benchmark's dict (and the dict itself as benchmarks.json)."""
+"""docs/results/benchmarks.md from the benchmark's dict (and the dict itself as its .json)."""
 
 from __future__ import annotations
 

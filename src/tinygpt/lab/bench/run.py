@@ -1,5 +1,5 @@
 """The benchmark, end to end: every measurement of `bench_measure` on this machine, as a dict
-that `bench_render.write` turns into docs/benchmarks.md and .json (`tinygpt-bench`)."""
+that `bench_render.write` turns into docs/results/benchmarks.md and .json (`tinygpt-bench`)."""
 
 from __future__ import annotations
 
