@@ -221,3 +221,20 @@ def test_each_entry_point_has_one_name_at_every_layer():
         assert f"from tinygpt.cli.{name} import main" in script.read_text(), script.name
         assert scripts[f"tinygpt-{name.replace('_', '-')}"] == f"tinygpt.cli.{name}:main"
     assert len(scripts) == len(list((SRC.parent / "scripts").glob("*.py")))
+
+
+def test_the_librarys_map_is_the_tree():
+    # docs/library.md lists every module of each folder, and nothing the tree does not hold
+    page = (SRC.parent / "docs" / "library.md").read_text().split("## Where things are", 1)[1]
+    rows = re.findall(r"^\| `(\w+)/` \| ([^|]+) \|", page, flags=re.M)
+    assert rows, "the map's rows"
+    for folder, cell in rows:
+        listed = set(re.findall(r"`(\w+)/?`", cell))
+        here = SRC / "tinygpt" / folder
+        if folder in ("cli", "configs"):
+            continue  # named by rule, not one by one
+        modules = {p.stem for p in here.glob("*.py") if p.stem != "__init__"}
+        modules |= {p.name for p in here.iterdir() if p.is_dir() and not p.name.startswith("_")}
+        assert listed == modules, (folder, sorted(listed ^ modules))
+    shared = set(re.findall(r"`(\w+)`", page.split("| (top) |", 1)[1].split("|", 1)[0]))
+    assert shared == set(SHARED)
