@@ -1,5 +1,6 @@
-"""Attention diagnostics: how sharp the attention is, how spread its scores are, and how much
-gradient reaches W_q and W_k. Plain PyTorch; `callbacks.AttentionDiagnostics` logs them."""
+"""Attention statistics: how sharp the attention is, how spread its scores are, and how much
+gradient reaches W_q and W_k; and the weights and scores read from each attention module's hook
+points (`recorded`). Plain PyTorch; `training.callbacks.AttentionStats` logs them."""
 
 from __future__ import annotations
 

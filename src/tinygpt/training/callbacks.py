@@ -1,5 +1,5 @@
 """What a run logs beside its losses, at each validation or every few steps: text samples,
-attention maps, the longer-context score, attention diagnostics, the custom-scalars layout."""
+attention maps, the longer-context score, attention statistics, the custom-scalars layout."""
 
 from __future__ import annotations
 
@@ -167,7 +167,7 @@ def first_windows(windows, n: int) -> torch.Tensor:
     return torch.stack([windows[i][0] for i in range(min(n, len(windows)))])
 
 
-class AttentionDiagnostics(L.Callback):
+class AttentionStats(L.Callback):
     """Every `every_n_steps`, logs how each layer's attention behaves on a fixed validation
     batch, and the gradient that reaches its W_q and W_k (before clipping), all under
     `attention/`: entropy/layer_i (nats; entropy_uniform is its maximum) and
@@ -181,7 +181,7 @@ class AttentionDiagnostics(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.every_n_steps and isinstance(trainer.strategy, FSDPStrategy):
             # Sharded weights: a forward pass on one rank alone would wait for the others.
-            rank_zero_warn("attention diagnostics are off under FSDP (probes.every=0)")
+            rank_zero_warn("attention statistics are off under FSDP (probes.every=0)")
             self.every_n_steps = 0
         if trainer.is_global_zero and trainer.logger is not None:  # a constant of the shape
             cfg = pl_module.model.cfg

@@ -29,8 +29,8 @@ from tinygpt.errors import RunStopped, StoppedAtOnce, UsageError
 from tinygpt.model.gpt import Block, GPTConfig
 from tinygpt.run_dir import RESULT
 from tinygpt.training.callbacks import (
-    AttentionDiagnostics,
     AttentionMaps,
+    AttentionStats,
     LongContextEval,
     SampleText,
     TensorBoardLayout,
@@ -47,8 +47,8 @@ from tinygpt.training.commands import as_typed, command, entry_point, override, 
 from tinygpt.training.config import TrainConfig, trainer_arguments
 from tinygpt.training.datamodule import TextDataModule, split_batch
 from tinygpt.training.module import GPTLightningModule
-from tinygpt.training.phenomena import Phenomena
 from tinygpt.training.precision import PrecisionChoice, resolve_precision
+from tinygpt.training.probes import Probes
 from tinygpt.training.progress import progress_callback
 from tinygpt.training.settings import Settings
 from tinygpt.training.tensorboard_layout import RunLogger, hyperparameters, write_hparams
@@ -173,7 +173,7 @@ def build_trainer(settings: Settings, run_dir: Path, precision: PrecisionChoice,
     callbacks = [
         *checkpoints, made.throughput, made.clock, made.sample,
         AttentionMaps(s.probes.attention_map_tokens), TensorBoardLayout(), LongContextEval(),
-        AttentionDiagnostics(s.probes.every), Phenomena(s.probes.every, s.probes.int8_windows),
+        AttentionStats(s.probes.every), Probes(s.probes.every, s.probes.int8_windows),
         *progress_callback(s.trainer.enable_progress_bar, every=5 * log_every),
         RunRecord(settings.record), *extra,
     ]

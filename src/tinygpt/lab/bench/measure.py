@@ -110,7 +110,7 @@ def lightning_ms(st: Setup, precision: str) -> float:
 
 
 def diagnostics_ms(st: Setup) -> float:
-    """One AttentionDiagnostics measurement at the default shape: 4 validation sequences through
+    """One AttentionStats measurement at the default shape: 4 validation sequences through
     the manual backend in float32, plus the W_q/W_k gradient norms."""
     m = model(st)
     x, y = batch(st)

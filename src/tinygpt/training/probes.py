@@ -1,8 +1,8 @@
-"""The callback that logs what attention does as a run trains (attention labs III and IV):
-induction scores and the in-context loss drop, the copy losses and circuit scores on the copy task's
-copy windows, first-token mass and the sink rate, residual-stream outliers, and at the end
-the int8 quantisation sensitivity (on the first `int8_windows` validation windows, where the lab
-asks for it), all under `watch/`."""
+"""The callback that logs the probes (`tinygpt.probes`) as a run trains, every `probes.every`
+steps: induction scores and the in-context loss drop, the copy losses and circuit scores on the
+copy task's windows, first-token mass and the sink rate, residual-stream outliers, and at the end
+the int8 quantisation sensitivity (on the first `probes.int8_windows` validation windows, where
+the lab asks for it), all under `watch/`."""
 
 from __future__ import annotations
 
@@ -18,16 +18,16 @@ from tinygpt import metrics as m
 from tinygpt.data.config import SyntheticKind, repeat_length
 from tinygpt.model.gpt import GPT
 from tinygpt.probes.circuit import circuit, copy_losses, copy_windows
+from tinygpt.probes.first_token import activation_outliers, first_token_mass, sink_rate
 from tinygpt.probes.induction import induction_scores, repeated_tokens
 from tinygpt.probes.quantize import int8_sensitivity
-from tinygpt.probes.sinks import activation_outliers, first_token_mass, sink_rate
 from tinygpt.training.callbacks import first_windows, writes_now
 
 INDUCTION_SEED = 12_345  # the fixed repeated batch: not one any training window could be
 
 
 @dataclass
-class Probes:
+class ProbeInputs:
     """The fixed inputs the probes read, built once per run: a random sequence and its copy,
     validation windows, and (where the run trains on the copy task's windows) windows built like
     those, with which of their tokens are copies."""
@@ -36,12 +36,12 @@ class Probes:
     text: torch.Tensor
     copies: tuple[torch.Tensor, torch.Tensor] | None
 
-    def to(self, device: torch.device) -> Probes:
+    def to(self, device: torch.device) -> ProbeInputs:
         copies = None if self.copies is None else (self.copies[0].to(device), self.copies[1])
-        return Probes(self.repeated.to(device), self.text.to(device), copies)
+        return ProbeInputs(self.repeated.to(device), self.text.to(device), copies)
 
 
-def phenomena_metrics(model: GPT, probes: Probes) -> dict[str, float]:
+def probe_metrics(model: GPT, probes: ProbeInputs) -> dict[str, float]:
     """What attention does in the model, as tags: induction on `repeated` (a sequence and its
     copy), first-token mass and outliers on `text` (validation windows); and the copy task's losses
     and circuit scores per layer on the copy windows."""
@@ -70,20 +70,20 @@ def phenomena_metrics(model: GPT, probes: Probes) -> dict[str, float]:
     return out
 
 
-class Phenomena(L.Callback):
-    """Every `every_n_steps` optimizer steps, and at the end, logs `phenomena_metrics`; at the end
+class Probes(L.Callback):
+    """Every `every_n_steps` optimizer steps, and at the end, logs `probe_metrics`; at the end
     also how much int8 weights and inputs cost in val bpb on `int8_windows` windows (0: not)."""
 
     def __init__(self, every_n_steps: int = 50, int8_windows: int = 0, num_sequences: int = 4):
         self.every_n_steps, self.num_sequences = every_n_steps, num_sequences
         self.int8_windows = int8_windows
-        self.probes: Probes | None = None
+        self.probes: ProbeInputs | None = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if isinstance(trainer.strategy, FSDPStrategy):  # sharded weights: no lone forward pass
             self.every_n_steps = 0
 
-    def batches(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Probes:
+    def batches(self, trainer: L.Trainer, pl_module: L.LightningModule) -> ProbeInputs:
         """The fixed probes, built once, on the module's device."""
         if self.probes is None:
             model, data = pl_module.model, trainer.datamodule
@@ -95,15 +95,15 @@ class Phenomena(L.Callback):
             if data.cfg.synthetic.kind == SyntheticKind.copies:  # built as the training ones
                 copies = copy_windows(model.cfg.vocab_size, model.cfg.context_length + 1,
                                       data.cfg.synthetic)
-            self.probes = Probes(repeated, text, copies)
+            self.probes = ProbeInputs(repeated, text, copies)
         return self.probes.to(pl_module.device)
 
     @rank_zero_only
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        step = trainer.global_step  # the weights after `step` updates, as AttentionDiagnostics
+        step = trainer.global_step  # the weights after `step` updates, as AttentionStats
         if not self.every_n_steps or step % self.every_n_steps or trainer.logger is None:
             return
-        trainer.logger.log_metrics(phenomena_metrics(pl_module.model,
+        trainer.logger.log_metrics(probe_metrics(pl_module.model,
                                                      self.batches(trainer, pl_module)), step)
 
     @rank_zero_only
@@ -111,7 +111,7 @@ class Phenomena(L.Callback):
         if not self.every_n_steps or not writes_now(trainer, pl_module) or trainer.fast_dev_run:
             return
         model, data = pl_module.model, trainer.datamodule
-        out = phenomena_metrics(model, self.batches(trainer, pl_module))
+        out = probe_metrics(model, self.batches(trainer, pl_module))
         if self.int8_windows:
             token_bytes = torch.tensor(data.tokenizer.token_bytes())
             windows = Subset(data.val_set, range(min(self.int8_windows, len(data.val_set))))

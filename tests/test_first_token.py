@@ -3,7 +3,7 @@
 import torch
 
 from tinygpt.model.gpt import GPT, AttentionConfig, GPTConfig
-from tinygpt.probes.sinks import activation_outliers, first_token_mass, sink_rate
+from tinygpt.probes.first_token import activation_outliers, first_token_mass, sink_rate
 
 T = 10
 
