@@ -53,7 +53,7 @@ def bits_per_byte(nats: float, nbytes: int) -> float:
     tokenizers, unlike nats per token."""
     return nats / nbytes / math.log(2)
 
-# What attention does (tinygpt.probes.induction, tinygpt.probes.first_token, tinygpt.probes.quantize)
+# What attention does (tinygpt.probes.induction, .first_token, .quantize)
 INDUCTION = f"{WATCH}/induction"  # .../score/layer_<i>/head_<j>, .../score_max, ...
 INDUCTION_MAX = f"{INDUCTION}/score_max"
 PREVIOUS_MAX = f"{INDUCTION}/previous_token_max"
