@@ -91,15 +91,21 @@ def test_entry_points_print_one_error_line_and_exit_2(tmp_path, run_script, smok
     assert_one_error_line(p, "needs GPT-2's")
 
 
-def test_lab_entry_points_print_one_error_line_and_exit_2(tmp_path, run_script):
+def one_error_line(code: int, err: str, needle: str) -> str:
+    assert code == 2, err[-2000:]
+    assert "Traceback" not in err, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and needle in errors[0], err[-3000:]
+    return errors[0]
+
+
+def test_lab_entry_points_print_one_error_line_and_exit_2(tmp_path, cli_main):
     # the lab's argparse entry points share the same path to the error line and exit code
-    p = run_script("report.py", str(tmp_path / "nowhere"))
-    assert_one_error_line(p, "is not a folder")
-    p = run_script("report.py", str(tmp_path))
-    assert_one_error_line(p, "no TensorBoard event files")
+    one_error_line(*cli_main("report", str(tmp_path / "nowhere")), "is not a folder")
+    one_error_line(*cli_main("report", str(tmp_path)), "no TensorBoard event files")
     if importlib.util.find_spec("llms_from_scratch") is None:
-        p = run_script("bench_peers.py", "--steps", "1", "--out", str(tmp_path / "p.json"))
-        assert_one_error_line(p, "the peer is not installed")
+        one_error_line(*cli_main("bench_peers", "--steps", "1", "--out",
+                                 str(tmp_path / "p.json")), "the peer is not installed")
         assert not (tmp_path / "p.json").exists()
 
 
@@ -198,13 +204,14 @@ def test_cli_mistakes_are_answered_before_torch_or_lightning_load():
     assert p.stdout.strip() == "[]"
 
 
-def test_a_run_refused_after_hydra_made_its_folder_leaves_none(tmp_path, run_script):
+def test_a_run_refused_after_it_made_its_folder_leaves_none(tmp_path, train_cli, monkeypatch):
     # a corpus too short is only known once it is tokenised, inside the run
+    monkeypatch.chdir(tmp_path)
     short = tmp_path / "short.txt"
     short.write_text("a short text. " * 5)
-    p = run_script("train.py", "experiment=smoke", "data=text", f"data.path={short}",
-                   f"data.cache_dir={tmp_path / 'cache'}", cwd=tmp_path)
-    assert_one_error_line(p, "too short")
+    code, err = train_cli("experiment=smoke", "data=text", f"data.path={short}",
+                          f"data.cache_dir={tmp_path / 'cache'}")
+    one_error_line(code, err, "too short")
     assert not (tmp_path / "outputs").exists()
 
 

@@ -1,6 +1,7 @@
 """A resume continues the run it is pointed at, with that run's own settings: its own last.ckpt
 (never another run's), its recorded overrides, and only the settings a resume may change."""
 
+import shlex
 import signal
 import subprocess
 import time
@@ -70,55 +71,70 @@ def hydra_record(run: Path) -> dict[str, bytes]:
     return {f.name: f.read_bytes() for f in (run / ".hydra").iterdir()}
 
 
-def test_the_cli_resumes_with_the_runs_own_settings_and_refuses_changes(tmp_path, run_script):
+def test_the_cli_resumes_with_the_runs_own_settings_and_refuses_changes(tmp_path, train_cli):
     run, cache = tmp_path / "run", f"data.cache_dir={tmp_path / 'cache'}"
-    p = run_script("train.py", "experiment=smoke", "seed=9", "trainer.max_steps=10", cache,
-                   f"hydra.run.dir={run}")
-    assert p.returncode == 0, p.stderr[-2000:]
+    code, err = train_cli("experiment=smoke", "seed=9", "trainer.max_steps=10", cache,
+                          f"hydra.run.dir={run}")
+    assert code == 0, err[-2000:]
     before = hydra_record(run)
-    refused = run_script("train.py", f"hydra.run.dir={run}", "resume=true", "seed=3",
-                         "trainer.max_steps=20")
-    assert refused.returncode == 2 and "seed=9 -> 3" in refused.stderr, refused.stderr[-2000:]
+    code, err = train_cli(f"hydra.run.dir={run}", "resume=true", "seed=3", "trainer.max_steps=20")
+    assert code == 2 and "seed=9 -> 3" in err, err[-2000:]
     assert hydra_record(run) == before  # a refused resume changes nothing on disk
     # the command the stop message prints has no overrides: the run's own come back
-    p = run_script("train.py", f"hydra.run.dir={run}", "resume=true", "trainer.max_steps=20")
-    assert p.returncode == 0, p.stderr[-2000:]
-    assert "not resumable" not in p.stderr  # the loader's place is in the checkpoint
+    code, err = train_cli(f"hydra.run.dir={run}", "resume=true", "trainer.max_steps=20")
+    assert code == 0, err[-2000:]
+    assert "not resumable" not in err  # the loader's place is in the checkpoint
     cfg = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
     assert cfg["seed"] == 9 and cfg["trainer"]["max_steps"] == 20
     assert cfg["model"]["emb_dim"] == 32  # experiment=smoke's shape, from the record
     assert max(scalars_by_step(run, "train/loss")) >= 15
 
 
+def stop_at(proc: subprocess.Popen, step: int, signum: int) -> tuple[str, str]:
+    """Signal a running tinygpt-train once its progress line says `step` (the handler is in
+    place before the first step, so this lands mid-run however fast the machine); its stdout
+    and stderr."""
+    for line in proc.stdout:
+        if line.startswith("step ") and int(line.split()[1].split("/")[0]) >= step:
+            break
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, err[-2000:]  # 143, 130: as a shell reports it
+    assert "Traceback" not in err and f"stopped by {signal.Signals(signum).name}" in err
+    return out, err
+
+
+def printed_resume(err: str) -> str:
+    line = next(line for line in err.splitlines() if line.startswith("resume with: "))
+    return line.removeprefix("resume with: ")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [15, 2], ids=["SIGTERM", "SIGINT"])  # a scheduler, Ctrl+C
-def test_a_stopped_run_resumes_by_its_printed_command(tmp_path, smoke, popen_train, train_run,
-                                                      signum):
+def test_a_run_stopped_by_sigterm_then_ctrl_c_resumes_by_its_printed_commands(
+        tmp_path, smoke, popen_train, train_run):
+    # A scheduler's SIGTERM, then a Ctrl+C (SIGINT) in the resumed run: each stops after its
+    # step with a checkpoint, and the command each prints continues the run step for step.
     # Let Hydra name the folder after the overrides: the printed command must paste back anyway.
-    exact = ["model.drop_rate=0.1", "trainer.log_every_n_steps=1", "trainer.max_steps=100",
+    exact = ["model.drop_rate=0.1", "trainer.log_every_n_steps=1", "trainer.max_steps=60",
              "save_every_n_steps=0", "sample.max_new_tokens=4", "seed=9",
              f"data.cache_dir={tmp_path / 'cache'}"]
     straight, _ = train_run(*exact, run_dir=tmp_path / "straight")
     proc = popen_train(*smoke, *exact, "trainer.enable_progress_bar=true", cwd=tmp_path)
-    # the signal lands mid-run: once its progress line says step 10 of 100 (the handler is in
-    # place before the first step), however fast the machine
-    for line in proc.stdout:
-        if line.startswith("step ") and int(line.split()[1].split("/")[0]) >= 10:
-            break
-    proc.send_signal(signum)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signum, err[-2000:]
-    assert "Traceback" not in err and f"stopped by {signal.Signals(signum).name}" in err
-    command = next(line for line in err.splitlines() if line.startswith("resume with: "))
-    command = command.removeprefix("resume with: ")
+    _, err = stop_at(proc, 10, signal.SIGTERM)
+    command = printed_resume(err)
     assert ":" in command and "seed:9" in command  # the folder is named after its overrides
+    again = subprocess.Popen(shlex.split(command) + ["trainer.enable_progress_bar=true"],
+                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    _, err = stop_at(again, 30, signal.SIGINT)
+    assert printed_resume(err) == command  # the same run, the same command
     p = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True,
                        timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     run = next((tmp_path / "outputs").rglob("last.ckpt")).parent.parent
     a, b = scalars_by_step(straight.run_dir, "train/loss"), scalars_by_step(run, "train/loss")
-    assert len(a) == 100 and set(b) == set(a)
-    for s in a:  # the stop and the pasted resume repeat the uninterrupted run step for step
+    assert len(a) == 60 and set(b) == set(a)
+    for s in a:  # the two stops and the pasted resumes repeat the uninterrupted run step for step
         assert b[s] == pytest.approx(a[s], abs=1e-6), s
 
 
