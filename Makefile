@@ -39,7 +39,17 @@ $(VENV)/.runtime: pyproject.toml
 $(VENV)/.dev: pyproject.toml
 	$(venv_with_torch)
 	$(UV_INSTALL) -e ".[dev]"
+	$(search_deps)
 	touch $(VENV)/.runtime $@
+
+# The search extra (hydra/sweeper=optuna) in a folder of its own, at the venv's versions of what
+# they share: optuna 2 needs scipy, which in the venv itself costs every Lightning import 0.8 s.
+# tests/test_sweep.py's search test puts it on PYTHONPATH (PYTHONPATH=.venv/search for a user).
+define search_deps
+	$(VENV)/bin/uv pip freeze --python $(PY) | grep -v -e '^-e' -e '^tinygpt' > $(VENV)/constraints.txt
+	$(VENV)/bin/uv pip install -q --python $(PY) --target $(VENV)/search \
+		--constraint $(VENV)/constraints.txt "hydra-optuna-sweeper>=1.2"  # pyproject's search extra
+endef
 
 train: venv
 	$(PY) scripts/train.py $(ARGS)

@@ -261,7 +261,9 @@ def test_a_mistake_in_one_jobs_values_stops_the_sweep_before_any_job(tmp_path, r
     assert not sweep.exists() and not (tmp_path / "cache").exists()  # nothing was written
 
 
-def test_a_sweep_goes_on_past_a_refused_job_and_a_crashed_one(tmp_path, run_script, smoke):
+@pytest.mark.parametrize("launcher", ["basic", "parallel"])  # in this process, or in workers
+def test_a_sweep_goes_on_past_a_refused_job_and_a_crashed_one(tmp_path, run_script, smoke,
+                                                              launcher):
     sweep = tmp_path / "sweep"
     texts = tmp_path / "my corpus"  # a path in an override: still one folder per run
     texts.mkdir()
@@ -272,7 +274,7 @@ def test_a_sweep_goes_on_past_a_refused_job_and_a_crashed_one(tmp_path, run_scri
     faults = str(Path(__file__).parent / "faults")
     p = run_script("train.py", "-m", *smoke, "trainer.max_steps=4", "trainer.val_check_interval=2",
                    f"data.cache_dir={tmp_path}", "data=text", f"data.path={paths}",
-                   f"hydra.sweep.dir={sweep}",
+                   f"hydra.sweep.dir={sweep}", f"hydra/launcher={launcher}",
                    env={"TINYGPT_RAISE_IN_LOAD": "crash.txt", "PYTHONPATH": faults})
     assert p.returncode == 1, p.stderr[-3000:]  # a job crashed: not only bad input
     lines = [line for line in p.stderr.splitlines() if line.startswith("error:")]

@@ -23,7 +23,8 @@ from tinygpt.errors import (
     print_error,
     usage_errors_exit,
 )
-from tinygpt.run_dir import HYDRA, RunFolder
+from tinygpt.run_dir import HYDRA, RunFolder, holds_run
+from tinygpt.training import sweep as jobs
 from tinygpt.training.config import CONFIG_PATH, register_configs
 from tinygpt.training.hydra_callbacks import JobFailed, first_process
 from tinygpt.training.precheck import Run, precheck, task
@@ -90,15 +91,33 @@ def hydra_job(cfg: DictConfig) -> object:
     or (in a sweep) a crash returns `JobFailed`: the sweep goes on, and Hydra's callbacks take
     back the job's folder and end with the exit code."""
     hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN and jobs.in_job_process():
+        # A parallel launcher's worker: the job ends by returning, whatever stops it; the main
+        # process passes a stop on and ends the sweep (tinygpt.training.sweep).
+        with jobs.own_stops():
+            signum = jobs.stop_requested(Path(hc.sweep.dir))
+            if signum is not None:
+                return JobFailed("not started: the sweep was stopped", signum=signum)
+            return job(cfg, hc, worker=True)
+    return job(cfg, hc)
+
+
+def job(cfg: DictConfig, hc: DictConfig, worker: bool = False) -> object:
+    """Train one job of Hydra's app; what it returns to Hydra (`JobFailed` where it did not end
+    as it should). `worker`: in a process of the launcher's own, which ends by returning."""
     sweep = hc.mode == RunMode.MULTIRUN
+    run_dir = hc.runtime.output_dir
     try:
-        settings = settle(cfg, hc.runtime.output_dir, hc.overrides.task)
-        result = start(settings, hc.runtime.output_dir, sweep=sweep)
+        settings = settle(cfg, run_dir, hc.overrides.task)
+        result = start(settings, run_dir, sweep=sweep)
     except UsageError as e:
         if first_process():
             print_error(e)
         return JobFailed(str(e), trained=isinstance(e, RunStopped))
     except StoppedAtOnce as stop:  # a second signal ends the sweep too
+        if worker:
+            return JobFailed("stopped at once", trained=holds_run(Path(run_dir)),
+                             signum=stop.signum)
         sys.exit(128 + stop.signum)
     except Exception as e:
         if not sweep:
@@ -106,6 +125,8 @@ def hydra_job(cfg: DictConfig) -> object:
         traceback.print_exc()  # a bug: its traceback, and the sweep's other jobs still run
         return JobFailed(f"{type(e).__name__}: {e}", trained=True, crashed=True)
     if result.signal is not None:  # a stop signal ends the sweep too
+        if worker:
+            return JobFailed("stopped", trained=True, signum=result.signal)
         sys.exit(exit_code(result))
     return result
 
@@ -120,11 +141,11 @@ def main() -> None:
             print(f"one run: this experiment sweeps {values} with -m", flush=True)
         exit_now(run(single))
     sys.argv[1:] = args
-    try:
-        hydra_job()
-    except SystemExit as stop:  # Hydra's and ours: the same code, the same quick exit
-        exit_now(stop.code)
-    exit_now(0)
+    # Hydra's app ends as Python ends, not by exit_now: a parallel launcher's worker processes
+    # are shut down by the interpreter's own exit (skipped, the last one waited out loky's 300 s
+    # idle timeout). One teardown per sweep: about a second.
+    hydra_job()
+    sys.exit(0)
 
 
 if __name__ == "__main__":

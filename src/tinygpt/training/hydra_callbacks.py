@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,23 +18,27 @@ from omegaconf import DictConfig, OmegaConf
 
 from tinygpt.errors import USAGE_EXIT, UsageError, exit_usage, print_error
 from tinygpt.run_dir import HYDRA, RunFolder, folder_name, holds_run
+from tinygpt.training import sweep as jobs
 
 
 def first_process() -> bool:
     """Not a second rank of a multi-process run: Lightning's launcher and torchrun start those
-    with the first one's run directory, which that one may already have written to."""
-    return all(int(os.environ.get(k, 0)) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+    with the first one's run directory, which that one may already have written to (and Slurm
+    starts a job's tasks, one per rank, alike)."""
+    return all(int(os.environ.get(k, 0)) == 0
+               for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
 @dataclass
 class JobFailed:
-    """What a job returns when it ended with an `error:` line (already printed), or in a sweep
-    with a bug's traceback (`crashed`). `trained`: it got as far as training, so its folder
-    stays."""
+    """What a job returns when it ended with an `error:` line (already printed), in a sweep with
+    a bug's traceback (`crashed`), or in a parallel sweep's worker stopped by a signal (`signum`;
+    its resume command printed). `trained`: it got as far as training, so its folder stays."""
 
     message: str
     trained: bool = False
     crashed: bool = False
+    signum: int | None = None
 
 
 def failure(job_return: JobReturn) -> JobFailed | None:
@@ -103,34 +109,58 @@ class SweepStatus(Callback):
     """Lets a sweep run every job even when one fails (the job returns `JobFailed`), then exits
     non-zero with a count (2 where every failure was bad input, 1 where a job crashed), so one
     diverging configuration does not cost the rest. A run Hydra's app starts alone exits 2 when
-    it was refused."""
+    it was refused. Each job's end goes to the sweep folder's jobs.jsonl, which the main process
+    reads at the end: under the parallel launcher the jobs end in other processes. There a stop
+    signal is passed on to the running jobs, and the sweep exits with 128 + its number."""
 
     def __init__(self) -> None:
-        self.failed: list[str] = []
-        self.crashed = False
-        self.jobs = 0
+        self.failed = False  # a single run's refusal
+        self.sweep_dir: Path | None = None
+        self.offset = 0
+        self.stops: jobs.PassStopsOn | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Each job's folder (and TensorBoard run) leads with what the sweep varies.
         varying = sweep_keys(config)
         OmegaConf.register_new_resolver(
             "folder_name", lambda text: folder_name(text, varying), replace=True)
+        self.sweep_dir = Path(config.hydra.sweep.dir)
+        self.offset = jobs.size(self.sweep_dir)
+        if "joblib" in config.hydra.launcher._target_:  # workers of this process's own
+            self.stops = jobs.PassStopsOn(self.sweep_dir).__enter__()
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        self.jobs += 1
         value = failure(job_return)
+        if self.sweep_dir is None:
+            self.failed |= value is not None
+            return
+        end = jobs.JobEnd(Path(config.hydra.runtime.output_dir).name)
         if value is not None:
-            name = Path(config.hydra.runtime.output_dir).name
-            self.failed.append(f"{name} (crashed: {value.message})" if value.crashed else name)
-            self.crashed |= value.crashed
+            end = jobs.JobEnd(end.job, failed=value.signum is None, crashed=value.crashed,
+                              message=value.message, signum=value.signum, started=value.trained)
+        jobs.record(self.sweep_dir, end)
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.failed:
             raise SystemExit(USAGE_EXIT)  # its error line is above
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if not self.failed:
-            return
-        print_error(f"{len(self.failed)} of {self.jobs} jobs failed: {'; '.join(self.failed)} "
-                    "(their error lines or tracebacks are above)")
-        raise SystemExit(1 if self.crashed else USAGE_EXIT)
+        if self.stops is not None:
+            self.stops.__exit__()
+        ended = jobs.ends(self.sweep_dir, self.offset)
+        stopped = [e for e in ended if e.signum is not None]
+        failed = [f"{e.job} (crashed: {e.message})" if e.crashed else e.job
+                  for e in ended if e.failed]
+        if failed:
+            print_error(f"{len(failed)} of {len(ended)} jobs failed: {'; '.join(failed)} "
+                        "(their error lines or tracebacks are above)")
+        if stopped:
+            name = signal.Signals(stopped[0].signum).name
+            untrained = [e.job for e in stopped if not e.started]
+            print(f"sweep stopped by {name}: {len(stopped) - len(untrained)} jobs stopped in "
+                  "training (each printed its resume command above)"
+                  + (f"; {len(untrained)} did not train: {', '.join(untrained)}" if untrained
+                     else ""), file=sys.stderr, flush=True)
+            raise SystemExit(128 + stopped[0].signum)
+        if failed:
+            raise SystemExit(1 if any(e.crashed for e in ended) else USAGE_EXIT)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import difflib
 import itertools
+import os
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 
@@ -34,6 +35,10 @@ from tinygpt.training.resume import (
 from tinygpt.training.settings import Settings, settle
 
 MULTIRUN = ("-m", "--multirun")  # Hydra's flag for a sweep
+# The launchers and sweepers an extra installs: pyproject's optional dependencies
+PLUGINS = {"hydra/launcher/submitit_slurm": ("hydra-submitit-launcher", "cluster"),
+           "hydra/launcher/submitit_local": ("hydra-submitit-launcher", "cluster"),
+           "hydra/sweeper/optuna": ("hydra-optuna-sweeper", "search")}
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
@@ -96,6 +101,9 @@ def precheck(args: list[str]) -> tuple[list[str], Run | None]:
 def check_sweep(cfg: DictConfig, overrides: list[str]) -> None:
     """Settle the config of every job of the sweep `overrides` make (with the sweeper's own
     `hydra.sweeper.params`), before the first job starts; a UsageError naming the job."""
+    note = parallel_note(cfg.hydra.launcher)
+    if note:
+        print(note, flush=True)
     if cfg.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
         return  # another sweeper draws its jobs as it goes: each checks its own
     params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.params or {}).items()]
@@ -107,6 +115,21 @@ def check_sweep(cfg: DictConfig, overrides: list[str]) -> None:
                    job)
         except UsageError as e:
             raise UsageError(f"job {i} of {len(jobs)} ({' '.join(job)}): {e}") from None
+
+
+def parallel_note(launcher: DictConfig) -> str | None:
+    """For a launcher that runs jobs side by side (hydra/launcher=parallel): a UsageError for a
+    job count joblib cannot take, and what it will do when it asks for more jobs than cores."""
+    if "joblib" not in launcher.get("_target_", ""):
+        return None
+    n, cores = launcher.n_jobs, os.cpu_count() or 1
+    if n == 0 or n < -cores:
+        raise UsageError(f"hydra.launcher.n_jobs={n}: no job could run (give 1 to {cores} jobs "
+                         f"at once, or -1: one per core)")
+    if n <= cores:
+        return None
+    return (f"{n} jobs at once on {cores} cores: each runs one torch thread and they take "
+            f"turns on the cores (hydra.launcher.n_jobs={cores}: one job per core)")
 
 
 def sweep_jobs(parsed: list[Override]) -> list[list[str]]:
@@ -152,6 +175,10 @@ def compose(args: list[str], parsed: list[Override]) -> DictConfig:
         return compose_train(*args, hydra=True)
     except MissingConfigException as e:  # an unknown option of a config group
         group, _, name = (e.missing_cfg_file or "").rpartition("/")
+        if f"{group}/{name}" in PLUGINS:
+            package, extra = PLUGINS[f"{group}/{name}"]
+            raise UsageError(f"{group}={name} needs the {package} package (pip install -e "
+                             f"'.[{extra}]')") from None
         raise unknown_choice(f"{group}={name}", e.options or []) from None
     except ConfigCompositionException as e:
         cause = e.__cause__
@@ -160,6 +187,8 @@ def compose(args: list[str], parsed: list[Override]) -> DictConfig:
                         if o.key_or_group.startswith(cause.full_key)), cause.full_key)
             near = difflib.get_close_matches(key, known_keys(), n=1, cutoff=0.6)
             hint = f"did you mean {near[0]}?" if near else "see configs/train.yaml for the keys"
+            if key.startswith("hydra."):  # the launcher's and sweeper's own
+                hint = "add --cfg hydra to a run's command to list Hydra's keys"
             raise UsageError(f"{key} is not a config key ({hint})") from None
         if cause is not None and hasattr(cause, "full_key"):  # a value of the wrong type
             reason = str(cause).splitlines()[0]

@@ -87,6 +87,11 @@ class TrainResult:
     step_peak_share: float | None
     target_bpb: float | None
 
+    def __float__(self) -> float:
+        """What a search minimises: the final val/bpb (Hydra's Optuna sweeper reads a job's value
+        as a float)."""
+        return self.val_bpb
+
     @property
     def reached_target(self) -> bool | None:
         return None if self.target_bpb is None else self.val_bpb < self.target_bpb
