@@ -84,3 +84,28 @@ def test_padded_vocabulary_is_never_scored_or_sampled():
     fresh = GPT(cfg)
     fresh.loss(x, x).backward()
     assert not fresh.head.weight.grad[70:].any()  # padding rows are never trained
+
+
+def test_a_sweep_benchmark_compares_each_jobs_losses_and_replaces_its_own_entry(monkeypatch,
+                                                                               tmp_path):
+    from tinygpt.lab.bench import sweeps
+
+    def fake_sweep(overrides, sweep_dir):  # each launcher's jobs, as result.json files
+        parallel = "hydra/launcher=parallel" in overrides
+        for seed in (1, 2):
+            (sweep_dir / f"seed:{seed}").mkdir(parents=True)
+            loss = 2.0 + seed + (1e-6 if parallel else 0)
+            (sweep_dir / f"seed:{seed}" / "result.json").write_text(json.dumps(
+                {"train_loss": loss, "val_loss": loss, "val_bpb": loss}))
+        return 30.0 if parallel else 48.0
+
+    monkeypatch.setattr(sweeps, "timed_sweep", fake_sweep)
+    entry = sweeps.bench_sweep(["experiment=smoke", "seed=1,2"])
+    assert entry["jobs"] == 2 and entry["speedup"] == pytest.approx(1.6)
+    assert entry["max_loss_difference"] == pytest.approx(1e-6)
+    path = tmp_path / "sweeps.json"
+    path.write_text(json.dumps([entry | {"speedup": 9.0}, entry | {"machine": "another"}]))
+    merged = sweeps.merge(path, entry)
+    assert [e["speedup"] for e in merged if e["machine"] == entry["machine"]] == [
+        pytest.approx(1.6)]
+    assert len(merged) == 2 and "| 2 | 48 s | 30 s | 1.60x |" in sweeps.table(merged)

@@ -5,6 +5,7 @@
     tinygpt-bench --gpu                # on a GPU host: GPT-2 124M, bf16, compile
     tinygpt-bench --prepare FILE       # preparing a large corpus: time, memory, both cores
     tinygpt-bench --startup FILE       # a short run's start-up and wind-down (the race's run)
+    tinygpt-bench --sweep "experiment=induction_formation"   # a sweep sequential and parallel
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from tinygpt.lab.bench.render import write
 from tinygpt.lab.bench.run import run
 from tinygpt.lab.bench.startup import bench_startup
 from tinygpt.lab.bench.startup import table as startup_table
+from tinygpt.lab.bench.sweeps import bench_sweep, merge
+from tinygpt.lab.bench.sweeps import table as sweeps_table
 
 
 def main() -> None:
@@ -44,8 +47,17 @@ def main() -> None:
                     "and wind-down: the race's run on this text "
                     "(docs/results/benchmarks_startup.json)")
     ap.add_argument("--repeats", type=int, default=4, help="with --startup: runs measured")
+    ap.add_argument("--sweep", metavar="OVERRIDES", help="only this sweep (its overrides, quoted "
+                    "as one), one job after another and then side by side "
+                    "(docs/results/benchmarks_sweeps.json)")
     args = ap.parse_args()
     out = Path(args.out)
+    if args.sweep:
+        entries = merge(out / "benchmarks_sweeps.json", bench_sweep(args.sweep.split()))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "benchmarks_sweeps.json").write_text(json.dumps(entries, indent=2) + "\n")
+        print(sweeps_table(entries))
+        return
     if args.startup:
         with usage_errors_exit():
             if not args.startup.is_file():

@@ -39,15 +39,29 @@ def flops_per_step(step: Callable[[], object]) -> int:
 
 
 def machine() -> str:
-    """The CPU by name, its cores and instruction set, torch and its threads."""
+    """The CPU by name, its class, its cores and instruction set, torch and its threads."""
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
+    flags: set[str] = set()
     if cpuinfo.exists():
-        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
-                 if ln.startswith("model name")]
+        lines = cpuinfo.read_text().splitlines()
+        names = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
         cpu = names[0] if names else cpu
-    return (f"{cpu}, {os.cpu_count()} cores, ATen {torch.backends.cpu.get_cpu_capability()}, "
+        flags = next((set(ln.split(":", 1)[1].split()) for ln in lines
+                      if ln.startswith("flags")), set())
+    aten = torch.backends.cpu.get_cpu_capability()
+    return (f"{cpu} ({cpu_class(flags, aten)}), {os.cpu_count()} cores, ATen {aten}, "
             f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+
+def cpu_class(flags: set[str], aten: str) -> str:
+    """The CPU class a figure belongs to (docs/benchmarks.md): AMX, AVX-512 BF16 or AVX2, and
+    whether AVX2 is the CPU's own or emulated (ATEN_CPU_CAPABILITY=avx2 on a larger one)."""
+    native = ("AMX" if "amx_bf16" in flags else "AVX-512 BF16" if "avx512_bf16" in flags
+              else "AVX2")
+    if aten == "AVX2" and native != "AVX2":
+        return f"AVX2, emulated on an {native} CPU"
+    return native
 
 
 class StepTimer(L.Callback):
