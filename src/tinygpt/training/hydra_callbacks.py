@@ -126,7 +126,7 @@ class SweepStatus(Callback):
             "folder_name", lambda text: folder_name(text, varying), replace=True)
         self.sweep_dir = Path(config.hydra.sweep.dir)
         self.offset = jobs.size(self.sweep_dir)
-        if "joblib" in config.hydra.launcher._target_:  # workers of this process's own
+        if "joblib" in config.hydra.launcher.get("_target_", ""):  # this process's workers
             self.stops = jobs.PassStopsOn(self.sweep_dir).__enter__()
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
