@@ -5,8 +5,11 @@ options shown, and the README's cheap training commands run (two steps)."""
 import contextlib
 import dataclasses
 import io
+import json
+import os
 import re
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -46,7 +49,10 @@ def commands() -> list[tuple[str, str, list[str]]]:
 
 
 COMMANDS = commands()
-TRAIN = [c for c in COMMANDS if PROGRAMS.get(c[1]) == "train"]
+# a search's commands need the search extra, which lives apart from the venv (Makefile)
+SEARCH_PICKS = {"hydra/sweeper=optuna", "experiment=gate_lr_search"}
+SEARCH = [c for c in COMMANDS if PROGRAMS.get(c[1]) == "train" and SEARCH_PICKS & set(c[2])]
+TRAIN = [c for c in COMMANDS if PROGRAMS.get(c[1]) == "train" and c not in SEARCH]
 
 
 def test_the_pages_print_commands_of_each_kind():
@@ -85,6 +91,19 @@ def test_each_training_command_composes_and_passes_the_checks(where, program, ar
         return
     for job in one_job_each(args):
         precheck(job)  # raises a UsageError naming the mistake
+
+
+def test_each_search_command_composes_and_passes_the_checks(tmp_path):
+    # in one process that sees the search extra (.venv/search); the sweeper draws the jobs, so
+    # the command's own config is what is checked
+    search = ROOT / ".venv" / "search"
+    assert SEARCH and (search / "hydra_plugins" / "hydra_optuna_sweeper").is_dir()
+    script = ("import json, sys\nfrom tinygpt.training.precheck import precheck\n"
+              "for args in json.loads(sys.argv[1]):\n    precheck(args)\n")
+    p = subprocess.run([sys.executable, "-c", script, json.dumps([c[2] for c in SEARCH])],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env=os.environ | {"PYTHONPATH": str(search)})
+    assert p.returncode == 0, (SEARCH, p.stderr[-2000:])
 
 
 @pytest.mark.parametrize("where,program,args", [c for c in COMMANDS if c[1] != "make"

@@ -3,6 +3,7 @@ side by side (hydra/launcher=parallel), a stop signal passed on to each, submiti
 executor, an Optuna search; and their bad input."""
 
 import json
+import multiprocessing
 import os
 import re
 import signal
@@ -56,12 +57,12 @@ def test_a_parallel_sweep_trains_each_job_as_the_basic_launcher_does(tmp_path, s
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["ctrl_c", "sigterm"])
-def test_a_stop_signal_stops_every_running_job_and_no_queued_one_starts(tmp_path, smoke, how,
-                                                                        cache_dir, run_script):
-    """Ctrl+C reaches the whole terminal's process group, SIGTERM the main process alone: either
-    way each running job stops once (not 'at once', which a second signal would give), saves and
-    prints its resume command; the queued job never starts; the sweep exits 128 + the signal."""
+def test_a_stop_signal_stops_every_running_job_and_no_queued_one_starts(tmp_path, smoke,
+                                                                        cache_dir):
+    """Ctrl+C reaches the whole terminal's process group (a SIGTERM the main process alone, which
+    passes it on alike: the next test): each running job stops once (not 'at once', which a
+    second signal would give), saves and prints its resume command; the queued job never
+    starts; the sweep exits 128 + the signal."""
     sweep = tmp_path / "sweep"
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *smoke, "seed=1,2,3",
@@ -74,11 +75,8 @@ def test_a_stop_signal_stops_every_running_job_and_no_queued_one_starts(tmp_path
     while len(list(sweep.glob("*/events.out.tfevents.*"))) < 2 and time.time() < deadline:
         time.sleep(0.2)
     time.sleep(2)  # both in training
-    signum = signal.SIGINT if how == "ctrl_c" else signal.SIGTERM
-    if how == "ctrl_c":
-        os.killpg(proc.pid, signum)
-    else:
-        os.kill(proc.pid, signum)
+    signum = signal.SIGINT
+    os.killpg(proc.pid, signum)  # Ctrl+C: the terminal's whole process group
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signum, err[-3000:]
     assert err.count(f"stopped by {signum.name} after step") == 2 and "at once" not in err
@@ -91,12 +89,42 @@ def test_a_stop_signal_stops_every_running_job_and_no_queued_one_starts(tmp_path
     assert sorted(p.name.split("+")[0] for p in sweep.iterdir() if p.is_dir()) == [
         "seed:1", "seed:2"]  # the queued job's folder was taken back
     assert not (sweep / jobs.STOP).exists()
-    if how == "ctrl_c":  # a printed resume command goes on from its job's checkpoint
-        step = int(re.search(r"stopped by SIGINT after step (\d+);", err).group(1))
-        again = subprocess.run([*resumes[0].split(), f"trainer.max_steps={step + 10}"],
-                               cwd=tmp_path, capture_output=True, text=True, timeout=300)
-        assert again.returncode == 0, again.stderr[-3000:]
-        assert f"trained {step + 10} steps" in again.stdout, again.stdout[-1500:]
+    # a printed resume command goes on from its job's checkpoint
+    step = int(re.search(r"stopped by SIGINT after step (\d+);", err).group(1))
+    again = subprocess.run([*resumes[0].split(), f"trainer.max_steps={step + 10}"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"trained {step + 10} steps" in again.stdout, again.stdout[-1500:]
+
+
+def wait_for_a_stop(got: Path) -> None:
+    """A worker's stand-in: records the signal it gets."""
+    def handle(signum, frame):
+        got.write_text(str(signum))
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, handle)
+    got.with_suffix(".ready").write_text("")
+    time.sleep(30)
+    os._exit(1)
+
+
+def test_the_sweeps_process_passes_a_stop_on_to_each_worker_and_marks_the_sweep(tmp_path):
+    child = multiprocessing.get_context("fork").Process(target=wait_for_a_stop,
+                                                        args=(tmp_path / "got",))
+    child.start()
+    deadline = time.time() + 20
+    while not (tmp_path / "got.ready").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    before = signal.getsignal(signal.SIGTERM)
+    with jobs.PassStopsOn(tmp_path):
+        assert os.environ[jobs.MAIN_ENV] == str(os.getpid()) and not jobs.in_job_process()
+        os.kill(os.getpid(), signal.SIGTERM)  # to the sweep's process alone
+        child.join(20)
+        assert jobs.stop_requested(tmp_path) == signal.SIGTERM  # the queued jobs see it
+    assert (tmp_path / "got").read_text() == str(int(signal.SIGTERM))
+    assert signal.getsignal(signal.SIGTERM) == before and jobs.MAIN_ENV not in os.environ
+    assert jobs.stop_requested(tmp_path) is None
 
 
 def test_a_job_stopped_before_training_or_after_the_stop_returns_it(tmp_path, monkeypatch):
