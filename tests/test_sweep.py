@@ -117,11 +117,15 @@ def test_the_sweeps_process_passes_a_stop_on_to_each_worker_and_marks_the_sweep(
     while not (tmp_path / "got.ready").exists() and time.time() < deadline:
         time.sleep(0.05)
     before = signal.getsignal(signal.SIGTERM)
-    with jobs.PassStopsOn(tmp_path):
+    stops = jobs.PassStopsOn(tmp_path)
+    stops.start()
+    try:
         assert os.environ[jobs.MAIN_ENV] == str(os.getpid()) and not jobs.in_job_process()
         os.kill(os.getpid(), signal.SIGTERM)  # to the sweep's process alone
         child.join(20)
         assert jobs.stop_requested(tmp_path) == signal.SIGTERM  # the queued jobs see it
+    finally:
+        stops.stop()
     assert (tmp_path / "got").read_text() == str(int(signal.SIGTERM))
     assert signal.getsignal(signal.SIGTERM) == before and jobs.MAIN_ENV not in os.environ
     assert jobs.stop_requested(tmp_path) is None

@@ -127,17 +127,18 @@ class SweepStatus(Callback):
         self.sweep_dir = Path(config.hydra.sweep.dir)
         self.offset = jobs.size(self.sweep_dir)
         if "joblib" in config.hydra.launcher.get("_target_", ""):  # this process's workers
-            self.stops = jobs.PassStopsOn(self.sweep_dir).__enter__()
+            self.stops = jobs.PassStopsOn(self.sweep_dir)
+            self.stops.start()
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         value = failure(job_return)
         if self.sweep_dir is None:
             self.failed |= value is not None
             return
-        end = jobs.JobEnd(Path(config.hydra.runtime.output_dir).name)
-        if value is not None:
-            end = jobs.JobEnd(end.job, failed=value.signum is None, crashed=value.crashed,
-                              message=value.message, signum=value.signum, started=value.trained)
+        name = Path(config.hydra.runtime.output_dir).name
+        end = jobs.JobEnd(name) if value is None else jobs.JobEnd(
+            name, failed=value.signum is None, crashed=value.crashed, message=value.message,
+            signum=value.signum, started=value.trained)
         jobs.record(self.sweep_dir, end)
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -146,7 +147,7 @@ class SweepStatus(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.stops is not None:
-            self.stops.__exit__()
+            self.stops.stop()
         ended = jobs.ends(self.sweep_dir, self.offset)
         stopped = [e for e in ended if e.signum is not None]
         failed = [f"{e.job} (crashed: {e.message})" if e.crashed else e.job

@@ -79,11 +79,10 @@ class PassStopsOn:
         self.sweep_dir = sweep_dir
         self.previous: dict[int, Any] = {}
 
-    def __enter__(self) -> PassStopsOn:
+    def start(self) -> None:
         os.environ[MAIN_ENV] = str(os.getpid())
         for s in STOP_SIGNALS:
             self.previous[s] = signal.signal(s, self._handle)
-        return self
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -91,7 +90,7 @@ class PassStopsOn:
         for child in multiprocessing.active_children():
             os.kill(child.pid, signum)
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         for s, handler in self.previous.items():
             signal.signal(s, handler)
         (self.sweep_dir / STOP).unlink(missing_ok=True)
