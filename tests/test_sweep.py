@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from omegaconf import OmegaConf
 
 from tinygpt.errors import UsageError
 from tinygpt.training import sweep as jobs
+from tinygpt.training.datamodule import TextDataModule
 from tinygpt.training.precheck import parallel_note
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,33 +34,63 @@ def final_losses(sweep: Path) -> dict[str, tuple[float, float]]:
     return out
 
 
-def test_a_parallel_sweep_trains_each_job_as_the_basic_launcher_does(tmp_path, smoke, train_cli,
-                                                                      cache_dir):
-    args = [*smoke, "trainer.max_steps=6", "trainer.val_check_interval=3", "seed=1,2",
-            f"data.cache_dir={cache_dir}"]
-    # the launcher's own thread count: the suite's one thread per test process left out
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+def test_a_sweep_goes_on_past_a_refused_job_and_a_crashed_one_in_either_launcher(
+        tmp_path, smoke, train_cli, monkeypatch):
+    """The same three jobs (one trains, one is refused once tokenised, one crashes: a bug,
+    injected) in this process (the basic launcher) and side by side in workers (parallel): each
+    sweep goes on past both and ends 1; the job that trains gives the same numbers in both."""
+    texts = tmp_path / "my corpus"  # a path in an override: still one folder per run
+    texts.mkdir()
+    (texts / "a.txt").write_text("The for statement is used to iterate over a sequence. " * 100)
+    (texts / "short.txt").write_text("too short")  # refused inside its job, once tokenised
+    (texts / "crash.txt").write_text("The while statement. " * 200)
+    paths = ",".join(f"'{texts / n}'" for n in ("a.txt", "short.txt", "crash.txt"))
+    args = [*smoke, "trainer.max_steps=6", "trainer.val_check_interval=3", "data=text",
+            f"data.path={paths}", f"data.cache_dir={tmp_path / 'cache'}"]
+    # the workers' fault and the launcher's own thread count (the suite's one thread left out)
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | {
+        "TINYGPT_RAISE_IN_LOAD": "crash.txt", "PYTHONPATH": str(ROOT / "tests" / "faults")}
     p = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *args,
                         "hydra/launcher=parallel", "hydra.launcher.n_jobs=2",
                         f"hydra.sweep.dir={tmp_path / 'parallel'}"],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
-    assert p.returncode == 0, p.stderr[-3000:]
     threads = max(1, os.cpu_count() // 2)  # two jobs at once: jobs x threads = the cores
-    assert p.stdout.count(f"threads:   {threads} torch threads") == 2, p.stdout[-2000:]
-    code, err = train_cli("-m", *args, f"hydra.sweep.dir={tmp_path / 'basic'}")
-    assert code == 0, err[-3000:]
+    assert p.stdout.count(f"threads:   {threads} torch threads") == 1, p.stdout[-2000:]
+
+    real_load = TextDataModule.load
+
+    def broken_load(self):
+        if "crash.txt" in str(self.cfg.path):
+            raise ValueError("injected bug")
+        return real_load(self)
+
+    monkeypatch.setattr(TextDataModule, "load", broken_load)
+    basic = train_cli("-m", *args, f"hydra.sweep.dir={tmp_path / 'basic'}")
+    for launcher, (code, err) in [("parallel", (p.returncode, p.stderr)), ("basic", basic)]:
+        assert code == 1, (launcher, err[-3000:])  # a job crashed: not only bad input
+        lines = [line for line in err.splitlines() if line.startswith("error:")]
+        assert "too short" in lines[0]  # the refused job's own line, as it ended
+        assert "ValueError: injected bug" in err  # the crash's traceback, and the sweep went on
+        assert lines[-1].startswith("error: 2 of 3 jobs failed: data.path:")
+        assert "(crashed: ValueError: injected bug)" in lines[-1]
+        sweep = tmp_path / launcher
+        folders = [d.name for d in sweep.iterdir() if d.is_dir()]
+        trained = [n for n in folders if list((sweep / n).glob("events.out.tfevents.*"))]
+        assert len(trained) == 1 and "my_corpus_a.txt" in trained[0] and "/" not in trained[0]
+        assert "cache_dir" not in trained[0]  # plumbing keys stay out of the names
+        assert not [n for n in folders if "short.txt" in n]  # the refused job's folder went
+        assert [n for n in folders if "crash.txt" in n]  # the crashed one's stays, for its trace
+        assert sorted(e.failed for e in jobs.ends(sweep, 0)) == [False, True, True]
     parallel, basic = final_losses(tmp_path / "parallel"), final_losses(tmp_path / "basic")
-    assert sorted(parallel) == sorted(basic) and len(basic) == 2  # the same folders
-    assert all(name.startswith("seed:") for name in basic)  # led by what the sweep varies
+    assert sorted(parallel) == sorted(basic) and len(basic) == 1  # the same folder
     for name, losses in basic.items():  # the same numbers, to the rounding of a thread count
         assert parallel[name] == pytest.approx(losses, rel=1e-5)
-    ends = jobs.ends(tmp_path / "parallel", 0)
-    assert sorted(e.job for e in ends) == sorted(basic) and not any(e.failed for e in ends)
 
 
 @pytest.mark.slow
 def test_a_stop_signal_stops_every_running_job_and_no_queued_one_starts(tmp_path, smoke,
-                                                                        cache_dir):
+                                                                        cache_dir, train_cli,
+                                                                        monkeypatch):
     """Ctrl+C reaches the whole terminal's process group (a SIGTERM the main process alone, which
     passes it on alike: the next test): each running job stops once (not 'at once', which a
     second signal would give), saves and prints its resume command; the queued job never
@@ -89,12 +121,15 @@ def test_a_stop_signal_stops_every_running_job_and_no_queued_one_starts(tmp_path
     assert sorted(p.name.split("+")[0] for p in sweep.iterdir() if p.is_dir()) == [
         "seed:1", "seed:2"]  # the queued job's folder was taken back
     assert not (sweep / jobs.STOP).exists()
-    # a printed resume command goes on from its job's checkpoint
+    # a printed resume command goes on from its job's checkpoint (its arguments, in this process)
     step = int(re.search(r"stopped by SIGINT after step (\d+);", err).group(1))
-    again = subprocess.run([*resumes[0].split(), f"trainer.max_steps={step + 10}"],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert f"trained {step + 10} steps" in again.stdout, again.stdout[-1500:]
+    command = shlex.split(resumes[0])
+    assert command[:2] == [sys.executable, str(ROOT / "scripts" / "train.py")]
+    monkeypatch.chdir(tmp_path)
+    code, again = train_cli(*command[2:], f"trainer.max_steps={step + 10}")
+    assert code == 0, again[-3000:]
+    run = Path(next(a for a in command if a.startswith("hydra.run.dir=")).split("=", 1)[1])
+    assert json.loads((run / "result.json").read_text())["steps"] == step + 10
 
 
 def wait_for_a_stop(got: Path) -> None:
@@ -161,31 +196,24 @@ def test_each_jobs_end_is_one_line_the_main_process_reads(tmp_path):
                                                             ("seed:3", False, 15)]
 
 
-def test_a_sweep_runs_to_the_end_through_submitits_local_executor(tmp_path, run_script, smoke,
-                                                                  cache_dir):
-    sweep = tmp_path / "sweep"
-    p = run_script("train.py", "-m", *smoke, "trainer.max_steps=4", "trainer.val_check_interval=2",
-                   "seed=1,2", f"data.cache_dir={cache_dir}", "hydra/launcher=submitit_local",
-                   "hydra.launcher.timeout_min=5", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert sorted(n.split("+")[0] for n in final_losses(sweep)) == ["seed:1", "seed:2"]
-    assert all(list(d.glob("events.out.tfevents.*")) for d in sweep.glob("seed:*"))
-    assert len(jobs.ends(sweep, 0)) == 2
-    assert list((sweep / ".submitit").glob("*/*_log.out"))  # submitit's own logs of each job
-
-
-def test_an_optuna_search_of_three_trials_reports_its_best(tmp_path, run_script, smoke,
-                                                           cache_dir):
+def test_an_optuna_search_through_submitits_executor_reports_its_best(tmp_path, run_script, smoke,
+                                                                     cache_dir):
+    """Both plugins in one sweep, as a search on Slurm runs: Optuna asks for two trials at once,
+    submitit's local executor runs each in a process of its own."""
     assert (SEARCH / "hydra_plugins" / "hydra_optuna_sweeper").is_dir(), "make dev puts it there"
     sweep = tmp_path / "search"
-    p = run_script("train.py", "-m", *smoke, "trainer.max_steps=6", "trainer.val_check_interval=3",
+    p = run_script("train.py", "-m", *smoke, "trainer.max_steps=4", "trainer.val_check_interval=2",
                    f"data.cache_dir={cache_dir}", "hydra/sweeper=optuna",
-                   "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.seed=1",
-                   "optim.lr=tag(log,interval(1e-3,1e-1))", f"hydra.sweep.dir={sweep}",
-                   cwd=tmp_path, env={"PYTHONPATH": str(SEARCH)})
+                   "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
+                   "hydra.sweeper.sampler.seed=1", "optim.lr=tag(log,interval(1e-3,1e-1))",
+                   "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5",
+                   f"hydra.sweep.dir={sweep}", cwd=tmp_path, env={"PYTHONPATH": str(SEARCH)})
     assert p.returncode == 0, p.stderr[-3000:]
     bpb = {r.parent.name: json.loads(r.read_text())["val_bpb"] for r in sweep.glob("*/result.json")}
-    assert len(bpb) == 3 and all(name.startswith("optim.lr:") for name in bpb)
+    assert len(bpb) == 2 and all(name.startswith("optim.lr:") for name in bpb)
+    assert all(list((sweep / name).glob("events.out.tfevents.*")) for name in bpb)
+    assert len(jobs.ends(sweep, 0)) == 2
+    assert len(list((sweep / ".submitit").glob("*/*_log.out"))) == 2  # submitit's log of each
     best = OmegaConf.load(sweep / "optimization_results.yaml")
     assert best.best_value == pytest.approx(min(bpb.values()))
     best_name = min(bpb, key=bpb.get)
