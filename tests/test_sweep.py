@@ -196,24 +196,24 @@ def test_each_jobs_end_is_one_line_the_main_process_reads(tmp_path):
                                                             ("seed:3", False, 15)]
 
 
-def test_an_optuna_search_through_submitits_executor_reports_its_best(tmp_path, run_script, smoke,
-                                                                     cache_dir):
-    """Both plugins in one sweep, as a search on Slurm runs: Optuna asks for two trials at once,
+def test_an_optuna_search_of_three_trials_through_submitit_reports_its_best(tmp_path, run_script,
+                                                                            smoke, cache_dir):
+    """Both plugins in one sweep, as a search on Slurm runs: Optuna asks for three trials at once,
     submitit's local executor runs each in a process of its own."""
     assert (SEARCH / "hydra_plugins" / "hydra_optuna_sweeper").is_dir(), "make dev puts it there"
     sweep = tmp_path / "search"
     p = run_script("train.py", "-m", *smoke, "trainer.max_steps=4", "trainer.val_check_interval=2",
                    f"data.cache_dir={cache_dir}", "hydra/sweeper=optuna",
-                   "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
+                   "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=3",
                    "hydra.sweeper.sampler.seed=1", "optim.lr=tag(log,interval(1e-3,1e-1))",
                    "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5",
                    f"hydra.sweep.dir={sweep}", cwd=tmp_path, env={"PYTHONPATH": str(SEARCH)})
     assert p.returncode == 0, p.stderr[-3000:]
     bpb = {r.parent.name: json.loads(r.read_text())["val_bpb"] for r in sweep.glob("*/result.json")}
-    assert len(bpb) == 2 and all(name.startswith("optim.lr:") for name in bpb)
+    assert len(bpb) == 3 and all(name.startswith("optim.lr:") for name in bpb)
     assert all(list((sweep / name).glob("events.out.tfevents.*")) for name in bpb)
-    assert len(jobs.ends(sweep, 0)) == 2
-    assert len(list((sweep / ".submitit").glob("*/*_log.out"))) == 2  # submitit's log of each
+    assert len(jobs.ends(sweep, 0)) == 3
+    assert len(list((sweep / ".submitit").glob("*/*_log.out"))) == 3  # submitit's log of each
     best = OmegaConf.load(sweep / "optimization_results.yaml")
     assert best.best_value == pytest.approx(min(bpb.values()))
     best_name = min(bpb, key=bpb.get)
