@@ -19,6 +19,7 @@ from tinygpt.training.settings import configure
 from tinygpt.training.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
+SEARCH_EXTRA = ROOT / ".venv" / "search"  # the search extra, apart from the venv (Makefile)
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # pytest -n 2: each worker (and the scripts it starts) on one thread, so two workers share

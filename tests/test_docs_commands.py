@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from conftest import SEARCH_EXTRA
 from tinygpt.training.precheck import compose, known_keys, parse, precheck, task
 from tinygpt.training.settings import check_windows
 from tinygpt.weights.config import ExportConfig, GenerateConfig
@@ -96,7 +97,7 @@ def test_each_training_command_composes_and_passes_the_checks(where, program, ar
 def test_each_search_command_composes_and_passes_the_checks(tmp_path):
     # in one process that sees the search extra (.venv/search); the sweeper draws the jobs, so
     # the command's own config is what is checked
-    search = ROOT / ".venv" / "search"
+    search = SEARCH_EXTRA
     assert SEARCH and (search / "hydra_plugins" / "hydra_optuna_sweeper").is_dir()
     script = ("import json, sys\nfrom tinygpt.training.precheck import precheck\n"
               "for args in json.loads(sys.argv[1]):\n    precheck(args)\n")

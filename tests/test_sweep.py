@@ -16,13 +16,12 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from conftest import ROOT
+from conftest import SEARCH_EXTRA as SEARCH
 from tinygpt.errors import UsageError
 from tinygpt.training import sweep as jobs
 from tinygpt.training.datamodule import TextDataModule
 from tinygpt.training.precheck import parallel_note
-
-ROOT = Path(__file__).resolve().parents[1]
-SEARCH = ROOT / ".venv" / "search"  # the search extra, apart from the venv (Makefile)
 
 
 def final_losses(sweep: Path) -> dict[str, tuple[float, float]]:
