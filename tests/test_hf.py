@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tokenizers import Tokenizer as HFTokenizer
 
 from tinygpt.data.config import DataConfig
 from tinygpt.errors import UsageError
@@ -19,7 +20,7 @@ from tinygpt.training.config import compose_train
 from tinygpt.training.datamodule import TextDataModule
 from tinygpt.training.settings import settle
 from tinygpt.training.train import train
-from tinygpt.weights.checkpoint import load_checkpoint
+from tinygpt.weights.checkpoint import export_hf, load_checkpoint, load_model
 from tinygpt.weights.complete import complete
 from tinygpt.weights.hf import load_hf_gpt2, save_hf_gpt2
 
@@ -142,8 +143,49 @@ def test_init_from_reads_gpt2_tokens_unless_another_tokenizer_is_chosen(tmp_path
         result = train(settle(cfg, tmp_path / "run"), tmp_path / "run")
     assert result.steps == 2 and load_checkpoint(result.last_checkpoint)[1].name == "gpt2"
     # a tokenizer chosen explicitly (the smoke config sets char) is still refused
-    with pytest.raises(UsageError, match="needs GPT-2's tokenizer"):
+    with pytest.raises(UsageError, match="reads gpt2 tokens, not data.tokenizer=char"):
         train_run(f"model.init_from={hf}")
+
+
+@pytest.mark.parametrize("tokenizer", ["bpe", "char"])
+def test_a_lab_model_exports_with_its_tokenizer_and_trains_on_from_it(tmp_path, cache_dir,
+                                                                      train_run, tokenizer):
+    short = ["model.drop_rate=0.0", "trainer.max_steps=2", "trainer.val_check_interval=2",
+             "sample.max_new_tokens=0"]
+    first, _ = train_run(f"data.tokenizer={tokenizer}", "data.vocab_size=320", *short,
+                         run_dir=tmp_path / "first")
+    hf = export_hf(first.run_dir, tmp_path / "hf")
+    assert sorted(p.name for p in hf.iterdir()) == [
+        "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+    model, tok = load_checkpoint(first.last_checkpoint)
+    back, tok_back = load_model(hf)
+    text = "def first(x):\n    return x[0]\n"
+    ids = tok.encode(text)
+    assert tok_back.name == tokenizer and tok_back.encode(text) == ids
+    assert HFTokenizer.from_file(str(hf / "tokenizer.json")).encode(text).ids == ids
+    x = torch.tensor([ids])
+    with torch.no_grad():
+        assert max_logit_diff(back(x), model(x)) < 1e-5
+    # model.init_from=<it>: its tokenizer is the run's (data.tokenizer follows it), and training
+    # starts from its weights' own loss
+    cfg = compose_train(f"model.init_from={hf}")
+    assert cfg.data.tokenizer == tokenizer
+    second, _ = train_run(f"data.tokenizer={tokenizer}", *short, "trainer.log_every_n_steps=1",
+                          f"model.init_from={hf}", run_dir=tmp_path / "second")
+    assert load_checkpoint(second.last_checkpoint)[1].encode(text) == ids
+    dm = TextDataModule(DataConfig(tokenizer=tokenizer, batch_size=8, stride=None,
+                                   cache_dir=str(cache_dir)),
+                        context_length=32, seed=1337, tokenizer=tok_back)
+    dm.load()
+    x, y = next(iter(dm.train_dataloader()))
+    with torch.no_grad():
+        expected = back.loss(x, y).item()
+    assert scalars_by_step(second.run_dir, "train/loss")[0] == pytest.approx(expected, rel=1e-4)
+    # another tokenizer than the folder's is refused
+    other = "char" if tokenizer == "bpe" else "bpe"
+    with pytest.raises(UsageError, match=f"reads {tokenizer} tokens, not data.tokenizer={other}"):
+        train_run(f"data.tokenizer={other}", f"model.init_from={hf}", run_dir=tmp_path / "x")
+    assert not (tmp_path / "x").exists()
 
 
 def test_generate_reads_a_hf_directory(tmp_path):

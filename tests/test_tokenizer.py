@@ -28,6 +28,7 @@ def test_gpt2_needs_no_network(monkeypatch):
     from tinygpt.data import tokenizer
 
     tokenizer._gpt2_encoding.cache_clear()
+    tokenizer.gpt2_ranks.cache_clear()
     assert get_tokenizer("gpt2").encode("hi") == [5303]
 
 

@@ -1,7 +1,9 @@
-"""Write a trained checkpoint as a Hugging Face GPT-2 directory (config.json, model.safetensors).
+"""Write a trained checkpoint as a Hugging Face GPT-2 directory (config.json, model.safetensors,
+and its tokenizer as tokenizer.json and tokenizer_config.json, whichever it trained with).
 
     tinygpt-export-hf ckpt=outputs/<run>/<date>_<time> out=exported/
-    # then, in Python: transformers.GPT2LMHeadModel.from_pretrained("exported/")
+    # then, in Python: transformers.GPT2LMHeadModel.from_pretrained("exported/"), and
+    # transformers.AutoTokenizer.from_pretrained("exported/") for its tokens
 """
 
 from __future__ import annotations

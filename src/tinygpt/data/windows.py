@@ -161,14 +161,15 @@ class TokenSplit:
         return bits_per_byte(self.unigram_baseline() * len(self.val_ids), self.val_ids.bytes)
 
 
-def load_split(cfg: DataConfig, context_length: int) -> TokenSplit:
+def load_split(cfg: DataConfig, context_length: int, tokenizer: Tokenizer | None = None
+               ) -> TokenSplit:
     """Read, tokenise (or hit the cache) and split the corpus cfg names (its values checked
     already: `tinygpt.training.settings`); UsageError for a corpus that cannot be read or is too
     short for one window of each split (refused before anything is cached)."""
     # The text is split before it is tokenised: a trained BPE learns from the training part
     # alone, and the validation part's bytes are known exactly (for bits per byte).
     span = context_length + (not cfg.bos)  # tokens a window reads (a bos is added, not read)
-    prepared = prepare(cfg, shortest=span)
+    prepared = prepare(cfg, shortest=span, tokenizer=tokenizer)
     tok, train_ids, val_ids = prepared.tokenizer, prepared.train, prepared.val
     stride = cfg.stride or context_length  # default: windows side by side, no overlap
     bos = tok.eot_token if cfg.bos else None

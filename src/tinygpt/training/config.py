@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_module
@@ -31,6 +33,7 @@ from tinygpt.optim.config import OptimConfig
 from tinygpt.run_dir import folder_name, run_name
 from tinygpt.training.lightning_adapter import PRECISIONS
 from tinygpt.training.threads import CpuConfig
+from tinygpt.weights.hf_tokenizer import read_tokenizer
 
 # The configs ship inside the package, so an installed wheel trains without a checkout.
 CONFIG_MODULE = "tinygpt.configs"
@@ -200,11 +203,20 @@ def register_configs() -> None:
 
 
 def tokenizer_for(init_from: str | None) -> str:
-    """data.tokenizer unless the run chooses one: GPT-2's for a run from GPT-2's weights (they
-    read no other tokens), else DataConfig's default."""
+    """data.tokenizer unless the run chooses one: for a run from pretrained weights, the
+    tokenizer beside them (GPT-2's where there is none: they read no other tokens), else
+    DataConfig's default."""
     if init_from:
-        return TokenizerName.gpt2.value
+        return own_tokenizer(init_from)
     return next(f.default for f in fields(DataConfig) if f.name == "tokenizer").value
+
+
+@lru_cache(maxsize=8)  # the resolver runs at each read of data.tokenizer
+def own_tokenizer(folder: str) -> str:
+    try:
+        return read_tokenizer(Path(folder)).name
+    except UsageError:  # check_init_from says what is wrong with it
+        return TokenizerName.gpt2.value
 
 
 def compose_train(*overrides: str, hydra: bool = False) -> DictConfig:

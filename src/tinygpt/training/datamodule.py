@@ -12,6 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from tinygpt.data.config import DataConfig
+from tinygpt.data.tokenizer import Tokenizer
 from tinygpt.data.windows import ResumableSampler, TokenSplit, load_split
 from tinygpt.errors import UsageError
 
@@ -35,19 +36,21 @@ class ResumableLoader(DataLoader):
 class TextDataModule(L.LightningDataModule):
     """Tokenised corpus split by a contiguous fraction into training and validation windows,
     served `per_device_batch` sequences at a time: `cfg.batch_size`, the global batch, over the
-    devices and accumulation steps (`split_batch`)."""
+    devices and accumulation steps (`split_batch`); encoded by `tokenizer` where one is given
+    (a pretrained model's), else by the one cfg names."""
 
     def __init__(self, cfg: DataConfig, context_length: int, per_device_batch: int | None = None,
-                 seed: int = 0):
+                 seed: int = 0, tokenizer: Tokenizer | None = None):
         super().__init__()
         self.cfg, self.context_length, self.seed = cfg, context_length, seed
+        self.given_tokenizer = tokenizer
         self.per_device_batch = per_device_batch or cfg.batch_size  # None: one device
         self.split: TokenSplit | None = None
 
     def load(self) -> TokenSplit:
         """Read, tokenise (or hit the cache) and split; safe to call more than once."""
         if self.split is None:
-            self.split = load_split(self.cfg, self.context_length)
+            self.split = load_split(self.cfg, self.context_length, self.given_tokenizer)
         return self.split
 
     # What the split holds, as the module's own attributes (the Trainer's callbacks read them).

@@ -16,7 +16,6 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from tinygpt.data.config import DataConfig, SyntheticKind, repeat_length
-from tinygpt.data.tokenizer import TokenizerName
 from tinygpt.errors import UsageError
 from tinygpt.training.config import TrainConfig, compose_train, flatten
 from tinygpt.training.resume import (
@@ -25,6 +24,7 @@ from tinygpt.training.resume import (
     resume_source,
     values_only,
 )
+from tinygpt.weights.hf_tokenizer import read_tokenizer
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,8 @@ def check_windows(d: DataConfig, context_length: int) -> None:
 
 
 def check_init_from(s: TrainConfig) -> None:
-    """model.init_from: a Hugging Face GPT-2 folder, read with GPT-2's tokenizer, at most as long
-    a context as it was trained on."""
+    """model.init_from: a Hugging Face GPT-2 folder, read with its own tokenizer (GPT-2's where
+    it has none), at most as long a context as it was trained on."""
     init = s.model.init_from
     if not init:
         return
@@ -98,9 +98,10 @@ def check_init_from(s: TrainConfig) -> None:
     if not config.is_file():
         raise UsageError(f"model.init_from={init} holds no config.json (point it at a Hugging "
                          "Face GPT-2 directory)")
-    if s.data.tokenizer != TokenizerName.gpt2:
-        raise UsageError(f"model.init_from needs GPT-2's tokenizer, not data.tokenizer="
-                         f"{s.data.tokenizer.value} (set data.tokenizer=gpt2)")
+    own = read_tokenizer(Path(init)).name
+    if s.data.tokenizer != own:
+        raise UsageError(f"model.init_from={init} reads {own} tokens, not data.tokenizer="
+                         f"{s.data.tokenizer.value} (set data.tokenizer={own}, or leave it out)")
     trained = json.loads(config.read_text()).get("n_positions", s.model.context_length)
     if s.model.context_length > trained:
         raise UsageError(f"model.context_length={s.model.context_length} is longer than the "

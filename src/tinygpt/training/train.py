@@ -23,7 +23,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from tinygpt import metrics
 from tinygpt.atomic import atomic_write
-from tinygpt.data.tokenizer import tokenizer_state
+from tinygpt.data.tokenizer import TokenizerName, tokenizer_state
 from tinygpt.data.windows import TokenSplit
 from tinygpt.errors import RunStopped, StoppedAtOnce, UsageError
 from tinygpt.model.gpt import Block, GPTConfig
@@ -55,7 +55,7 @@ from tinygpt.training.tensorboard_layout import RunLogger, hyperparameters, writ
 from tinygpt.training.threads import describe as describe_threads
 from tinygpt.training.throughput import Throughput, TrainClock
 from tinygpt.weights.checkpoint import read_checkpoint
-from tinygpt.weights.hf import load_hf_gpt2
+from tinygpt.weights.hf import load_hf_model
 
 # trainer=fsdp's strategy, by a name Lightning looks up (a config names no object to build): one
 # FSDP unit per transformer block; checkpoints gathered whole, so they load on any device count.
@@ -128,9 +128,12 @@ def train(settings: Settings, run_dir: str | Path, sweep: bool = False,
     trainer, made = build_trainer(settings, run_dir, precision, callbacks or [])
     per_device = split_batch(s.data.batch_size, trainer.world_size,
                              trainer.accumulate_grad_batches)
-    dm = TextDataModule(s.data, s.model.context_length, per_device, seed=s.seed)
+    init, init_tok = (load_hf_model(s.model.init_from, s.model.attention) if s.model.init_from
+                      else (None, None))
+    # a pretrained model reads its own tokens: the corpus is encoded with its tokenizer
+    given = init_tok if init_tok is not None and init_tok.name != TokenizerName.gpt2 else None
+    dm = TextDataModule(s.data, s.model.context_length, per_device, seed=s.seed, tokenizer=given)
     data = dm.load()
-    init = load_hf_gpt2(s.model.init_from, s.model.attention) if s.model.init_from else None
     # GPT-2's weights set the shape; dropout is this run's choice, not the file's
     gpt_cfg = replace(init.cfg, drop_rate=s.model.drop_rate) if init else \
         s.model.gpt_config(data.tokenizer.vocab_size)

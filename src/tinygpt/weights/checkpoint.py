@@ -10,11 +10,11 @@ from typing import Any
 import torch
 
 from tinygpt.atomic import atomic_write
-from tinygpt.data.tokenizer import Tokenizer, get_tokenizer, tokenizer_from_state
+from tinygpt.data.tokenizer import Tokenizer, tokenizer_from_state
 from tinygpt.errors import UsageError, missing_file
 from tinygpt.model.gpt import GPT, GPTConfig
 from tinygpt.run_dir import LAST, last_checkpoint
-from tinygpt.weights.hf import load_hf_gpt2, save_hf_gpt2
+from tinygpt.weights.hf import load_hf_model, save_hf_gpt2
 
 _PASS_OURS = "pass a .ckpt that tinygpt-train wrote"
 RUN_SETTINGS = "tinygpt_settings"  # the run's config, dotted keys, in each training checkpoint
@@ -71,10 +71,11 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> tuple[GPT, T
 
 def load_model(path: str | Path, map_location: Any = "cpu") -> tuple[GPT, Tokenizer]:
     """A model and its tokenizer from a training checkpoint, a run folder (its last.ckpt) or a
-    Hugging Face GPT-2 directory (with GPT-2's tokenizer)."""
+    Hugging Face GPT-2 directory (with the tokenizer beside it, else GPT-2's)."""
     p = Path(path)
     if p.is_dir() and (p / "config.json").is_file():
-        return load_hf_gpt2(p).to(map_location).eval(), get_tokenizer("gpt2")
+        model, tok = load_hf_model(p)
+        return model.to(map_location).eval(), tok
     if p.is_dir() and last_checkpoint(p).is_file():
         p = last_checkpoint(p)
     elif p.is_dir():
@@ -84,16 +85,13 @@ def load_model(path: str | Path, map_location: Any = "cpu") -> tuple[GPT, Tokeni
 
 
 def export_hf(ckpt: str | Path, out: str | Path, overwrite: bool = False) -> Path:
-    """A training checkpoint written as a Hugging Face GPT-2 directory; UsageError for what
-    GPT-2 cannot hold (another tokenizer, attention it cannot express) or a full `out`."""
+    """A training checkpoint written as a Hugging Face GPT-2 directory with its tokenizer;
+    UsageError for what GPT-2 cannot hold (attention it cannot express) or a full `out`."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"out={out} is a file (give a folder to write the model into)")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UsageError(f"{out} is not empty (choose another out=, or set overwrite=true)")
     model, tok = load_model(ckpt)
-    if tok.name != "gpt2":
-        raise UsageError(f"the checkpoint uses the {tok.name} tokenizer; Hugging Face GPT-2 "
-                         "needs GPT-2's (train with data.tokenizer=gpt2)")
-    save_hf_gpt2(model, out)
+    save_hf_gpt2(model, out, tok)
     return out

@@ -1,4 +1,5 @@
-"""Hugging Face GPT-2 files <-> `GPT`: load a local GPT-2 directory, export one back.
+"""Hugging Face GPT-2 files <-> `GPT`: load a local GPT-2 directory, export one back (with its
+tokenizer: `hf_tokenizer`).
 
 Hugging Face stores GPT-2's projections as Conv1D, weights (in, out): ours are nn.Linear,
 (out, in), so every projection is transposed on the way in and out. Nothing here downloads.
@@ -15,9 +16,11 @@ import torch
 from torch import Tensor
 
 from tinygpt.atomic import temporary_beside
+from tinygpt.data.tokenizer import Tokenizer
 from tinygpt.errors import UsageError
 from tinygpt.model.config import Activation
 from tinygpt.model.gpt import GPT, AttentionConfig, GPTConfig
+from tinygpt.weights.hf_tokenizer import TOKENIZER_FILE, read_tokenizer, write_tokenizer
 
 # HF names per block -> ours, and whether the tensor is a Conv1D weight (transposed).
 _BLOCK = {
@@ -64,8 +67,9 @@ def config_from_hf(hf: dict) -> GPTConfig:
     )
 
 
-def config_to_hf(cfg: GPTConfig) -> dict:
-    """The config.json of a Hugging Face GPT2LMHeadModel with this shape."""
+def config_to_hf(cfg: GPTConfig, eot: int | None = 50256) -> dict:
+    """The config.json of a Hugging Face GPT2LMHeadModel with this shape, whose tokenizer's
+    end-of-text token is `eot` (GPT-2's by default; None for a tokenizer without one)."""
     a = cfg.attention
     if not (a.scale and a.causal):
         off = [name for name, on in (("scale", a.scale), ("causal", a.causal)) if not on]
@@ -97,7 +101,7 @@ def config_to_hf(cfg: GPTConfig) -> dict:
         "layer_norm_epsilon": 1e-5,
         "resid_pdrop": cfg.drop_rate, "embd_pdrop": cfg.drop_rate, "attn_pdrop": cfg.drop_rate,
         "initializer_range": 0.02, "scale_attn_weights": True,
-        "tie_word_embeddings": cfg.tie_weights, "bos_token_id": 50256, "eos_token_id": 50256,
+        "tie_word_embeddings": cfg.tie_weights, "bos_token_id": eot, "eos_token_id": eot,
     }
 
 
@@ -136,6 +140,17 @@ def state_dict_to_hf(model: GPT) -> dict[str, Tensor]:
     if not cfg.tie_weights:
         out["lm_head.weight"] = sd["head.weight"][: cfg.vocab_size]
     return {k: v.detach().cpu().contiguous() for k, v in out.items()}
+
+
+def load_hf_model(directory: str | Path, attention: AttentionConfig | None = None
+                  ) -> tuple[GPT, Tokenizer]:
+    """A Hugging Face GPT-2 folder's model and its tokenizer (`read_tokenizer`: GPT-2's where
+    the folder has none); a UsageError where the two do not fit."""
+    model, tok = load_hf_gpt2(directory, attention), read_tokenizer(Path(directory))
+    if tok.vocab_size != model.cfg.vocab_size:
+        raise UsageError(f"{Path(directory) / TOKENIZER_FILE} has {tok.vocab_size} tokens and "
+                         f"the model {model.cfg.vocab_size} (export the model again)")
+    return model, tok
 
 
 def load_hf_gpt2(directory: str | Path, attention: AttentionConfig | None = None) -> GPT:
@@ -195,13 +210,17 @@ def read_hf_weights(d: Path) -> dict[str, Tensor]:
                      "(save the model with save_pretrained)")
 
 
-def save_hf_gpt2(model: GPT, directory: str | Path) -> None:
-    """Write config.json and model.safetensors that transformers' from_pretrained reads: both
-    into a folder beside `directory`, which then becomes it (or, where it is there already,
-    each file moves into it whole; what else it holds stays)."""
+def save_hf_gpt2(model: GPT, directory: str | Path, tokenizer: Tokenizer | None = None) -> None:
+    """Write config.json and model.safetensors that transformers' from_pretrained reads, and the
+    tokenizer's files where one is given: all into a folder beside `directory`, which then
+    becomes it (or, where it is there already, each file moves into it whole; what else it
+    holds stays)."""
     from safetensors.torch import save_file
 
-    config = config_to_hf(model.cfg)
+    if tokenizer is not None and tokenizer.vocab_size != model.cfg.vocab_size:
+        raise UsageError(f"the tokenizer has {tokenizer.vocab_size} tokens and the model "
+                         f"{model.cfg.vocab_size} (export the tokenizer it was trained with)")
+    config = config_to_hf(model.cfg, 50256 if tokenizer is None else tokenizer.eot_token)
     d = Path(directory)
     d.parent.mkdir(parents=True, exist_ok=True)
     work = temporary_beside(d)
@@ -209,11 +228,14 @@ def save_hf_gpt2(model: GPT, directory: str | Path) -> None:
     try:
         save_file(state_dict_to_hf(model), str(work / "model.safetensors"),
                   metadata={"format": "pt"})
+        if tokenizer is not None:
+            write_tokenizer(tokenizer, work, model.cfg.context_length)
         (work / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         if not d.exists():
             os.replace(work, d)
             return
-        for name in ("model.safetensors", "config.json"):  # the weights first: a config
-            os.replace(work / name, d / name)  # names only weights that are whole
+        # the weights and tokenizer first: a config names only files that are whole
+        for name in sorted(os.listdir(work), key=lambda n: n == "config.json"):
+            os.replace(work / name, d / name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
