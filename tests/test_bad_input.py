@@ -86,9 +86,11 @@ def test_entry_points_print_one_error_line_and_exit_2(tmp_path, run_script, smok
     assert_one_error_line(p, "no text file")
     p = run_script("generate.py", f"ckpt={smoke_run / 'checkpoints' / 'last.ckpt'}", "top_k=0")
     assert_one_error_line(p, "top_k")
+    (tmp_path / "hf").write_text("mine")
     p = run_script("export_hf.py", f"ckpt={smoke_run / 'checkpoints' / 'last.ckpt'}",
                    f"out={tmp_path / 'hf'}")
-    assert_one_error_line(p, "needs GPT-2's")
+    assert_one_error_line(p, "is a file")
+    assert (tmp_path / "hf").read_text() == "mine"
 
 
 def one_error_line(code: int, err: str, needle: str) -> str:
