@@ -42,9 +42,14 @@ def to_unicode(piece: bytes) -> str:
     return "".join(table[b] for b in piece)
 
 
+@lru_cache(maxsize=1)
+def unicode_to_byte() -> dict[str, int]:
+    return {c: b for b, c in byte_to_unicode().items()}
+
+
 def from_unicode(text: str) -> bytes:
     """The bytes a byte-level token string stands for; KeyError for a character outside it."""
-    table = {c: b for b, c in byte_to_unicode().items()}
+    table = unicode_to_byte()
     return bytes(table[c] for c in text)
 
 
